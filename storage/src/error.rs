@@ -1,0 +1,95 @@
+//! Error types of the storage crate.
+
+use std::path::PathBuf;
+
+/// Failures of the index or blob store themselves (I/O, database, corrupt records).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the data directory {path} is in use by another process (a running pacs server?): {detail}")]
+    Locked { path: PathBuf, detail: String },
+    #[error("database error in {context}: {source}")]
+    Db {
+        context: &'static str,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("I/O error {context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt {kind} record for key {key}: {source}")]
+    CorruptRecord {
+        kind: &'static str,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("column family {0} is missing from the index")]
+    MissingColumnFamily(&'static str),
+    #[error("the index writer has stopped")]
+    WriterGone,
+    #[error("index batch failed: {detail}")]
+    BatchFailed { detail: String, out_of_space: bool },
+}
+
+impl StorageError {
+    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn db(context: &'static str) -> impl FnOnce(rocksdb::Error) -> Self {
+        move |source| StorageError::Db { context, source }
+    }
+
+    /// True when the failure means the disk (or quota) is full.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => is_out_of_space(source),
+            StorageError::Db { source, .. } => {
+                let msg = source.to_string();
+                msg.contains("No space left") || msg.contains("File too large")
+            }
+            StorageError::BatchFailed { out_of_space, .. } => *out_of_space,
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC, EDQUOT and EFBIG all mean "no room for this instance".
+pub fn is_out_of_space(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull
+            | std::io::ErrorKind::QuotaExceeded
+            | std::io::ErrorKind::FileTooLarge
+    )
+}
+
+/// Why one instance was not stored. Each variant maps to one protocol answer at the
+/// DIMSE and HTTP boundaries.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The bytes are not a readable DICOM data set.
+    #[error("cannot parse the data set: {0}")]
+    Unparseable(String),
+    /// A required identifying attribute is absent or empty.
+    #[error("missing {0}")]
+    MissingAttribute(&'static str),
+    /// The data set does not match what the sender announced (command or URL).
+    #[error("{attribute} {found} in the data set differs from {expected} announced by the sender")]
+    Mismatch {
+        attribute: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// Writing the blob or the index failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -1,0 +1,77 @@
+//! The study index: records per level, secondary keys for queries, and statistics.
+
+mod keys;
+mod rocks;
+mod writeset;
+
+pub use keys::SecondaryKey;
+pub use rocks::RocksIndex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::blob::BlobKey;
+use crate::error::StorageError;
+use crate::records::{Attributes, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+
+/// Archive-wide counts, as served by `/api/statistics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statistics {
+    pub patients: u64,
+    pub studies: u64,
+    pub series: u64,
+    pub instances: u64,
+    pub bytes: u64,
+}
+
+/// One instance to add: its record plus the attributes of the levels above it.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub record: InstanceRecord,
+    pub patient: Attributes,
+    pub study: Attributes,
+    pub series: Attributes,
+}
+
+/// What to do when the SOP Instance UID is already in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// Keep the stored instance and drop the new copy.
+    #[default]
+    Keep,
+    /// Replace the stored instance with the new copy.
+    Overwrite,
+}
+
+/// The index's decision for one instance of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreDecision {
+    Stored,
+    /// Already present and kept; the new blob is not referenced.
+    Duplicate,
+    /// Replaced; the old blob is no longer referenced.
+    Replaced { old_blob: BlobKey },
+}
+
+/// The index behind a small interface, so a larger site can move it to a distributed database.
+pub trait Index: Send + Sync {
+    /// Add instances in one atomic, durable batch and say what happened to each.
+    fn store_instances(
+        &self,
+        items: Vec<NewInstance>,
+        policy: DuplicatePolicy,
+    ) -> Result<Vec<StoreDecision>, StorageError>;
+    fn statistics(&self) -> Result<Statistics, StorageError>;
+    fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StorageError>;
+    fn series(&self, series_instance_uid: &str) -> Result<Option<SeriesRecord>, StorageError>;
+    fn study(&self, study_instance_uid: &str) -> Result<Option<StudyRecord>, StorageError>;
+    fn patient(&self, patient_key: &str) -> Result<Option<PatientRecord>, StorageError>;
+    /// UIDs found under a secondary key prefix (e.g. all series of a study), in key order.
+    fn scan_secondary(
+        &self,
+        key: &SecondaryKey,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError>;
+    /// Study UIDs in key order, starting after `after` (paging).
+    fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError>;
+}

@@ -1,0 +1,224 @@
+//! The index on an embedded RocksDB: one column family per level, one for secondary keys,
+//! one for archive metadata (statistics). Every change is one synced write batch.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options};
+use serde::de::DeserializeOwned;
+
+use super::keys::uid_of_entry;
+use super::writeset::WriteSet;
+use super::{DuplicatePolicy, Index, NewInstance, SecondaryKey, Statistics, StoreDecision};
+use crate::error::StorageError;
+use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+
+pub(crate) const CF_PATIENTS: &str = "patients";
+pub(crate) const CF_STUDIES: &str = "studies";
+pub(crate) const CF_SERIES: &str = "series";
+pub(crate) const CF_INSTANCES: &str = "instances";
+pub(crate) const CF_SECONDARY: &str = "secondary";
+pub(crate) const CF_META: &str = "meta";
+const ALL_CFS: &[&str] = &[
+    CF_PATIENTS,
+    CF_STUDIES,
+    CF_SERIES,
+    CF_INSTANCES,
+    CF_SECONDARY,
+    CF_META,
+];
+const STATS_KEY: &[u8] = b"statistics";
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+pub struct RocksIndex {
+    db: Db,
+    path: PathBuf,
+    /// Serializes read-modify-write batches; readers never take it.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for RocksIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksIndex").field("path", &self.path).finish()
+    }
+}
+
+impl RocksIndex {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(5);
+        opts.increase_parallelism(2);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = Db::open_cf_descriptors(&opts, &path, cfs).map_err(|source| {
+            let detail = source.to_string();
+            if detail.contains("lock") || detail.contains("LOCK") {
+                StorageError::Locked {
+                    path: path.clone(),
+                    detail,
+                }
+            } else {
+                StorageError::Db {
+                    context: "opening the index",
+                    source,
+                }
+            }
+        })?;
+        Ok(RocksIndex {
+            db,
+            path,
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> Result<Arc<BoundColumnFamily<'_>>, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or(StorageError::MissingColumnFamily(name))
+    }
+
+    pub(crate) fn get_record<T: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
+        let handle = self.cf(cf)?;
+        let Some(bytes) = self
+            .db
+            .get_pinned_cf(&handle, key.as_bytes())
+            .map_err(StorageError::db("reading a record"))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StorageError::CorruptRecord {
+                kind: cf,
+                key: key.to_string(),
+                source,
+            })
+    }
+}
+
+impl Index for RocksIndex {
+    fn store_instances(
+        &self,
+        items: Vec<NewInstance>,
+        policy: DuplicatePolicy,
+    ) -> Result<Vec<StoreDecision>, StorageError> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ws = WriteSet::new(self, self.statistics()?);
+        let mut decisions = Vec::with_capacity(items.len());
+        for item in items {
+            let sop = item.record.sop_instance_uid.clone();
+            match (ws.instance(&sop)?, policy) {
+                (Some(_), DuplicatePolicy::Keep) => decisions.push(StoreDecision::Duplicate),
+                (Some(old), DuplicatePolicy::Overwrite) => {
+                    ws.remove_instance(&old)?;
+                    ws.add_instance(item)?;
+                    decisions.push(StoreDecision::Replaced { old_blob: old.blob });
+                }
+                (None, _) => {
+                    ws.add_instance(item)?;
+                    decisions.push(StoreDecision::Stored);
+                }
+            }
+        }
+        let (mut batch, stats) = ws.into_batch()?;
+        let meta = self.cf(CF_META)?;
+        let stats_bytes = serde_json::to_vec(&stats).map_err(|source| StorageError::CorruptRecord {
+            kind: CF_META,
+            key: "statistics".into(),
+            source,
+        })?;
+        batch.put_cf(&meta, STATS_KEY, stats_bytes);
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(StorageError::db("committing an ingest batch"))?;
+        Ok(decisions)
+    }
+
+    fn statistics(&self) -> Result<Statistics, StorageError> {
+        let meta = self.cf(CF_META)?;
+        match self
+            .db
+            .get_pinned_cf(&meta, STATS_KEY)
+            .map_err(StorageError::db("reading statistics"))?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| {
+                StorageError::CorruptRecord {
+                    kind: CF_META,
+                    key: "statistics".into(),
+                    source,
+                }
+            }),
+            None => Ok(Statistics::default()),
+        }
+    }
+
+    fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StorageError> {
+        self.get_record(CF_INSTANCES, sop_instance_uid)
+    }
+
+    fn series(&self, series_instance_uid: &str) -> Result<Option<SeriesRecord>, StorageError> {
+        self.get_record(CF_SERIES, series_instance_uid)
+    }
+
+    fn study(&self, study_instance_uid: &str) -> Result<Option<StudyRecord>, StorageError> {
+        self.get_record(CF_STUDIES, study_instance_uid)
+    }
+
+    fn patient(&self, patient_key: &str) -> Result<Option<PatientRecord>, StorageError> {
+        self.get_record(CF_PATIENTS, patient_key)
+    }
+
+    fn scan_secondary(&self, key: &SecondaryKey, limit: usize) -> Result<Vec<String>, StorageError> {
+        let cf = self.cf(CF_SECONDARY)?;
+        let prefix = key.exact_prefix();
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(&cf, &prefix) {
+            let (k, _) = item.map_err(StorageError::db("scanning a secondary index"))?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some(uid) = uid_of_entry(&k) {
+                out.push(uid.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError> {
+        let cf = self.cf(CF_STUDIES)?;
+        let mode = match after {
+            Some(a) => rocksdb::IteratorMode::From(a.as_bytes(), rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, mode) {
+            let (k, _) = item.map_err(StorageError::db("listing studies"))?;
+            let uid = String::from_utf8_lossy(&k).into_owned();
+            if Some(uid.as_str()) == after {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            out.push(uid);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,285 @@
+//! The single ingest path used by C-STORE, STOW-RS and `pacs import`.
+//!
+//! An instance arrives as a staged Part 10 file. We parse its header (up to Pixel Data, so
+//! memory does not grow with instance size), check it, make the blob durable, then hand the
+//! index change to one writer thread. The writer commits whatever is queued as one synced
+//! RocksDB batch (group commit), so parallel associations share fsyncs.
+//!
+//! WARNING: blob before index — see `blob.rs`.
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+
+use crate::attrs::ParsedInstance;
+use crate::blob::{BlobStore, StagedBlob};
+use crate::error::{IngestError, StorageError};
+pub use crate::index::DuplicatePolicy;
+use crate::index::{Index, NewInstance, StoreDecision};
+use crate::records::{patient_key, InstanceRecord};
+
+/// Largest number of instances committed in one batch.
+const MAX_GROUP: usize = 256;
+
+/// Who sent an instance, as recorded in its index record and file meta.
+#[derive(Debug, Clone)]
+pub enum IngestSource {
+    Dimse { calling_ae: String },
+    Stow,
+    Import,
+}
+
+impl IngestSource {
+    pub fn label(&self) -> &str {
+        match self {
+            IngestSource::Dimse { calling_ae } => calling_ae,
+            IngestSource::Stow => "STOW-RS",
+            IngestSource::Import => "IMPORT",
+        }
+    }
+}
+
+/// What the sender announced about the instance, checked against its data set.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    pub sop_instance_uid: Option<String>,
+    pub sop_class_uid: Option<String>,
+    pub study_instance_uid: Option<String>,
+}
+
+/// Result of ingesting one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Stored,
+    /// Already stored; the stored copy was kept.
+    Duplicate,
+    /// Already stored; replaced by the new copy (overwrite policy).
+    Replaced,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub outcome: IngestOutcome,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+}
+
+struct Job {
+    item: NewInstance,
+    reply: SyncSender<Result<StoreDecision, StorageError>>,
+}
+
+/// Ingest front: parse and check, persist the blob, and queue the index change.
+pub struct Ingestor {
+    index: Arc<dyn Index>,
+    blobs: Arc<dyn BlobStore>,
+    policy: DuplicatePolicy,
+    jobs: Option<SyncSender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Ingestor {
+    pub fn new(index: Arc<dyn Index>, blobs: Arc<dyn BlobStore>, policy: DuplicatePolicy) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Job>(MAX_GROUP);
+        let writer_index = index.clone();
+        let writer = std::thread::Builder::new()
+            .name("index-writer".into())
+            .spawn(move || run_writer(writer_index, rx, policy))
+            .ok();
+        Ingestor {
+            index,
+            blobs,
+            policy,
+            jobs: Some(tx),
+            writer,
+        }
+    }
+
+    /// Store one staged instance. Blocking: call from a blocking thread.
+    pub fn ingest(
+        &self,
+        staged: StagedBlob,
+        source: &IngestSource,
+        expected: &Expected,
+    ) -> Result<Ingested, IngestError> {
+        let checked = check_staged(&staged, expected);
+        let (parsed, transfer_syntax_uid, size) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                self.blobs.discard(staged);
+                return Err(e);
+            }
+        };
+        let mut ingested = Ingested {
+            outcome: IngestOutcome::Stored,
+            sop_instance_uid: parsed.sop_instance_uid.clone(),
+            sop_class_uid: parsed.sop_class_uid.clone(),
+            study_instance_uid: parsed.study_instance_uid.clone(),
+            series_instance_uid: parsed.series_instance_uid.clone(),
+        };
+        // Cheap early answer for a resend: no fsync for a copy we will not keep.
+        if self.policy == DuplicatePolicy::Keep && self.index.instance(&parsed.sop_instance_uid)?.is_some() {
+            self.blobs.discard(staged);
+            ingested.outcome = IngestOutcome::Duplicate;
+            return Ok(ingested);
+        }
+
+        let blob = self.blobs.persist(staged)?;
+        let record = InstanceRecord {
+            sop_instance_uid: parsed.sop_instance_uid,
+            sop_class_uid: parsed.sop_class_uid,
+            series_instance_uid: parsed.series_instance_uid,
+            study_instance_uid: parsed.study_instance_uid,
+            patient_key: patient_key(&parsed.patient_id, &parsed.issuer_of_patient_id),
+            transfer_syntax_uid,
+            size,
+            blob: blob.clone(),
+            received_ms: now_ms(),
+            source: source.label().to_string(),
+            attributes: parsed.instance,
+        };
+        let item = NewInstance {
+            record,
+            patient: parsed.patient,
+            study: parsed.study,
+            series: parsed.series,
+        };
+        let decision = match self.submit(item) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.blobs.delete(&blob);
+                return Err(e.into());
+            }
+        };
+        match decision {
+            StoreDecision::Stored => {}
+            StoreDecision::Duplicate => {
+                ingested.outcome = IngestOutcome::Duplicate;
+                self.blobs.delete(&blob)?;
+            }
+            StoreDecision::Replaced { old_blob } => {
+                ingested.outcome = IngestOutcome::Replaced;
+                self.blobs.delete(&old_blob)?;
+            }
+        }
+        Ok(ingested)
+    }
+
+    fn submit(&self, item: NewInstance) -> Result<StoreDecision, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let jobs = self.jobs.as_ref().ok_or(StorageError::WriterGone)?;
+        jobs.send(Job { item, reply })
+            .map_err(|_| StorageError::WriterGone)?;
+        answer.recv().map_err(|_| StorageError::WriterGone)?
+    }
+}
+
+impl Drop for Ingestor {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what is queued and stop.
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn run_writer(index: Arc<dyn Index>, jobs: Receiver<Job>, policy: DuplicatePolicy) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|j| (j.item, j.reply)).unzip();
+        match index.store_instances(items, policy) {
+            Ok(decisions) => {
+                for (reply, decision) in replies.into_iter().zip(decisions) {
+                    let _ = reply.send(Ok(decision));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "index batch failed");
+                let out_of_space = e.is_out_of_space();
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::BatchFailed {
+                        detail: e.to_string(),
+                        out_of_space,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Parse the staged file's header and check it against what the sender announced.
+fn check_staged(
+    staged: &StagedBlob,
+    expected: &Expected,
+) -> Result<(ParsedInstance, String, u64), IngestError> {
+    let size = staged
+        .file
+        .metadata()
+        .map_err(|e| StorageError::Io {
+            context: "reading size of",
+            path: staged.path.clone(),
+            source: e,
+        })?
+        .len();
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(&staged.path)
+        .map_err(|e| IngestError::Unparseable(error_chain(&e)))?;
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let parsed = ParsedInstance::from_object(&obj)?;
+    check_expected("SOPInstanceUID", &expected.sop_instance_uid, &parsed.sop_instance_uid)?;
+    check_expected("SOPClassUID", &expected.sop_class_uid, &parsed.sop_class_uid)?;
+    check_expected(
+        "StudyInstanceUID",
+        &expected.study_instance_uid,
+        &parsed.study_instance_uid,
+    )?;
+    Ok((parsed, ts, size))
+}
+
+fn check_expected(
+    attribute: &'static str,
+    expected: &Option<String>,
+    found: &str,
+) -> Result<(), IngestError> {
+    match expected {
+        Some(e) if e.trim_end_matches('\0') != found => Err(IngestError::Mismatch {
+            attribute,
+            expected: e.clone(),
+            found: found.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An error and its sources on one line (dicom-rs errors put the useful part in the source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

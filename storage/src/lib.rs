@@ -1,0 +1,21 @@
+//! Durable side of the PACS: the blob store (one DICOM Part 10 file per instance), the
+//! RocksDB study index, and the single ingest path used by C-STORE, STOW-RS and `pacs import`.
+//!
+//! Nothing here knows about DIMSE or HTTP; the index and the blob store sit behind the
+//! [`Index`] and [`BlobStore`] traits so either can move off this machine later.
+
+pub mod attrs;
+pub mod blob;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod part10;
+pub mod records;
+mod store;
+
+pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
+pub use error::{IngestError, StorageError};
+pub use index::{Index, RocksIndex, Statistics};
+pub use ingest::{error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor};
+pub use records::{AttrValue, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+pub use store::{Store, StoreOptions};

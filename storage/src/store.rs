@@ -1,0 +1,45 @@
+//! The store as the rest of the program sees it: index, blobs and the ingest path together.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::blob::{BlobStore, FsBlobStore};
+use crate::error::StorageError;
+use crate::index::{DuplicatePolicy, Index, RocksIndex};
+use crate::ingest::Ingestor;
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    pub duplicate_policy: DuplicatePolicy,
+}
+
+pub struct Store {
+    pub index: Arc<dyn Index>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub ingestor: Ingestor,
+    data_dir: PathBuf,
+}
+
+impl Store {
+    /// Open (or create) the embedded default: RocksDB in `<dir>/index`, blobs in `<dir>/blobs`.
+    pub fn open(data_dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StorageError> {
+        let data_dir = data_dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| StorageError::io("creating data directory", &data_dir, e))?;
+        // The index first: its lock tells us whether another process owns this directory
+        // before we touch the blob staging area.
+        let index: Arc<dyn Index> = Arc::new(RocksIndex::open(data_dir.join("index"))?);
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
+        let ingestor = Ingestor::new(index.clone(), blobs.clone(), options.duplicate_policy);
+        Ok(Store {
+            index,
+            blobs,
+            ingestor,
+            data_dir,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
