@@ -1,1 +1,73 @@
-fn main() {}
+//! `pacs`: a PACS server (DICOM C-ECHO/C-STORE, HTTP API) and its admin commands.
+
+mod config;
+mod dimse;
+mod error;
+mod import;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ServeArgs, StoreArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "pacs", version, about = "PACS server: DICOM store, index and DICOMweb")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (DICOM listener and HTTP API) until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Load DICOM files from folders into the archive through the same ingest path as C-STORE.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Files or folders to import (folders are walked recursively)
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Do not show a progress bar
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PACS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => args.resolve().map_err(Into::into).and_then(|settings| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(error::AppError::Io)
+                .and_then(|rt| rt.block_on(server::run(settings)))
+        }),
+        Command::Import {
+            store,
+            paths,
+            quiet,
+        } => store
+            .resolve()
+            .map_err(Into::into)
+            .and_then(|(settings, _)| import::run(&settings, &paths, quiet)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pacs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

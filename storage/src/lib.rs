@@ -15,7 +15,7 @@ mod store;
 
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};
-pub use index::{Index, RocksIndex, Statistics};
+pub use index::{Index, RocksIndex, SecondaryKey, Statistics};
 pub use ingest::{error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor};
 pub use records::{AttrValue, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 pub use store::{Store, StoreOptions};

@@ -1,0 +1,247 @@
+//! Settings: built-in defaults, overridden by `pacs.toml` (or `--config FILE`), overridden by
+//! `PACS_*` environment variables, overridden by flags. Clap merges flags and environment;
+//! this module layers the result over the file and the defaults.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use pacs_storage::DuplicatePolicy;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_FILE: &str = "pacs.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Options shared by every command that opens the data directory.
+#[derive(Debug, Clone, Args, Default)]
+pub struct StoreArgs {
+    /// Config file (TOML). Default: ./pacs.toml when it exists.
+    #[arg(long, env = "PACS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: RocksDB index and blob files [default: ./pacs-data]
+    #[arg(long, env = "PACS_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// What to do with an instance whose SOP Instance UID is already stored [default: keep]
+    #[arg(long, env = "PACS_DUPLICATES", value_enum)]
+    pub duplicates: Option<DuplicateArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicateArg {
+    /// Keep the stored copy, answer success
+    Keep,
+    /// Replace the stored copy
+    Overwrite,
+}
+
+/// Options of `pacs serve`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Our DICOM Application Entity title [default: PACS]
+    #[arg(long, env = "PACS_AE_TITLE")]
+    pub ae_title: Option<String>,
+    /// DICOM port (0 picks a free port) [default: 11112]
+    #[arg(long, env = "PACS_DICOM_PORT")]
+    pub dicom_port: Option<u16>,
+    /// Address the DICOM listener binds to [default: 0.0.0.0]
+    #[arg(long, env = "PACS_DICOM_BIND")]
+    pub dicom_bind: Option<IpAddr>,
+    /// HTTP port (0 picks a free port) [default: 8080]
+    #[arg(long, env = "PACS_HTTP_PORT")]
+    pub http_port: Option<u16>,
+    /// Address the HTTP listener binds to [default: 127.0.0.1]
+    #[arg(long, env = "PACS_HTTP_BIND")]
+    pub http_bind: Option<IpAddr>,
+    /// Most associations served at once; more are rejected (transient) [default: 64]
+    #[arg(long, env = "PACS_MAX_ASSOCIATIONS")]
+    pub max_associations: Option<usize>,
+}
+
+/// The `pacs.toml` file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub duplicates: Option<DuplicateArg>,
+    pub ae_title: Option<String>,
+    pub dicom_port: Option<u16>,
+    pub dicom_bind: Option<IpAddr>,
+    pub http_port: Option<u16>,
+    pub http_bind: Option<IpAddr>,
+    pub max_associations: Option<usize>,
+    /// Largest PDU we accept, in bytes [default: 262138]
+    pub max_pdu: Option<u32>,
+    /// Seconds an association may stay silent before it is aborted [default: 120]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub data: PathBuf,
+    pub duplicates: DuplicatePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub store: StoreSettings,
+    pub ae_title: String,
+    pub dicom_bind: IpAddr,
+    pub dicom_port: u16,
+    pub http_bind: IpAddr,
+    pub http_port: u16,
+    pub max_associations: usize,
+    pub max_pdu: u32,
+    pub idle_timeout: Duration,
+}
+
+fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => return Ok(FileConfig::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path,
+        source: Box::new(source),
+    })
+}
+
+fn policy(arg: DuplicateArg) -> DuplicatePolicy {
+    match arg {
+        DuplicateArg::Keep => DuplicatePolicy::Keep,
+        DuplicateArg::Overwrite => DuplicatePolicy::Overwrite,
+    }
+}
+
+impl StoreArgs {
+    pub fn resolve(&self) -> Result<(StoreSettings, FileConfig), ConfigError> {
+        let file = load_file(self.config.as_deref())?;
+        let settings = StoreSettings {
+            data: self
+                .data
+                .clone()
+                .or_else(|| file.data.clone())
+                .unwrap_or_else(|| PathBuf::from("pacs-data")),
+            duplicates: policy(
+                self.duplicates
+                    .or(file.duplicates)
+                    .unwrap_or(DuplicateArg::Keep),
+            ),
+        };
+        Ok((settings, file))
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> Result<ServeSettings, ConfigError> {
+        let (store, file) = self.store.resolve()?;
+        let ae_title = self
+            .ae_title
+            .clone()
+            .or(file.ae_title)
+            .unwrap_or_else(|| "PACS".into());
+        if ae_title.is_empty() || ae_title.len() > 16 || !ae_title.is_ascii() || ae_title.contains('\\') {
+            return Err(ConfigError::Invalid(format!(
+                "AE title {ae_title:?} must be 1 to 16 ASCII characters without backslash"
+            )));
+        }
+        let max_associations = self
+            .max_associations
+            .or(file.max_associations)
+            .unwrap_or(64);
+        if max_associations == 0 {
+            return Err(ConfigError::Invalid("max_associations must be at least 1".into()));
+        }
+        let max_pdu = file.max_pdu.unwrap_or(262_138);
+        if !(4096..=16 * 1024 * 1024).contains(&max_pdu) {
+            return Err(ConfigError::Invalid("max_pdu must be 4096..=16777216".into()));
+        }
+        Ok(ServeSettings {
+            store,
+            ae_title,
+            dicom_bind: self
+                .dicom_bind
+                .or(file.dicom_bind)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            dicom_port: self.dicom_port.or(file.dicom_port).unwrap_or(11112),
+            http_bind: self
+                .http_bind
+                .or(file.http_bind)
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            http_port: self.http_port.or(file.http_port).unwrap_or(8080),
+            max_associations,
+            max_pdu,
+            idle_timeout: Duration::from_secs(file.idle_timeout_secs.unwrap_or(120)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("pacs.toml");
+        std::fs::write(&cfg, "ae_title = \"FROMFILE\"\ndicom_port = 4242\nhttp_port = 9090\n")
+            .expect("write");
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some(cfg),
+                ..Default::default()
+            },
+            http_port: Some(7000),
+            ..Default::default()
+        };
+        let s = args.resolve().expect("resolve");
+        assert_eq!(s.ae_title, "FROMFILE");
+        assert_eq!(s.dicom_port, 4242);
+        assert_eq!(s.http_port, 7000);
+        assert_eq!(s.store.data, PathBuf::from("pacs-data"));
+        assert_eq!(s.http_bind, IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_titles_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("pacs.toml");
+        std::fs::write(&cfg, "ae_titel = \"X\"\n").expect("write");
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some(cfg),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+        let args = ServeArgs {
+            ae_title: Some("THIS_TITLE_IS_TOO_LONG".into()),
+            ..Default::default()
+        };
+        assert!(matches!(args.resolve(), Err(ConfigError::Invalid(_))));
+    }
+}

@@ -1,0 +1,211 @@
+//! DIMSE command sets (PS3.7 9.3, Annex E): parsing requests and building responses.
+//! Command sets are always Implicit VR Little Endian.
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+
+use super::status::Status;
+
+/// Command Field values (PS3.7 E.1).
+pub mod field {
+    pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_ECHO_RQ: u16 = 0x0030;
+    pub const C_CANCEL_RQ: u16 = 0x0FFF;
+    /// A response has the request's field with this bit set.
+    pub const RESPONSE_BIT: u16 = 0x8000;
+}
+
+/// CommandDataSetType value meaning "no data set follows".
+const NO_DATASET: u16 = 0x0101;
+/// Error Comment is LO: at most 64 characters.
+const ERROR_COMMENT_MAX: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("command set cannot be parsed: {0}")]
+    Parse(String),
+    #[error("command set lacks {0}")]
+    Missing(&'static str),
+    #[error("command set cannot be encoded: {0}")]
+    Encode(String),
+}
+
+/// The parts of a request command set that the services use.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub field: u16,
+    pub message_id: u16,
+    pub affected_sop_class_uid: Option<String>,
+    pub affected_sop_instance_uid: Option<String>,
+    pub has_dataset: bool,
+}
+
+fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let v = obj.element_opt(tag).ok().flatten()?.value().to_str().ok()?;
+    let v = v.trim_end_matches(['\0', ' ']).to_string();
+    (!v.is_empty()).then_some(v)
+}
+
+fn uint(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u16> {
+    obj.element_opt(tag).ok().flatten()?.value().to_int::<u16>().ok()
+}
+
+impl Command {
+    pub fn parse(bytes: &[u8]) -> Result<Self, CommandError> {
+        let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+            .map_err(|e| CommandError::Parse(pacs_storage::error_chain(&e)))?;
+        let field = uint(&obj, tags::COMMAND_FIELD).ok_or(CommandError::Missing("CommandField"))?;
+        // C-CANCEL carries MessageIDBeingRespondedTo instead of MessageID.
+        let message_id = uint(&obj, tags::MESSAGE_ID)
+            .or_else(|| uint(&obj, tags::MESSAGE_ID_BEING_RESPONDED_TO))
+            .ok_or(CommandError::Missing("MessageID"))?;
+        let data_set_type = uint(&obj, tags::COMMAND_DATA_SET_TYPE)
+            .ok_or(CommandError::Missing("CommandDataSetType"))?;
+        Ok(Command {
+            field,
+            message_id,
+            affected_sop_class_uid: text(&obj, tags::AFFECTED_SOP_CLASS_UID),
+            affected_sop_instance_uid: text(&obj, tags::AFFECTED_SOP_INSTANCE_UID),
+            has_dataset: data_set_type != NO_DATASET,
+        })
+    }
+}
+
+/// A response command set without a data set.
+#[derive(Debug, Clone)]
+pub struct Response<'a> {
+    pub request: &'a Command,
+    pub status: Status,
+    pub error_comment: Option<String>,
+}
+
+impl Response<'_> {
+    pub fn encode(&self) -> Result<Vec<u8>, CommandError> {
+        let rq = self.request;
+        let mut obj = InMemDicomObject::new_empty();
+        if let Some(class) = &rq.affected_sop_class_uid {
+            obj.put(DataElement::new(
+                tags::AFFECTED_SOP_CLASS_UID,
+                VR::UI,
+                PrimitiveValue::from(class.as_str()),
+            ));
+        }
+        obj.put(DataElement::new(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(rq.field | field::RESPONSE_BIT),
+        ));
+        obj.put(DataElement::new(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(rq.message_id),
+        ));
+        obj.put(DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(NO_DATASET),
+        ));
+        obj.put(DataElement::new(
+            tags::STATUS,
+            VR::US,
+            PrimitiveValue::from(self.status.0),
+        ));
+        if let Some(inst) = &rq.affected_sop_instance_uid {
+            obj.put(DataElement::new(
+                tags::AFFECTED_SOP_INSTANCE_UID,
+                VR::UI,
+                PrimitiveValue::from(inst.as_str()),
+            ));
+        }
+        if let Some(comment) = &self.error_comment {
+            let comment: String = comment
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '\\')
+                .take(ERROR_COMMENT_MAX)
+                .collect();
+            obj.put(DataElement::new(
+                tags::ERROR_COMMENT,
+                VR::LO,
+                PrimitiveValue::from(comment),
+            ));
+        }
+        encode_with_group_length(&obj)
+    }
+}
+
+/// Encode a command set, preceded by its CommandGroupLength (0000,0000).
+fn encode_with_group_length(obj: &InMemDicomObject) -> Result<Vec<u8>, CommandError> {
+    let mut body = Vec::with_capacity(256);
+    obj.write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| CommandError::Encode(pacs_storage::error_chain(&e)))?;
+    let len = u32::try_from(body.len()).map_err(|_| CommandError::Encode("too long".into()))?;
+    let mut out = Vec::with_capacity(body.len() + 12);
+    out.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_bytes(field: u16, with_dataset: bool) -> Vec<u8> {
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2"),
+        ));
+        obj.put(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)));
+        obj.put(DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(7_u16)));
+        obj.put(DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(if with_dataset { 0x0000_u16 } else { NO_DATASET }),
+        ));
+        obj.put(DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.3.4"),
+        ));
+        encode_with_group_length(&obj).expect("encode")
+    }
+
+    #[test]
+    fn parses_a_store_request() {
+        let cmd = Command::parse(&request_bytes(field::C_STORE_RQ, true)).expect("parse");
+        assert_eq!(cmd.field, field::C_STORE_RQ);
+        assert_eq!(cmd.message_id, 7);
+        assert!(cmd.has_dataset);
+        assert_eq!(cmd.affected_sop_instance_uid.as_deref(), Some("1.2.3.4"));
+    }
+
+    #[test]
+    fn response_echoes_ids_and_carries_status_and_comment() {
+        let rq = Command::parse(&request_bytes(field::C_STORE_RQ, true)).expect("parse");
+        let bytes = Response {
+            request: &rq,
+            status: Status::CANNOT_UNDERSTAND,
+            error_comment: Some("x".repeat(100)),
+        }
+        .encode()
+        .expect("encode");
+        let group_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        assert_eq!(group_len, bytes.len() - 12);
+        let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+            .expect("read back");
+        assert_eq!(uint(&obj, tags::COMMAND_FIELD), Some(0x8001));
+        assert_eq!(uint(&obj, tags::MESSAGE_ID_BEING_RESPONDED_TO), Some(7));
+        assert_eq!(uint(&obj, tags::STATUS), Some(0xC000));
+        assert_eq!(text(&obj, tags::ERROR_COMMENT).map(|c| c.len()), Some(64));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Command::parse(&[1, 2, 3, 4, 5]).is_err());
+        assert!(Command::parse(&[]).is_err());
+    }
+}

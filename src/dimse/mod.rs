@@ -1,0 +1,9 @@
+//! DIMSE over the DICOM upper layer: the listener, associations, command sets and services.
+
+pub mod association;
+pub mod command;
+pub mod listener;
+pub mod negotiation;
+pub mod pdu_io;
+pub mod status;
+pub mod store_scp;

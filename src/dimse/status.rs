@@ -1,0 +1,27 @@
+//! DIMSE status codes (PS3.7 Annex C, PS3.4 B.2.3 for C-STORE), in one table.
+
+/// A DIMSE status value with the meaning PS3.4/PS3.7 gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u16);
+
+impl Status {
+    pub const SUCCESS: Status = Status(0x0000);
+    /// Refused: SOP Class not supported.
+    pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
+    /// Unrecognized operation (a DIMSE service we do not provide).
+    pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
+    /// C-STORE Refused: Out of Resources.
+    pub const OUT_OF_RESOURCES: Status = Status(0xA700);
+    /// C-STORE Error: Data Set does not match SOP Class.
+    pub const DATASET_DOES_NOT_MATCH: Status = Status(0xA900);
+    /// C-STORE Error: Cannot understand.
+    pub const CANNOT_UNDERSTAND: Status = Status(0xC000);
+    /// Processing failure (PS3.7 C.4.2).
+    pub const PROCESSING_FAILURE: Status = Status(0x0110);
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:04X}", self.0)
+    }
+}

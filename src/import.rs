@@ -1,0 +1,139 @@
+//! `pacs import DIR...`: bulk-load Part 10 files from disk through the same ingest path as
+//! C-STORE. Non-DICOM files are skipped and reported; a bad file never stops the run.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use pacs_storage::part10::has_part10_magic;
+use pacs_storage::{Expected, IngestOutcome, IngestSource, Store, StoreOptions};
+
+use crate::config::StoreSettings;
+use crate::error::AppError;
+
+/// Files are read and fsynced in parallel; the index writer groups their commits.
+const IMPORT_THREADS: usize = 4;
+/// Rejections listed individually in the summary.
+const SHOWN_REJECTIONS: usize = 20;
+
+#[derive(Debug, Default)]
+struct Summary {
+    stored: usize,
+    duplicates: usize,
+    not_dicom: Vec<PathBuf>,
+    rejected: Vec<(PathBuf, String)>,
+}
+
+enum FileResult {
+    Outcome(IngestOutcome),
+    NotDicom,
+    Rejected(String),
+}
+
+pub fn run(settings: &StoreSettings, inputs: &[PathBuf], quiet: bool) -> Result<(), AppError> {
+    let files = collect_files(inputs);
+    let store = Store::open(
+        &settings.data,
+        StoreOptions {
+            duplicate_policy: settings.duplicates,
+        },
+    )?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(files.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let summary = Mutex::new(Summary::default());
+    std::thread::scope(|scope| {
+        for _ in 0..IMPORT_THREADS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(i) else { break };
+                let result = import_one(&store, path);
+                let mut s = summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match result {
+                    FileResult::Outcome(IngestOutcome::Duplicate) => s.duplicates += 1,
+                    FileResult::Outcome(_) => s.stored += 1,
+                    FileResult::NotDicom => s.not_dicom.push(path.clone()),
+                    FileResult::Rejected(reason) => s.rejected.push((path.clone(), reason)),
+                }
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let s = summary.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    println!(
+        "import: {} files: {} stored, {} duplicates, {} rejected, {} skipped (not DICOM)",
+        files.len(),
+        s.stored,
+        s.duplicates,
+        s.rejected.len(),
+        s.not_dicom.len()
+    );
+    for (path, reason) in s.rejected.iter().take(SHOWN_REJECTIONS) {
+        println!("  rejected {}: {reason}", path.display());
+    }
+    for path in s.not_dicom.iter().take(SHOWN_REJECTIONS) {
+        println!("  skipped {}: not a DICOM Part 10 file", path.display());
+    }
+    let hidden = s.rejected.len().saturating_sub(SHOWN_REJECTIONS)
+        + s.not_dicom.len().saturating_sub(SHOWN_REJECTIONS);
+    if hidden > 0 {
+        println!("  ... and {hidden} more");
+    }
+    Ok(())
+}
+
+fn collect_files(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for input in inputs {
+        for entry in walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name() {
+            match entry {
+                Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read a path; skipped"),
+            }
+        }
+    }
+    files
+}
+
+fn import_one(store: &Store, path: &Path) -> FileResult {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return FileResult::Rejected(format!("cannot open: {e}")),
+    };
+    let mut head = [0u8; 132];
+    match file.read_exact(&mut head) {
+        Ok(()) if has_part10_magic(&head) => {}
+        Ok(()) => return FileResult::NotDicom,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return FileResult::NotDicom,
+        Err(e) => return FileResult::Rejected(format!("cannot read: {e}")),
+    }
+    let mut staged = match store.blobs.stage() {
+        Ok(s) => s,
+        Err(e) => return FileResult::Rejected(e.to_string()),
+    };
+    let copied = std::io::Write::write_all(&mut staged.file, &head)
+        .and_then(|_| std::io::copy(&mut file, &mut staged.file));
+    if let Err(e) = copied {
+        store.blobs.discard(staged);
+        return FileResult::Rejected(format!("cannot copy: {e}"));
+    }
+    match store
+        .ingestor
+        .ingest(staged, &IngestSource::Import, &Expected::default())
+    {
+        Ok(done) => FileResult::Outcome(done.outcome),
+        Err(e) => FileResult::Rejected(e.to_string()),
+    }
+}

@@ -1,0 +1,111 @@
+//! `pacs serve`: open the store, start the DICOM and HTTP listeners, run until SIGINT/SIGTERM,
+//! then stop accepting, let in-flight stores finish, and close the index.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pacs_storage::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServeSettings;
+use crate::dimse::association::DimseSettings;
+use crate::dimse::listener::DimseListener;
+use crate::error::AppError;
+
+/// How long in-flight associations get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
+    let store_settings = settings.store.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(
+            &store_settings.data,
+            StoreOptions {
+                duplicate_policy: store_settings.duplicates,
+            },
+        )
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    let store = Arc::new(store);
+
+    let dicom_addr = SocketAddr::new(settings.dicom_bind, settings.dicom_port);
+    let dicom = TcpListener::bind(dicom_addr)
+        .await
+        .map_err(|e| AppError::Bind { addr: dicom_addr, source: e })?;
+    let http_addr = SocketAddr::new(settings.http_bind, settings.http_port);
+    let http = TcpListener::bind(http_addr)
+        .await
+        .map_err(|e| AppError::Bind { addr: http_addr, source: e })?;
+    let dicom_local = dicom.local_addr().map_err(AppError::Io)?;
+    let http_local = http.local_addr().map_err(AppError::Io)?;
+    tracing::info!(
+        data = %settings.store.data.display(),
+        ae_title = %settings.ae_title,
+        "DICOM listening on {dicom_local}"
+    );
+    tracing::info!("HTTP listening on {http_local}");
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let listener = DimseListener {
+        listener: dicom,
+        settings: Arc::new(DimseSettings {
+            ae_title: settings.ae_title.clone(),
+            max_pdu: settings.max_pdu,
+            artim_timeout: Duration::from_secs(30),
+            idle_timeout: settings.idle_timeout,
+        }),
+        max_associations: settings.max_associations,
+    };
+    let dimse_task = tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()));
+
+    let app = pacs_viewer_api::router(pacs_viewer_api::ApiState {
+        index: store.index.clone(),
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new associations; finishing in-flight stores");
+    shutdown.cancel();
+    let _ = dimse_task.await;
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!("associations still open after {DRAIN_TIMEOUT:?}; closing anyway");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), http_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Err(_) => tracing::warn!("HTTP connections still open; closing anyway"),
+        _ => {}
+    }
+    // Dropping the last handle joins the index writer and closes RocksDB.
+    tokio::task::spawn_blocking(move || drop(store))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), AppError> {
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Io)?;
+    // A write past RLIMIT_FSIZE would kill the process; with a handler it fails with EFBIG
+    // instead, which the store answers as "out of resources".
+    let mut xfsz = signal(SignalKind::from_raw(25)).map_err(AppError::Io)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = xfsz.recv() => tracing::warn!("file size limit reached (SIGXFSZ)"),
+        }
+    }
+}
