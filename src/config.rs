@@ -163,7 +163,11 @@ impl ServeArgs {
             .clone()
             .or(file.ae_title)
             .unwrap_or_else(|| "PACS".into());
-        if ae_title.is_empty() || ae_title.len() > 16 || !ae_title.is_ascii() || ae_title.contains('\\') {
+        if ae_title.is_empty()
+            || ae_title.len() > 16
+            || !ae_title.is_ascii()
+            || ae_title.contains('\\')
+        {
             return Err(ConfigError::Invalid(format!(
                 "AE title {ae_title:?} must be 1 to 16 ASCII characters without backslash"
             )));
@@ -173,11 +177,15 @@ impl ServeArgs {
             .or(file.max_associations)
             .unwrap_or(64);
         if max_associations == 0 {
-            return Err(ConfigError::Invalid("max_associations must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "max_associations must be at least 1".into(),
+            ));
         }
         let max_pdu = file.max_pdu.unwrap_or(262_138);
         if !(4096..=16 * 1024 * 1024).contains(&max_pdu) {
-            return Err(ConfigError::Invalid("max_pdu must be 4096..=16777216".into()));
+            return Err(ConfigError::Invalid(
+                "max_pdu must be 4096..=16777216".into(),
+            ));
         }
         Ok(ServeSettings {
             store,
@@ -207,8 +215,11 @@ mod tests {
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("pacs.toml");
-        std::fs::write(&cfg, "ae_title = \"FROMFILE\"\ndicom_port = 4242\nhttp_port = 9090\n")
-            .expect("write");
+        std::fs::write(
+            &cfg,
+            "ae_title = \"FROMFILE\"\ndicom_port = 4242\nhttp_port = 9090\n",
+        )
+        .expect("write");
         let args = ServeArgs {
             store: StoreArgs {
                 config: Some(cfg),

@@ -58,7 +58,9 @@ pub fn run(settings: &StoreSettings, inputs: &[PathBuf], quiet: bool) -> Result<
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(i) else { break };
                 let result = import_one(&store, path);
-                let mut s = summary.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut s = summary
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match result {
                     FileResult::Outcome(IngestOutcome::Duplicate) => s.duplicates += 1,
                     FileResult::Outcome(_) => s.stored += 1,
@@ -70,7 +72,9 @@ pub fn run(settings: &StoreSettings, inputs: &[PathBuf], quiet: bool) -> Result<
         }
     });
     bar.finish_and_clear();
-    let s = summary.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = summary
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     println!(
         "import: {} files: {} stored, {} duplicates, {} rejected, {} skipped (not DICOM)",
         files.len(),
@@ -96,7 +100,10 @@ pub fn run(settings: &StoreSettings, inputs: &[PathBuf], quiet: bool) -> Result<
 fn collect_files(inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for input in inputs {
-        for entry in walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(input)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
             match entry {
                 Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
                 Ok(_) => {}

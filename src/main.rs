@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{ServeArgs, StoreArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "pacs", version, about = "PACS server: DICOM store, index and DICOMweb")]
+#[command(
+    name = "pacs",
+    version,
+    about = "PACS server: DICOM store, index and DICOMweb"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -20,6 +20,8 @@ use crate::error::AppError;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
+    // Handlers first, so a signal during start-up is not fatal and SIGXFSZ never kills us.
+    let signals = Signals::install()?;
     let store_settings = settings.store.clone();
     let store = tokio::task::spawn_blocking(move || {
         Store::open(
@@ -36,11 +38,17 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     let dicom_addr = SocketAddr::new(settings.dicom_bind, settings.dicom_port);
     let dicom = TcpListener::bind(dicom_addr)
         .await
-        .map_err(|e| AppError::Bind { addr: dicom_addr, source: e })?;
+        .map_err(|e| AppError::Bind {
+            addr: dicom_addr,
+            source: e,
+        })?;
     let http_addr = SocketAddr::new(settings.http_bind, settings.http_port);
     let http = TcpListener::bind(http_addr)
         .await
-        .map_err(|e| AppError::Bind { addr: http_addr, source: e })?;
+        .map_err(|e| AppError::Bind {
+            addr: http_addr,
+            source: e,
+        })?;
     let dicom_local = dicom.local_addr().map_err(AppError::Io)?;
     let http_local = http.local_addr().map_err(AppError::Io)?;
     tracing::info!(
@@ -74,12 +82,15 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             .await
     });
 
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down: no new associations; finishing in-flight stores");
     shutdown.cancel();
     let _ = dimse_task.await;
     tracker.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("associations still open after {DRAIN_TIMEOUT:?}; closing anyway");
     }
     match tokio::time::timeout(Duration::from_secs(5), http_task).await {
@@ -95,17 +106,31 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), AppError> {
-    let mut term = signal(SignalKind::terminate()).map_err(AppError::Io)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Io)?;
-    // A write past RLIMIT_FSIZE would kill the process; with a handler it fails with EFBIG
-    // instead, which the store answers as "out of resources".
-    let mut xfsz = signal(SignalKind::from_raw(25)).map_err(AppError::Io)?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = xfsz.recv() => tracing::warn!("file size limit reached (SIGXFSZ)"),
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    xfsz: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AppError> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(AppError::Io)?,
+            int: signal(SignalKind::interrupt()).map_err(AppError::Io)?,
+            // A write past RLIMIT_FSIZE would kill the process; with a handler it fails with
+            // EFBIG instead, which the store answers as "out of resources".
+            xfsz: signal(SignalKind::from_raw(25)).map_err(AppError::Io)?,
+        })
+    }
+
+    /// Until SIGINT or SIGTERM.
+    async fn wait(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.xfsz.recv() => tracing::warn!("file size limit reached (SIGXFSZ)"),
+            }
         }
     }
 }

@@ -52,8 +52,15 @@ impl Violation {
 
 enum Receiving {
     Idle,
-    Command { context_id: u8, bytes: Vec<u8> },
-    Data { context_id: u8, command: Command, sink: DataSink },
+    Command {
+        context_id: u8,
+        bytes: Vec<u8>,
+    },
+    Data {
+        context_id: u8,
+        command: Command,
+        sink: DataSink,
+    },
 }
 
 enum DataSink {
@@ -122,7 +129,9 @@ pub async fn serve(
         Ok(Pdu::AssociationRQ(rq)) => rq,
         Ok(other) => {
             tracing::warn!(%peer, pdu = %other.short_description(), "expected A-ASSOCIATE-RQ; aborting");
-            let _ = pdus.write(&abort_pdu(AbortRQServiceProviderReason::UnexpectedPdu)).await;
+            let _ = pdus
+                .write(&abort_pdu(AbortRQServiceProviderReason::UnexpectedPdu))
+                .await;
             return;
         }
         Err(e) => {
@@ -262,9 +271,12 @@ impl Association {
             {
                 bytes.extend_from_slice(&pdv.data);
             }
-            (Receiving::Data { context_id, sink, .. }, PDataValueType::Data)
-                if *context_id == ctx =>
-            {
+            (
+                Receiving::Data {
+                    context_id, sink, ..
+                },
+                PDataValueType::Data,
+            ) if *context_id == ctx => {
                 if let DataSink::Store(rx) = sink {
                     rx.write(&pdv.data).await;
                 }

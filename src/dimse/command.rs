@@ -49,13 +49,19 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
 }
 
 fn uint(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u16> {
-    obj.element_opt(tag).ok().flatten()?.value().to_int::<u16>().ok()
+    obj.element_opt(tag)
+        .ok()
+        .flatten()?
+        .value()
+        .to_int::<u16>()
+        .ok()
 }
 
 impl Command {
     pub fn parse(bytes: &[u8]) -> Result<Self, CommandError> {
-        let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-            .map_err(|e| CommandError::Parse(pacs_storage::error_chain(&e)))?;
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .map_err(|e| CommandError::Parse(pacs_storage::error_chain(&e)))?;
         let field = uint(&obj, tags::COMMAND_FIELD).ok_or(CommandError::Missing("CommandField"))?;
         // C-CANCEL carries MessageIDBeingRespondedTo instead of MessageID.
         let message_id = uint(&obj, tags::MESSAGE_ID)
@@ -159,8 +165,16 @@ mod tests {
             VR::UI,
             PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2"),
         ));
-        obj.put(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)));
-        obj.put(DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(7_u16)));
+        obj.put(DataElement::new(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(field),
+        ));
+        obj.put(DataElement::new(
+            tags::MESSAGE_ID,
+            VR::US,
+            PrimitiveValue::from(7_u16),
+        ));
         obj.put(DataElement::new(
             tags::COMMAND_DATA_SET_TYPE,
             VR::US,
@@ -195,8 +209,9 @@ mod tests {
         .expect("encode");
         let group_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
         assert_eq!(group_len, bytes.len() - 12);
-        let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-            .expect("read back");
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(&bytes[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .expect("read back");
         assert_eq!(uint(&obj, tags::COMMAND_FIELD), Some(0x8001));
         assert_eq!(uint(&obj, tags::MESSAGE_ID_BEING_RESPONDED_TO), Some(7));
         assert_eq!(uint(&obj, tags::STATUS), Some(0xC000));

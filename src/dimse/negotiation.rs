@@ -6,8 +6,8 @@ use dicom_core::dictionary::UidDictionary;
 use dicom_dictionary_std::{uids, StandardSopClassDictionary};
 use dicom_ul::pdu::{
     AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderASCEReason,
-    AssociationRJSource, AssociationRJServiceUserReason, AssociationRQ,
-    PresentationContextResult, PresentationContextResultReason, UserVariableItem,
+    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, PresentationContextResult,
+    PresentationContextResultReason, UserVariableItem,
 };
 
 use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
@@ -224,7 +224,9 @@ mod tests {
     fn storage_classes_are_recognized() {
         assert!(is_storage_sop_class(uids::CT_IMAGE_STORAGE));
         assert!(is_storage_sop_class(uids::ENHANCED_MR_IMAGE_STORAGE));
-        assert!(is_storage_sop_class(uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE));
+        assert!(is_storage_sop_class(
+            uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE
+        ));
         assert!(!is_storage_sop_class(uids::STORAGE_COMMITMENT_PUSH_MODEL));
         assert!(!is_storage_sop_class(uids::VERIFICATION));
         assert!(!is_storage_sop_class("1.2.3.4"));
@@ -235,7 +237,9 @@ mod tests {
         let err = negotiate(&rq("OTHER", vec![]), "PACS", 16384).expect_err("reject");
         assert_eq!(
             err.source,
-            AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+            AssociationRJSource::ServiceUser(
+                AssociationRJServiceUserReason::CalledAETitleNotRecognized
+            )
         );
     }
 
@@ -245,7 +249,15 @@ mod tests {
             &rq(
                 "PACS",
                 vec![
-                    pc(1, uids::CT_IMAGE_STORAGE, &["1.2.3.999", uids::JPEG2000_LOSSLESS, uids::EXPLICIT_VR_LITTLE_ENDIAN]),
+                    pc(
+                        1,
+                        uids::CT_IMAGE_STORAGE,
+                        &[
+                            "1.2.3.999",
+                            uids::JPEG2000_LOSSLESS,
+                            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+                        ],
+                    ),
                     pc(3, "1.2.3.4.5", &[uids::IMPLICIT_VR_LITTLE_ENDIAN]),
                     pc(5, uids::VERIFICATION, &[uids::JPEG_BASELINE8_BIT]),
                 ],
@@ -256,8 +268,14 @@ mod tests {
         .expect("accept");
         assert_eq!(neg.contexts[&1].transfer_syntax, uids::JPEG2000_LOSSLESS);
         assert_eq!(neg.peer_max_pdu, 16384);
-        assert_eq!(ac.presentation_contexts[1].reason, PresentationContextResultReason::AbstractSyntaxNotSupported);
-        assert_eq!(ac.presentation_contexts[2].reason, PresentationContextResultReason::TransferSyntaxesNotSupported);
+        assert_eq!(
+            ac.presentation_contexts[1].reason,
+            PresentationContextResultReason::AbstractSyntaxNotSupported
+        );
+        assert_eq!(
+            ac.presentation_contexts[2].reason,
+            PresentationContextResultReason::TransferSyntaxesNotSupported
+        );
         assert_eq!(neg.contexts.len(), 1);
     }
 }

@@ -152,7 +152,9 @@ mod tests {
     #[tokio::test]
     async fn oversized_length_is_refused_before_buffering() {
         let (mut a, b) = tokio::io::duplex(1024);
-        a.write_all(&[0x04, 0, 0xFF, 0xFF, 0xFF, 0xF0]).await.expect("write");
+        a.write_all(&[0x04, 0, 0xFF, 0xFF, 0xFF, 0xF0])
+            .await
+            .expect("write");
         let mut s = PduStream::new(b, 16 * 1024);
         assert!(matches!(
             s.read(Duration::from_secs(1)).await,

@@ -99,7 +99,10 @@ impl StoreReceiver {
                 rx.failure = Some(StoreResult::failed(Status::OUT_OF_RESOURCES, e));
             }
             Err(e) => {
-                rx.failure = Some(StoreResult::failed(Status::PROCESSING_FAILURE, e.to_string()));
+                rx.failure = Some(StoreResult::failed(
+                    Status::PROCESSING_FAILURE,
+                    e.to_string(),
+                ));
             }
         }
         rx

@@ -3,8 +3,8 @@
 //! The lists cover what PS3.18 QIDO-RS (Table 10.6.3-3 and neighbours) and PS3.4 C-FIND
 //! (C.6.1.1 / C.6.2.1) return at each level, plus what viewers commonly ask for.
 
-use dicom_core::Tag;
 use dicom_core::value::Value;
+use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 

@@ -81,7 +81,9 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
 
 impl BlobStore for FsBlobStore {
     fn stage(&self) -> Result<StagedBlob, StorageError> {
-        let path = self.tmp.join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let path = self
+            .tmp
+            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
         let file = File::options()
             .write(true)
             .read(true)
@@ -147,14 +149,21 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn staged_blob_persists_with_its_bytes_and_tmp_is_cleared_on_open() -> Result<(), StorageError> {
+    fn staged_blob_persists_with_its_bytes_and_tmp_is_cleared_on_open() -> Result<(), StorageError>
+    {
         let dir = tempfile::tempdir().map_err(|e| StorageError::io("tempdir", "", e))?;
         let store = FsBlobStore::open(dir.path())?;
         let mut staged = store.stage()?;
-        staged.file.write_all(b"hello").map_err(|e| StorageError::io("w", "", e))?;
+        staged
+            .file
+            .write_all(b"hello")
+            .map_err(|e| StorageError::io("w", "", e))?;
         let key = store.persist(staged)?;
         let mut s = String::new();
-        store.open(&key)?.read_to_string(&mut s).map_err(|e| StorageError::io("r", "", e))?;
+        store
+            .open(&key)?
+            .read_to_string(&mut s)
+            .map_err(|e| StorageError::io("r", "", e))?;
         assert_eq!(s, "hello");
 
         let leftover = store.stage()?;

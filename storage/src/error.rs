@@ -5,7 +5,9 @@ use std::path::PathBuf;
 /// Failures of the index or blob store themselves (I/O, database, corrupt records).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("the data directory {path} is in use by another process (a running pacs server?): {detail}")]
+    #[error(
+        "the data directory {path} is in use by another process (a running pacs server?): {detail}"
+    )]
     Locked { path: PathBuf, detail: String },
     #[error("database error in {context}: {source}")]
     Db {
@@ -36,7 +38,11 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         StorageError::Io {
             context,
             path: path.into(),

@@ -124,7 +124,9 @@ impl Ingestor {
             series_instance_uid: parsed.series_instance_uid.clone(),
         };
         // Cheap early answer for a resend: no fsync for a copy we will not keep.
-        if self.policy == DuplicatePolicy::Keep && self.index.instance(&parsed.sop_instance_uid)?.is_some() {
+        if self.policy == DuplicatePolicy::Keep
+            && self.index.instance(&parsed.sop_instance_uid)?.is_some()
+        {
             self.blobs.discard(staged);
             ingested.outcome = IngestOutcome::Duplicate;
             return Ok(ingested);
@@ -199,7 +201,8 @@ fn run_writer(index: Arc<dyn Index>, jobs: Receiver<Job>, policy: DuplicatePolic
                 Err(_) => break,
             }
         }
-        let (items, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|j| (j.item, j.reply)).unzip();
+        let (items, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|j| (j.item, j.reply)).unzip();
         match index.store_instances(items, policy) {
             Ok(decisions) => {
                 for (reply, decision) in replies.into_iter().zip(decisions) {
@@ -238,10 +241,22 @@ fn check_staged(
         .read_until(tags::PIXEL_DATA)
         .open_file(&staged.path)
         .map_err(|e| IngestError::Unparseable(error_chain(&e)))?;
-    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
     let parsed = ParsedInstance::from_object(&obj)?;
-    check_expected("SOPInstanceUID", &expected.sop_instance_uid, &parsed.sop_instance_uid)?;
-    check_expected("SOPClassUID", &expected.sop_class_uid, &parsed.sop_class_uid)?;
+    check_expected(
+        "SOPInstanceUID",
+        &expected.sop_instance_uid,
+        &parsed.sop_instance_uid,
+    )?;
+    check_expected(
+        "SOPClassUID",
+        &expected.sop_class_uid,
+        &parsed.sop_class_uid,
+    )?;
     check_expected(
         "StudyInstanceUID",
         &expected.study_instance_uid,
@@ -282,4 +297,96 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::store::{Store, StoreOptions};
+
+    fn sample(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../sample-dicom")
+            .join(name)
+    }
+
+    fn staged_copy(store: &Store, bytes: &[u8]) -> StagedBlob {
+        let mut staged = store.blobs.stage().expect("stage");
+        staged.file.write_all(bytes).expect("write");
+        staged
+    }
+
+    #[test]
+    fn stores_once_then_reports_duplicates_and_refuses_bad_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let bytes = std::fs::read(sample("ct_jpegls_lossless.dcm")).expect("sample");
+
+        let done = store
+            .ingestor
+            .ingest(
+                staged_copy(&store, &bytes),
+                &IngestSource::Import,
+                &Expected::default(),
+            )
+            .expect("ingest");
+        assert_eq!(done.outcome, IngestOutcome::Stored);
+        let rec = store
+            .index
+            .instance(&done.sop_instance_uid)
+            .expect("get")
+            .expect("record");
+        assert_eq!(rec.transfer_syntax_uid, "1.2.840.10008.1.2.4.80");
+        assert_eq!(rec.size, bytes.len() as u64);
+        assert_eq!(rec.attributes["00280010"].values, vec!["512"]);
+
+        let again = store
+            .ingestor
+            .ingest(
+                staged_copy(&store, &bytes),
+                &IngestSource::Import,
+                &Expected::default(),
+            )
+            .expect("ingest");
+        assert_eq!(again.outcome, IngestOutcome::Duplicate);
+
+        let wrong = Expected {
+            sop_instance_uid: Some("1.2.3".into()),
+            ..Default::default()
+        };
+        let err = store
+            .ingestor
+            .ingest(staged_copy(&store, &bytes), &IngestSource::Import, &wrong)
+            .expect_err("mismatch");
+        assert!(matches!(err, IngestError::Mismatch { .. }), "{err}");
+
+        let mut garbage = bytes[..400].to_vec();
+        garbage.extend_from_slice(&[0xFF; 64]);
+        let err = store
+            .ingestor
+            .ingest(
+                staged_copy(&store, &garbage[..200]),
+                &IngestSource::Import,
+                &Expected::default(),
+            )
+            .expect_err("garbage");
+        assert!(
+            matches!(
+                err,
+                IngestError::Unparseable(_) | IngestError::MissingAttribute(_)
+            ),
+            "{err}"
+        );
+
+        assert_eq!(store.index.statistics().expect("stats").instances, 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+    }
 }

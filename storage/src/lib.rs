@@ -16,6 +16,8 @@ mod store;
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};
 pub use index::{Index, RocksIndex, SecondaryKey, Statistics};
-pub use ingest::{error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor};
+pub use ingest::{
+    error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor,
+};
 pub use records::{AttrValue, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 pub use store::{Store, StoreOptions};

@@ -31,6 +31,7 @@ pub fn file_header(fields: &FileMetaFields<'_>) -> Result<Vec<u8>, String> {
     }
     let meta = builder.build().map_err(|e| e.to_string())?;
     let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
     meta.write(&mut out).map_err(|e| e.to_string())?;
     Ok(out)
 }

@@ -66,13 +66,18 @@ async fn list_studies(
 ) -> Result<Json<Value>, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!("limit must be 1..={MAX_PAGE}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1..={MAX_PAGE}"
+        )));
     }
     let uids = blocking(move || s.index.list_studies(p.after.as_deref(), limit)).await?;
     Ok(Json(json!(uids)))
 }
 
-async fn study(State(s): State<ApiState>, Path(uid): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn study(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let found = blocking(move || {
         let Some(study) = s.index.study(&uid)? else {
             return Ok(None);
@@ -86,7 +91,10 @@ async fn study(State(s): State<ApiState>, Path(uid): Path<String>) -> Result<Jso
     found.map(Json).ok_or(ApiError::NotFound("study"))
 }
 
-async fn series(State(s): State<ApiState>, Path(uid): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn series(
+    State(s): State<ApiState>,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let found = blocking(move || {
         let Some(series) = s.index.series(&uid)? else {
             return Ok(None);
@@ -105,5 +113,7 @@ async fn instance(
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let found = blocking(move || s.index.instance(&uid)).await?;
-    found.map(|r| Json(json!(r))).ok_or(ApiError::NotFound("instance"))
+    found
+        .map(|r| Json(json!(r)))
+        .ok_or(ApiError::NotFound("instance"))
 }

@@ -80,7 +80,12 @@ pub fn normalize_name(v: &str) -> String {
 
 pub(crate) fn study_keys(s: &StudyRecord) -> BTreeSet<Vec<u8>> {
     let uid = &s.study_instance_uid;
-    let pid = s.patient_key.split('\u{1}').next().unwrap_or("").to_string();
+    let pid = s
+        .patient_key
+        .split('\u{1}')
+        .next()
+        .unwrap_or("")
+        .to_string();
     let mut out = BTreeSet::new();
     out.insert(SecondaryKey::StudiesByPatientId(pid).entry(uid));
     out.insert(SecondaryKey::StudiesOfPatient(s.patient_key.clone()).entry(uid));

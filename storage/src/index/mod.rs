@@ -50,7 +50,9 @@ pub enum StoreDecision {
     /// Already present and kept; the new blob is not referenced.
     Duplicate,
     /// Replaced; the old blob is no longer referenced.
-    Replaced { old_blob: BlobKey },
+    Replaced {
+        old_blob: BlobKey,
+    },
 }
 
 /// The index behind a small interface, so a larger site can move it to a distributed database.
@@ -67,11 +69,11 @@ pub trait Index: Send + Sync {
     fn study(&self, study_instance_uid: &str) -> Result<Option<StudyRecord>, StorageError>;
     fn patient(&self, patient_key: &str) -> Result<Option<PatientRecord>, StorageError>;
     /// UIDs found under a secondary key prefix (e.g. all series of a study), in key order.
-    fn scan_secondary(
-        &self,
-        key: &SecondaryKey,
-        limit: usize,
-    ) -> Result<Vec<String>, StorageError>;
+    fn scan_secondary(&self, key: &SecondaryKey, limit: usize)
+        -> Result<Vec<String>, StorageError>;
     /// Study UIDs in key order, starting after `after` (paging).
     fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options};
+use rocksdb::{
+    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options,
+};
 use serde::de::DeserializeOwned;
 
 use super::keys::uid_of_entry;
@@ -40,7 +42,9 @@ pub struct RocksIndex {
 
 impl std::fmt::Debug for RocksIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksIndex").field("path", &self.path).finish()
+        f.debug_struct("RocksIndex")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -79,7 +83,10 @@ impl RocksIndex {
         })
     }
 
-    pub(crate) fn cf(&self, name: &'static str) -> Result<Arc<BoundColumnFamily<'_>>, StorageError> {
+    pub(crate) fn cf(
+        &self,
+        name: &'static str,
+    ) -> Result<Arc<BoundColumnFamily<'_>>, StorageError> {
         self.db
             .cf_handle(name)
             .ok_or(StorageError::MissingColumnFamily(name))
@@ -137,11 +144,12 @@ impl Index for RocksIndex {
         }
         let (mut batch, stats) = ws.into_batch()?;
         let meta = self.cf(CF_META)?;
-        let stats_bytes = serde_json::to_vec(&stats).map_err(|source| StorageError::CorruptRecord {
-            kind: CF_META,
-            key: "statistics".into(),
-            source,
-        })?;
+        let stats_bytes =
+            serde_json::to_vec(&stats).map_err(|source| StorageError::CorruptRecord {
+                kind: CF_META,
+                key: "statistics".into(),
+                source,
+            })?;
         batch.put_cf(&meta, STATS_KEY, stats_bytes);
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
@@ -158,13 +166,13 @@ impl Index for RocksIndex {
             .get_pinned_cf(&meta, STATS_KEY)
             .map_err(StorageError::db("reading statistics"))?
         {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| {
-                StorageError::CorruptRecord {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StorageError::CorruptRecord {
                     kind: CF_META,
                     key: "statistics".into(),
                     source,
-                }
-            }),
+                })
+            }
             None => Ok(Statistics::default()),
         }
     }
@@ -185,7 +193,11 @@ impl Index for RocksIndex {
         self.get_record(CF_PATIENTS, patient_key)
     }
 
-    fn scan_secondary(&self, key: &SecondaryKey, limit: usize) -> Result<Vec<String>, StorageError> {
+    fn scan_secondary(
+        &self,
+        key: &SecondaryKey,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
         let cf = self.cf(CF_SECONDARY)?;
         let prefix = key.exact_prefix();
         let mut out = Vec::new();

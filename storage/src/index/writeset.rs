@@ -11,9 +11,7 @@ use super::keys::{patient_keys, series_keys, study_keys};
 use super::rocks::{RocksIndex, CF_INSTANCES, CF_PATIENTS, CF_SECONDARY, CF_SERIES, CF_STUDIES};
 use super::{NewInstance, Statistics};
 use crate::error::StorageError;
-use crate::records::{
-    first_value, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord,
-};
+use crate::records::{first_value, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 
 /// Original and current version of each record touched by the batch (`None` = absent).
 struct Touched<T> {
@@ -134,7 +132,10 @@ impl<'a> WriteSet<'a> {
                 }
             }
         };
-        let mut series = match self.series.get(self.index, CF_SERIES, &rec.series_instance_uid)? {
+        let mut series = match self
+            .series
+            .get(self.index, CF_SERIES, &rec.series_instance_uid)?
+        {
             Some(mut s) => {
                 fill_missing(&mut s.attributes, &item.series);
                 s
@@ -184,17 +185,17 @@ impl<'a> WriteSet<'a> {
         self.stats.bytes = self.stats.bytes.saturating_sub(rec.size);
 
         if let Some(mut series) =
-            self.series.get(self.index, CF_SERIES, &rec.series_instance_uid)?
+            self.series
+                .get(self.index, CF_SERIES, &rec.series_instance_uid)?
         {
             series.num_instances = series.num_instances.saturating_sub(1);
             series.bytes = series.bytes.saturating_sub(rec.size);
             let series_gone = series.num_instances == 0;
-            self.series.set(
-                &rec.series_instance_uid,
-                (!series_gone).then_some(series),
-            );
+            self.series
+                .set(&rec.series_instance_uid, (!series_gone).then_some(series));
             if let Some(mut study) =
-                self.studies.get(self.index, CF_STUDIES, &rec.study_instance_uid)?
+                self.studies
+                    .get(self.index, CF_STUDIES, &rec.study_instance_uid)?
             {
                 let study_patient = study.patient_key.clone();
                 study.num_instances = study.num_instances.saturating_sub(1);
@@ -234,45 +235,76 @@ impl<'a> WriteSet<'a> {
         let mut batch = rocksdb::WriteBatch::default();
         let index = self.index;
         let cf_secondary = index.cf(CF_SECONDARY)?;
-        let secondary = |old: BTreeSet<Vec<u8>>, new: BTreeSet<Vec<u8>>, batch: &mut rocksdb::WriteBatch| {
-            for k in old.difference(&new) {
-                batch.delete_cf(&cf_secondary, k);
-            }
-            for k in new.difference(&old) {
-                batch.put_cf(&cf_secondary, k, []);
-            }
-        };
+        let secondary =
+            |old: BTreeSet<Vec<u8>>, new: BTreeSet<Vec<u8>>, batch: &mut rocksdb::WriteBatch| {
+                for k in old.difference(&new) {
+                    batch.delete_cf(&cf_secondary, k);
+                }
+                for k in new.difference(&old) {
+                    batch.put_cf(&cf_secondary, k, []);
+                }
+            };
         for (key, (orig, cur)) in self.patients.entries {
             let old = orig.as_ref().map(patient_keys).unwrap_or_default();
             let new = cur.as_ref().map(patient_keys).unwrap_or_default();
             secondary(old, new, &mut batch);
-            put_or_delete(index, &mut batch, CF_PATIENTS, &key, orig.as_ref(), cur.as_ref())?;
+            put_or_delete(
+                index,
+                &mut batch,
+                CF_PATIENTS,
+                &key,
+                orig.as_ref(),
+                cur.as_ref(),
+            )?;
         }
         for (key, (orig, cur)) in self.studies.entries {
             let old = orig.as_ref().map(study_keys).unwrap_or_default();
             let new = cur.as_ref().map(study_keys).unwrap_or_default();
             secondary(old, new, &mut batch);
-            put_or_delete(index, &mut batch, CF_STUDIES, &key, orig.as_ref(), cur.as_ref())?;
+            put_or_delete(
+                index,
+                &mut batch,
+                CF_STUDIES,
+                &key,
+                orig.as_ref(),
+                cur.as_ref(),
+            )?;
         }
         for (key, (orig, cur)) in self.series.entries {
             let old = orig.as_ref().map(series_keys).unwrap_or_default();
             let new = cur.as_ref().map(series_keys).unwrap_or_default();
             secondary(old, new, &mut batch);
-            put_or_delete(index, &mut batch, CF_SERIES, &key, orig.as_ref(), cur.as_ref())?;
+            put_or_delete(
+                index,
+                &mut batch,
+                CF_SERIES,
+                &key,
+                orig.as_ref(),
+                cur.as_ref(),
+            )?;
         }
         for (key, (orig, cur)) in self.instances.entries {
             let old = orig.as_ref().map(instance_keys).unwrap_or_default();
             let new = cur.as_ref().map(instance_keys).unwrap_or_default();
             secondary(old, new, &mut batch);
-            put_or_delete(index, &mut batch, CF_INSTANCES, &key, orig.as_ref(), cur.as_ref())?;
+            put_or_delete(
+                index,
+                &mut batch,
+                CF_INSTANCES,
+                &key,
+                orig.as_ref(),
+                cur.as_ref(),
+            )?;
         }
         Ok((batch, self.stats))
     }
 }
 
 fn instance_keys(rec: &InstanceRecord) -> BTreeSet<Vec<u8>> {
-    BTreeSet::from([super::SecondaryKey::InstancesOfSeries(rec.series_instance_uid.clone())
-        .entry(&rec.sop_instance_uid)])
+    BTreeSet::from([
+        super::SecondaryKey::InstancesOfSeries(rec.series_instance_uid.clone())
+            .entry(&rec.sop_instance_uid),
+    ])
 }
 
 fn put_or_delete<T: Serialize + PartialEq>(

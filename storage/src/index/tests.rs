@@ -1,0 +1,223 @@
+//! Index tests on a real RocksDB in a temp dir.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::records::{AttrValue, Attributes};
+
+fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                AttrValue {
+                    vr: "LO".into(),
+                    values: vec![v.to_string()],
+                },
+            )
+        })
+        .collect()
+}
+
+fn item(
+    patient: &str,
+    study: &str,
+    series: &str,
+    sop: &str,
+    modality: &str,
+    size: u64,
+) -> NewInstance {
+    NewInstance {
+        record: InstanceRecord {
+            sop_instance_uid: sop.into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            series_instance_uid: series.into(),
+            study_instance_uid: study.into(),
+            patient_key: crate::records::patient_key(patient, ""),
+            transfer_syntax_uid: "1.2.840.10008.1.2".into(),
+            size,
+            blob: BlobKey(format!("blob-{sop}")),
+            received_ms: 1,
+            source: "TEST".into(),
+            attributes: Attributes::new(),
+        },
+        patient: attrs(&[
+            ("00100010", &format!("{patient}^NAME")),
+            ("00100020", patient),
+        ]),
+        study: attrs(&[
+            ("00080050", &format!("ACC-{study}")),
+            ("00080020", "20240101"),
+        ]),
+        series: attrs(&[("00080060", modality)]),
+    }
+}
+
+fn open() -> (tempfile::TempDir, RocksIndex) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = RocksIndex::open(dir.path().join("index")).expect("open");
+    (dir, index)
+}
+
+#[test]
+fn counts_follow_the_hierarchy_within_and_across_batches() {
+    let (_dir, index) = open();
+    // One batch with two instances of a new series: both must count under one series.
+    let d = index
+        .store_instances(
+            vec![
+                item("P1", "S1", "SE1", "I1", "CT", 10),
+                item("P1", "S1", "SE1", "I2", "CT", 20),
+            ],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+    assert_eq!(d, vec![StoreDecision::Stored, StoreDecision::Stored]);
+    index
+        .store_instances(
+            vec![
+                item("P1", "S1", "SE2", "I3", "SR", 5),
+                item("P2", "S2", "SE3", "I4", "MR", 1),
+            ],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+    let stats = index.statistics().expect("stats");
+    assert_eq!(
+        stats,
+        Statistics {
+            patients: 2,
+            studies: 2,
+            series: 3,
+            instances: 4,
+            bytes: 36
+        }
+    );
+    let study = index.study("S1").expect("get").expect("study");
+    assert_eq!(
+        (study.num_series, study.num_instances, study.bytes),
+        (2, 3, 35)
+    );
+    assert_eq!(
+        study.modalities,
+        BTreeSet::from(["CT".to_string(), "SR".to_string()])
+    );
+    assert_eq!(
+        study.attributes["00100010"].values[0], "P1^NAME",
+        "patient attributes copied"
+    );
+    let patient = index
+        .patient(&crate::records::patient_key("P1", ""))
+        .expect("get")
+        .expect("p");
+    assert_eq!(
+        (
+            patient.num_studies,
+            patient.num_series,
+            patient.num_instances
+        ),
+        (1, 2, 3)
+    );
+    assert_eq!(
+        index
+            .scan_secondary(&SecondaryKey::SeriesOfStudy("S1".into()), 10)
+            .expect("scan"),
+        vec!["SE1", "SE2"]
+    );
+    assert_eq!(
+        index
+            .scan_secondary(&SecondaryKey::StudiesByModality("SR".into()), 10)
+            .expect("scan"),
+        vec!["S1"]
+    );
+    assert_eq!(
+        index
+            .scan_secondary(&SecondaryKey::StudiesByAccession("ACC-S2".into()), 10)
+            .expect("scan"),
+        vec!["S2"]
+    );
+    assert_eq!(
+        index.list_studies(None, 10).expect("list"),
+        vec!["S1", "S2"]
+    );
+    assert_eq!(
+        index.list_studies(Some("S1"), 10).expect("list"),
+        vec!["S2"]
+    );
+}
+
+#[test]
+fn duplicates_are_kept_or_replaced_without_double_counting() {
+    let (_dir, index) = open();
+    index
+        .store_instances(
+            vec![item("P1", "S1", "SE1", "I1", "CT", 10)],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+    let d = index
+        .store_instances(
+            vec![
+                item("P1", "S1", "SE1", "I1", "CT", 99),
+                item("P1", "S1", "SE1", "I1", "CT", 99),
+            ],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+    assert_eq!(d, vec![StoreDecision::Duplicate, StoreDecision::Duplicate]);
+    assert_eq!(index.statistics().expect("s").bytes, 10);
+
+    let mut replacement = item("P1", "S1", "SE1", "I1", "CT", 30);
+    replacement.record.blob = BlobKey("new".into());
+    let d = index
+        .store_instances(vec![replacement], DuplicatePolicy::Overwrite)
+        .expect("store");
+    assert_eq!(
+        d,
+        vec![StoreDecision::Replaced {
+            old_blob: BlobKey("blob-I1".into())
+        }]
+    );
+    let stats = index.statistics().expect("s");
+    assert_eq!(
+        (
+            stats.patients,
+            stats.studies,
+            stats.series,
+            stats.instances,
+            stats.bytes
+        ),
+        (1, 1, 1, 1, 30)
+    );
+    assert_eq!(
+        index.instance("I1").expect("get").expect("i").blob,
+        BlobKey("new".into())
+    );
+    assert_eq!(
+        index
+            .scan_secondary(&SecondaryKey::InstancesOfSeries("SE1".into()), 10)
+            .expect("scan"),
+        vec!["I1"]
+    );
+}
+
+#[test]
+fn the_index_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = RocksIndex::open(dir.path().join("index")).expect("open");
+        index
+            .store_instances(
+                vec![item("P1", "S1", "SE1", "I1", "CT", 10)],
+                DuplicatePolicy::Keep,
+            )
+            .expect("store");
+        // A second open of the same directory while it is held is refused clearly.
+        let err = RocksIndex::open(dir.path().join("index")).expect_err("locked");
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    }
+    let index = RocksIndex::open(dir.path().join("index")).expect("reopen");
+    assert_eq!(index.statistics().expect("s").instances, 1);
+    assert!(index.instance("I1").expect("get").is_some());
+}

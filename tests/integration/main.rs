@@ -1,0 +1,10 @@
+//! Integration tests: the real `pacs` binary on ephemeral loopback ports, a temp data dir,
+//! driven by real peers (dcmtk, pynetdicom, curl). One test binary, so it is linked once.
+
+mod support;
+
+mod bad_input;
+mod echo;
+mod import;
+mod lifecycle;
+mod store;

@@ -1,0 +1,250 @@
+"""pynetdicom-driven SCU for the integration tests. Prints machine-readable results (JSON).
+
+subcommands:
+  echo   PORT [--aec AE]                      -> {"status": 0} or {"rejected": {...}}
+  store  PORT FILE... [--threads N]           -> {"statuses": {"0x0000": n, ...}, "failed": [...]}
+  bad    PORT KIND                            -> {"status": int, "comment": str}
+           KIND: missing-study-uid | uid-mismatch | garbage-dataset | class-mismatch
+  raw    PORT KIND                            -> {"reply": first byte or null, "closed": bool}
+           KIND: http | bad-rq | pdata-first | mid-association
+  hold   PORT SECONDS                         -> prints {"associated": true} then waits
+"""
+import json
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, _config
+from pynetdicom import debug_logger  # noqa: F401
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+sys.path.insert(0, os.path.dirname(__file__))
+import dicomgen  # noqa: E402
+
+HOST = "127.0.0.1"
+# Send files as they are on disk (streamed, UIDs from the File Meta Information), not re-encoded.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+
+def out(obj) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def make_ae() -> AE:
+    ae = AE(ae_title="TESTSCU")
+    ae.acse_timeout = 20
+    ae.dimse_timeout = 60
+    ae.network_timeout = 20
+    return ae
+
+
+def rejected(assoc) -> dict:
+    rsp = getattr(assoc.acceptor, "primitive", None)
+    if rsp is None:
+        return {"rejected": {"result": None}}
+    return {"rejected": {"result": rsp.result, "source": rsp.result_source, "reason": rsp.diagnostic}}
+
+
+def cmd_echo(port: int, aec: str) -> None:
+    ae = make_ae()
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(HOST, port, ae_title=aec)
+    if assoc.is_established:
+        status = assoc.send_c_echo()
+        assoc.release()
+        out({"status": int(status.Status) if status else None})
+    elif assoc.is_rejected:
+        out(rejected(assoc))
+    else:
+        out({"aborted": True})
+
+
+def contexts_for(files) -> list:
+    pairs = []
+    for f in files:
+        ds = dcmread(f, stop_before_pixels=True)
+        pair = (ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.TransferSyntaxUID)
+        if pair not in pairs:
+            pairs.append(pair)
+    return pairs
+
+
+def store_files(port: int, files, results: dict, lock: threading.Lock) -> None:
+    ae = make_ae()
+    for sop, ts in contexts_for(files):
+        ae.add_requested_context(sop, [ts])
+    assoc = ae.associate(HOST, port, ae_title="PACS")
+    if not assoc.is_established:
+        with lock:
+            results["failed"].append("association not established")
+        return
+    for f in files:
+        status = assoc.send_c_store(f)
+        key = "0x%04X" % status.Status if status else "none"
+        with lock:
+            results["statuses"][key] = results["statuses"].get(key, 0) + 1
+            if not status or status.Status != 0:
+                results["failed"].append({"file": f, "comment": str(status.get("ErrorComment", "")) if status else ""})
+    assoc.release()
+
+
+def cmd_store(port: int, files, threads: int) -> None:
+    results = {"statuses": {}, "failed": []}
+    lock = threading.Lock()
+    chunks = [files[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=store_files, args=(port, c, results, lock)) for c in chunks if c]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out(results)
+
+
+def write_raw_file(path: str, meta_sop_instance: str, dataset_bytes: bytes, sop_class: str = dicomgen.CT) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = meta_sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.3.4"
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.filebase import DicomBytesIO
+    buf = DicomBytesIO()
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    with open(path, "wb") as fh:
+        fh.write(b"\0" * 128 + b"DICM" + buf.getvalue() + dataset_bytes)
+
+
+def encode(ds: Dataset) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    buf = DicomBytesIO()
+    buf.is_little_endian = True
+    buf.is_implicit_VR = False
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+def cmd_bad(port: int, kind: str) -> None:
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "bad.dcm")
+    ds = dicomgen.ct_instance(9, 9, 9, 16, 16, patient_no=9)
+    if kind == "missing-study-uid":
+        del ds.StudyInstanceUID
+        write_raw_file(path, ds.SOPInstanceUID, encode(ds))
+    elif kind == "uid-mismatch":
+        write_raw_file(path, ds.SOPInstanceUID + ".999", encode(ds))
+    elif kind == "class-mismatch":
+        write_raw_file(path, ds.SOPInstanceUID, encode(ds), sop_class=dicomgen.MR)
+    elif kind == "garbage-dataset":
+        # An element header claiming far more bytes than follow, then noise.
+        write_raw_file(path, ds.SOPInstanceUID, b"\x08\x00\x18\x00UI\xf0\x7f" + os.urandom(300))
+    else:
+        raise SystemExit("unknown kind " + kind)
+    ae = make_ae()
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4", [ExplicitVRLittleEndian])
+    assoc = ae.associate(HOST, port, ae_title="PACS")
+    if not assoc.is_established:
+        out({"error": "association not established"})
+        return
+    status = assoc.send_c_store(path)
+    assoc.release()
+    out({"status": int(status.Status) if status else None,
+         "comment": str(status.get("ErrorComment", "")) if status else ""})
+
+
+def read_reply(sock: socket.socket):
+    sock.settimeout(10)
+    try:
+        data = sock.recv(64)
+    except (ConnectionResetError, socket.timeout):
+        return None, True
+    if not data:
+        return None, True
+    # after the reply the server must close
+    closed = False
+    try:
+        rest = sock.recv(64)
+        closed = rest == b""
+    except (ConnectionResetError, socket.timeout):
+        closed = True
+    return data[0], closed
+
+
+def cmd_raw(port: int, kind: str) -> None:
+    if kind == "mid-association":
+        ae = make_ae()
+        ae.add_requested_context(Verification)
+        assoc = ae.associate(HOST, port, ae_title="PACS")
+        if not assoc.is_established:
+            out({"error": "association not established"})
+            return
+        # A P-DATA PDU whose PDV claims to be longer than the PDU: a broken PDU.
+        broken = struct.pack(">BBI", 0x04, 0, 10) + struct.pack(">I", 5000) + b"\x01\x03" + b"\0" * 4
+        assoc.dul.socket.socket.sendall(broken)
+        deadline = time.time() + 10
+        while time.time() < deadline and not assoc.is_aborted:
+            time.sleep(0.05)
+        out({"aborted": bool(assoc.is_aborted)})
+        return
+    sock = socket.create_connection((HOST, port), timeout=10)
+    if kind == "http":
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")
+    elif kind == "bad-rq":
+        sock.sendall(struct.pack(">BBI", 0x01, 0, 12) + b"\x00\x01garbage!!!")
+    elif kind == "pdata-first":
+        sock.sendall(struct.pack(">BBI", 0x04, 0, 6) + struct.pack(">I", 2) + b"\x01\x03")
+    else:
+        raise SystemExit("unknown kind " + kind)
+    first, closed = read_reply(sock)
+    out({"reply": first, "closed": closed})
+
+
+def cmd_hold(port: int, seconds: float) -> None:
+    ae = make_ae()
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(HOST, port, ae_title="PACS")
+    out({"associated": bool(assoc.is_established)})
+    time.sleep(seconds)
+    if assoc.is_established:
+        assoc.release()
+
+
+def main() -> None:
+    cmd, port = sys.argv[1], int(sys.argv[2])
+    rest = sys.argv[3:]
+    if cmd == "echo":
+        aec = rest[rest.index("--aec") + 1] if "--aec" in rest else "PACS"
+        cmd_echo(port, aec)
+    elif cmd == "store":
+        threads = 1
+        if "--threads" in rest:
+            i = rest.index("--threads")
+            threads = int(rest[i + 1])
+            rest = rest[:i] + rest[i + 2:]
+        files = []
+        for p in rest:
+            if os.path.isdir(p):
+                files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith(".dcm"))
+            else:
+                files.append(p)
+        cmd_store(port, files, threads)
+    elif cmd == "bad":
+        cmd_bad(port, rest[0])
+    elif cmd == "raw":
+        cmd_raw(port, rest[0])
+    elif cmd == "hold":
+        cmd_hold(port, float(rest[0]))
+    else:
+        raise SystemExit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
