@@ -64,7 +64,7 @@ enum Receiving {
 }
 
 enum DataSink {
-    Store(StoreReceiver),
+    Store(Box<StoreReceiver>),
     Discard,
 }
 
@@ -313,7 +313,7 @@ impl Association {
         if command.has_dataset {
             let sink = if command.field == field::C_STORE_RQ && context.kind == ServiceKind::Storage
             {
-                DataSink::Store(
+                DataSink::Store(Box::new(
                     StoreReceiver::begin(
                         self.store.clone(),
                         &command,
@@ -321,7 +321,7 @@ impl Association {
                         &self.negotiated.calling_ae,
                     )
                     .await,
-                )
+                ))
             } else {
                 DataSink::Discard
             };

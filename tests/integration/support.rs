@@ -92,21 +92,12 @@ pub struct Server {
     log: Arc<Mutex<String>>,
 }
 
+#[derive(Default)]
 pub struct ServerOptions<'a> {
     pub extra_args: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
     /// Run under `prlimit --fsize=N` to make writes past N bytes fail.
     pub file_size_limit: Option<u64>,
-}
-
-impl Default for ServerOptions<'_> {
-    fn default() -> Self {
-        ServerOptions {
-            extra_args: &[],
-            env: &[],
-            file_size_limit: None,
-        }
-    }
 }
 
 impl Server {
