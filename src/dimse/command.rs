@@ -43,18 +43,13 @@ pub struct Command {
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    let v = obj.element_opt(tag).ok().flatten()?.value().to_str().ok()?;
+    let v = obj.get(tag)?.value().to_str().ok()?;
     let v = v.trim_end_matches(['\0', ' ']).to_string();
     (!v.is_empty()).then_some(v)
 }
 
 fn uint(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u16> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()?
-        .value()
-        .to_int::<u16>()
-        .ok()
+    obj.get(tag)?.value().to_int::<u16>().ok()
 }
 
 impl Command {

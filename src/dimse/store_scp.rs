@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pacs_storage::part10::{file_header, FileMetaFields};
-use pacs_storage::{Expected, IngestError, IngestOutcome, IngestSource, StagedBlob, Store};
+use pacs_storage::{
+    BlobKey, Expected, IngestError, IngestOutcome, IngestSource, StagedBlob, Store,
+};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::command::Command;
@@ -36,6 +38,7 @@ impl StoreResult {
 pub struct StoreReceiver {
     store: Arc<Store>,
     staged_path: Option<PathBuf>,
+    staged_key: Option<BlobKey>,
     writer: Option<BufWriter<tokio::fs::File>>,
     /// The first failure; later fragments are read and dropped so the association stays usable.
     failure: Option<StoreResult>,
@@ -54,6 +57,7 @@ impl StoreReceiver {
         let mut rx = StoreReceiver {
             store: store.clone(),
             staged_path: None,
+            staged_key: None,
             writer: None,
             failure: None,
             calling_ae: calling_ae.to_string(),
@@ -90,6 +94,7 @@ impl StoreReceiver {
         match staged {
             Ok(Ok(staged)) => {
                 rx.staged_path = Some(staged.path);
+                rx.staged_key = Some(staged.key);
                 rx.writer = Some(BufWriter::with_capacity(
                     WRITE_BUFFER,
                     tokio::fs::File::from_std(staged.file),
@@ -132,7 +137,8 @@ impl StoreReceiver {
             remove_staged(path).await;
             return failure;
         }
-        let (Some(mut writer), Some(path)) = (writer, path) else {
+        let (Some(mut writer), Some(path), Some(key)) = (writer, path, self.staged_key.take())
+        else {
             return StoreResult::failed(Status::PROCESSING_FAILURE, "no staged file");
         };
         if let Err(e) = writer.flush().await {
@@ -143,7 +149,7 @@ impl StoreReceiver {
             );
         }
         let file = writer.into_inner().into_std().await;
-        let staged = StagedBlob { path, file };
+        let staged = StagedBlob { path, file, key };
         let store = self.store.clone();
         let source = IngestSource::Dimse {
             calling_ae: self.calling_ae.clone(),

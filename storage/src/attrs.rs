@@ -122,7 +122,7 @@ pub struct ParsedInstance {
 }
 
 fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let elem = obj.element_opt(tag).ok().flatten()?;
+    let elem = obj.get(tag)?;
     let s = elem.value().to_str().ok()?;
     let s = s.trim_end_matches(['\0', ' ']).trim_start();
     (!s.is_empty()).then(|| s.to_string())
@@ -136,7 +136,7 @@ fn required(obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Stri
 pub fn collect(obj: &InMemDicomObject, tag_list: &[Tag]) -> Attributes {
     let mut out = Attributes::new();
     for &tag in tag_list {
-        let Ok(Some(elem)) = obj.element_opt(tag) else {
+        let Some(elem) = obj.get(tag) else {
             continue;
         };
         let Value::Primitive(value) = elem.value() else {

@@ -382,11 +382,20 @@ mod tests {
         );
 
         assert_eq!(store.index.statistics().expect("stats").instances, 1);
+        let blob_dirs: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+            .expect("blobs")
+            .filter_map(Result::ok)
+            .flat_map(|d| {
+                std::fs::read_dir(d.path())
+                    .expect("dir")
+                    .filter_map(Result::ok)
+            })
+            .map(|f| f.path())
+            .collect();
         assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp"))
-                .expect("tmp")
-                .count(),
-            0
+            blob_dirs.len(),
+            1,
+            "one blob, no staged leftovers: {blob_dirs:?}"
         );
     }
 }

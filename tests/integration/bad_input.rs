@@ -46,10 +46,10 @@ fn unreadable_or_inconsistent_datasets_are_refused_and_nothing_is_stored() {
         server.assert_echo();
     }
     assert_eq!(stats_tuple(&server.statistics()), (0, 0, 0, 0));
-    let leftovers: Vec<_> = std::fs::read_dir(data.join("tmp")).expect("tmp").collect();
+    let leftovers = files_under(&data.join("blobs"));
     assert!(
         leftovers.is_empty(),
-        "staged files of refused instances are removed"
+        "staged files of refused instances are removed: {leftovers:?}"
     );
 }
 

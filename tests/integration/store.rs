@@ -88,24 +88,8 @@ fn every_sample_encoding_is_stored_as_received_and_survives_restart() {
     // Sending everything again changes nothing: duplicates are kept, answered with success.
     storescu(&server, &sample_files());
     assert_eq!(stats_tuple(&server.statistics()), (3, 4, 5, 10));
-    let blobs = walk_files(&data.join("blobs"));
+    let blobs = files_under(&data.join("blobs"));
     assert_eq!(blobs.len(), 10, "no orphan blobs from duplicates");
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -128,9 +112,9 @@ fn hundreds_of_instances_over_four_parallel_associations() {
     let server = Server::start(&data);
 
     let mut files: Vec<String> = Vec::new();
-    let mut large_files: Vec<PathBuf> = walk_files(&large);
+    let mut large_files: Vec<PathBuf> = files_under(&large);
     large_files.sort();
-    let mut small_files: Vec<PathBuf> = walk_files(&small);
+    let mut small_files: Vec<PathBuf> = files_under(&small);
     small_files.sort();
     for (i, f) in small_files.iter().enumerate() {
         files.push(f.display().to_string());
@@ -164,10 +148,11 @@ fn hundreds_of_instances_over_four_parallel_associations() {
             f.display()
         );
     }
-    assert!(
-        walk_files(&data.join("tmp")).is_empty(),
-        "no staged leftovers"
-    );
+    let staged: Vec<_> = files_under(&data.join("blobs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert!(staged.is_empty(), "no staged leftovers: {staged:?}");
 }
 
 #[test]
