@@ -49,7 +49,7 @@ send() {
   echo "$end - $start" | bc -l
 }
 
-report() { # NAME SECONDS [RSS_KB]
+report() { # NAME SECONDS [PEAK_RSS_KB]
   local ips mbs
   ips=$(echo "$N / $2" | bc -l)
   mbs=$(echo "$MB / $2" | bc -l)
@@ -58,33 +58,45 @@ report() { # NAME SECONDS [RSS_KB]
   printf '\n'
 }
 
-declare -A SECS
-for assocs in 1 4; do
-  out="$WORK/storescp-out"; rm -rf "$out"; mkdir -p "$out"
-  port=$(free_port)
-  /usr/bin/storescp -aet STORESCP -od "$out" "$port" & scp=$!
-  sleep 0.5
-  s=$(send "$assocs" STORESCP "$port")
-  kill "$scp"; wait "$scp" 2>/dev/null || true
-  SECS["storescp-$assocs"]=$s
-  report "storescp, $assocs assoc" "$s"
+ROUNDS="${ROUNDS:-3}"
+declare -A RUNS RSS
+# The runs alternate (storescp, pacs, storescp, ...) so drift in the machine's disk speed hits
+# both alike; each configuration reports its median round.
+for round in $(seq 1 "$ROUNDS"); do
+  for assocs in 1 4; do
+    out="$WORK/storescp-out"; rm -rf "$out"; mkdir -p "$out"
+    port=$(free_port)
+    /usr/bin/storescp -aet STORESCP -od "$out" "$port" & scp=$!
+    sleep 0.5
+    RUNS["storescp-$assocs"]+="$(send "$assocs" STORESCP "$port") "
+    kill "$scp"; wait "$scp" 2>/dev/null || true
+    rm -rf "$out"
 
-  data="$WORK/pacs-data"; rm -rf "$data"
-  log="$WORK/pacs.log"
-  PACS_LOG=warn,pacs=info $BIN serve --data "$data" --dicom-port 0 --http-port 0 2>"$log" & pid=$!
-  port=""
-  for _ in $(seq 1 100); do
-    port=$(sed -n 's/.*DICOM listening on .*:\([0-9]*\).*/\1/p' "$log" | head -1)
-    [ -n "$port" ] && break; sleep 0.1
+    data="$WORK/pacs-data"; rm -rf "$data"
+    log="$WORK/pacs.log"
+    PACS_LOG=warn,pacs::server=info $BIN serve --data "$data" --dicom-port 0 --http-port 0 2>"$log" & pid=$!
+    port=""; hport=""
+    for _ in $(seq 1 100); do
+      port=$(sed -n 's/.*DICOM listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -1)
+      hport=$(sed -n 's/.*HTTP listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -1)
+      [ -n "$port" ] && [ -n "$hport" ] && break; sleep 0.1
+    done
+    RUNS["pacs-$assocs"]+="$(send "$assocs" PACS "$port") "
+    RSS["pacs-$assocs"]+="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status") "
+    stored=$(curl -s "http://127.0.0.1:$hport/api/statistics")
+    echo "round $round, $assocs assoc: pacs index holds $stored" >&2
+    kill -TERM "$pid"; wait "$pid" || true
+    rm -rf "$data"
   done
-  s=$(send "$assocs" PACS "$port")
-  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  hport=$(sed -n 's/.*HTTP listening on .*:\([0-9]*\).*/\1/p' "$log" | head -1)
-  stored=$(curl -s "http://127.0.0.1:$hport/api/statistics")
-  kill -TERM "$pid"; wait "$pid" || true
-  SECS["pacs-$assocs"]=$s
-  report "pacs, $assocs assoc" "$s" "$rss"
-  echo "    index after run: $stored"
-  printf '    ratio to storescp: %.0f%%\n' "$(echo "100 * ${SECS["storescp-$assocs"]} / $s" | bc -l)"
 done
-echo "($N instances, $(printf '%.0f' "$MB") MB, $(nproc) cores)"
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for assocs in 1 4; do
+  scp=$(echo "${RUNS["storescp-$assocs"]}" | median)
+  pacs=$(echo "${RUNS["pacs-$assocs"]}" | median)
+  rss=$(echo "${RSS["pacs-$assocs"]}" | tr ' ' '\n' | sort -g | tail -1)
+  report "storescp, $assocs assoc" "$scp"
+  report "pacs, $assocs assoc" "$pacs" "$rss"
+  printf '    pacs / storescp: %.0f%%\n' "$(echo "100 * $scp / $pacs" | bc -l)"
+done
+echo "($N instances of 512x512 16-bit CT, $(printf '%.0f' "$MB") MB, median of $ROUNDS rounds, $(nproc) cores)"

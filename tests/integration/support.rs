@@ -162,7 +162,11 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok((true, p)) => dicom_port = p,
                 Ok((false, p)) => http_port = p,
-                Err(_) => panic!("server did not start; log:\n{}", log.lock().expect("log")),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("server did not start; log:\n{}", log.lock().expect("log"))
+                }
             }
         }
         Server {
