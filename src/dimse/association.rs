@@ -10,15 +10,20 @@ use dicom_ul::pdu::{
     AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue,
     PDataValueType, Pdu,
 };
+use pacs_storage::query::{execute, MatchOptions, QueryError, QueryMatch};
 use pacs_storage::{IngestOutcome, Store};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::command::{field, Command, Response};
+use super::find_scp::{parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
 use super::status::Status;
 use super::store_scp::StoreReceiver;
+
+/// How long we wait for the peer to close after our last PDU.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Settings every association of the listener shares.
 #[derive(Debug, Clone)]
@@ -65,6 +70,8 @@ enum Receiving {
 
 enum DataSink {
     Store(Box<StoreReceiver>),
+    /// A C-FIND identifier, kept in memory up to `MAX_IDENTIFIER` bytes.
+    Identifier(Vec<u8>),
     Discard,
 }
 
@@ -74,6 +81,7 @@ struct Counters {
     duplicates: u64,
     failed: u64,
     echoes: u64,
+    finds: u64,
 }
 
 struct Association {
@@ -83,6 +91,8 @@ struct Association {
     settings: Arc<DimseSettings>,
     receiving: Receiving,
     counters: Counters,
+    /// A PDU read while answering a C-FIND that the message loop must handle next.
+    stashed: Option<Result<Pdu, PduError>>,
 }
 
 fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
@@ -101,6 +111,19 @@ fn abort_reason_for(e: &PduError) -> AbortRQServiceProviderReason {
     }
 }
 
+/// Is this the C-CANCEL-RQ for message `message_id` (in one command fragment)?
+fn is_cancel_for(pdu: &Result<Pdu, PduError>, message_id: u16) -> bool {
+    let Ok(Pdu::PData { data }) = pdu else {
+        return false;
+    };
+    data.iter().any(|v| {
+        v.value_type == PDataValueType::Command
+            && v.is_last
+            && Command::parse(&v.data)
+                .is_ok_and(|c| c.field == field::C_CANCEL_RQ && c.message_id == message_id)
+    })
+}
+
 /// Refuse a connection because the association cap is reached (transient, local limit).
 pub async fn reject_busy(stream: TcpStream, settings: Arc<DimseSettings>) {
     let mut pdus = PduStream::new(stream, settings.max_pdu);
@@ -113,6 +136,7 @@ pub async fn reject_busy(stream: TcpStream, settings: Arc<DimseSettings>) {
         };
         let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
     }
+    pdus.close_gracefully(LINGER).await;
 }
 
 /// Run one association to its end. Never panics on peer input; logs one line at the end.
@@ -138,6 +162,7 @@ pub async fn serve(
             tracing::warn!(%peer, error = %e, "no valid A-ASSOCIATE-RQ; aborting");
             if e.is_protocol_error() {
                 let _ = pdus.write(&abort_pdu(abort_reason_for(&e))).await;
+                pdus.close_gracefully(LINGER).await;
             }
             return;
         }
@@ -153,6 +178,7 @@ pub async fn serve(
                 "association rejected"
             );
             let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
+            pdus.close_gracefully(LINGER).await;
             return;
         }
     };
@@ -169,6 +195,7 @@ pub async fn serve(
         settings,
         receiving: Receiving::Idle,
         counters: Counters::default(),
+        stashed: None,
     };
     let end = assoc.run(&shutdown).await;
     if let Receiving::Data {
@@ -179,18 +206,21 @@ pub async fn serve(
         rx.abandon().await;
     }
     let c = &assoc.counters;
+    let counters = (c.stored, c.duplicates, c.failed, c.echoes, c.finds);
     tracing::info!(
         %peer,
         calling_ae = %calling_ae,
         contexts = accepted,
-        stored = c.stored,
-        duplicates = c.duplicates,
-        failed = c.failed,
-        echoes = c.echoes,
+        stored = counters.0,
+        duplicates = counters.1,
+        failed = counters.2,
+        echoes = counters.3,
+        finds = counters.4,
         ms = started.elapsed().as_millis() as u64,
         end = %end,
         "association ended"
     );
+    assoc.pdus.close_gracefully(LINGER).await;
 }
 
 impl Association {
@@ -199,7 +229,9 @@ impl Association {
         loop {
             let timeout = self.settings.idle_timeout;
             let idle = matches!(self.receiving, Receiving::Idle);
-            let read = if idle {
+            let read = if let Some(stashed) = self.stashed.take() {
+                stashed
+            } else if idle {
                 // Between messages a shutdown may end the association; mid-message it may not,
                 // so an instance being received is finished and answered first.
                 tokio::select! {
@@ -276,11 +308,18 @@ impl Association {
                     context_id, sink, ..
                 },
                 PDataValueType::Data,
-            ) if *context_id == ctx => {
-                if let DataSink::Store(rx) = sink {
-                    rx.write(&pdv.data).await;
+            ) if *context_id == ctx => match sink {
+                DataSink::Store(rx) => rx.write(&pdv.data).await,
+                DataSink::Identifier(buf) if buf.len() + pdv.data.len() <= MAX_IDENTIFIER => {
+                    buf.extend_from_slice(&pdv.data)
                 }
-            }
+                DataSink::Identifier(_) => {
+                    return Err(Violation::InvalidParameter(
+                        "C-FIND identifier larger than 1 MiB".into(),
+                    ))
+                }
+                DataSink::Discard => {}
+            },
             (_, value_type) => {
                 return Err(Violation::Unexpected(format!(
                     "{value_type:?} fragment on context {ctx} out of sequence"
@@ -322,6 +361,8 @@ impl Association {
                     )
                     .await,
                 ))
+            } else if command.field == field::C_FIND_RQ && context.kind == ServiceKind::Find {
+                DataSink::Identifier(Vec::new())
             } else {
                 DataSink::Discard
             };
@@ -356,6 +397,10 @@ impl Association {
                 }
                 (result.status, result.comment)
             }
+            DataSink::Identifier(bytes) => {
+                self.serve_find(context_id, &command, &bytes).await;
+                return;
+            }
             DataSink::Discard if command.field == field::C_STORE_RQ => {
                 self.counters.failed += 1;
                 (
@@ -366,6 +411,110 @@ impl Association {
             DataSink::Discard => (Status::UNRECOGNIZED_OPERATION, None),
         };
         self.respond(context_id, &command, status, comment).await;
+    }
+
+    /// Answer a C-FIND: one pending response per match, streamed as the engine finds them,
+    /// while watching for C-CANCEL; then the final status.
+    async fn serve_find(&mut self, context_id: u8, command: &Command, identifier: &[u8]) {
+        self.counters.finds += 1;
+        let Some(context) = self.negotiated.contexts.get(&context_id).cloned() else {
+            return;
+        };
+        let request = match parse_request(
+            identifier,
+            &context.transfer_syntax,
+            MatchOptions::default(),
+        ) {
+            Ok(r) => Arc::new(r),
+            Err(f) => {
+                tracing::warn!(comment = %f.comment, "C-FIND refused");
+                self.respond(context_id, command, f.status, Some(f.comment))
+                    .await;
+                return;
+            }
+        };
+        let (tx, mut matches) = tokio::sync::mpsc::channel::<QueryMatch>(32);
+        let index = self.store.index.clone();
+        let query_request = request.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            execute(index.as_ref(), &query_request.query, &mut |m| {
+                tx.blocking_send(m).is_ok()
+            })
+        });
+        let mut cancelled = false;
+        let mut sent = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                pdu = self.pdus.read(self.settings.idle_timeout), if self.stashed.is_none() => {
+                    if is_cancel_for(&pdu, command.message_id) {
+                        cancelled = true;
+                        break;
+                    }
+                    // Anything else is handled by the message loop once this C-FIND is answered.
+                    self.stashed = Some(pdu);
+                }
+                found = matches.recv() => {
+                    let Some(found) = found else { break };
+                    match response_identifier(&request, &found, &self.settings.ae_title) {
+                        Ok(bytes) => {
+                            self.send_with_dataset(context_id, command, Status::PENDING, &bytes).await;
+                            sent += 1;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot encode a C-FIND match; skipped"),
+                    }
+                }
+            }
+        }
+        drop(matches);
+        let outcome = worker.await;
+        let (status, comment) = match outcome {
+            _ if cancelled => (Status::CANCEL, None),
+            Ok(Ok(())) => (Status::SUCCESS, None),
+            Ok(Err(e @ QueryError::MissingParentKey { .. })) => {
+                (Status::IDENTIFIER_DOES_NOT_MATCH, Some(e.to_string()))
+            }
+            Ok(Err(e)) => (Status::OUT_OF_RESOURCES, Some(e.to_string())),
+            Err(e) => (Status::PROCESSING_FAILURE, Some(e.to_string())),
+        };
+        tracing::debug!(matches = sent, status = %status, "C-FIND answered");
+        self.respond(context_id, command, status, comment).await;
+    }
+
+    async fn send_with_dataset(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        status: Status,
+        dataset: &[u8],
+    ) {
+        let encoded = Response {
+            request: command,
+            status,
+            error_comment: None,
+            has_dataset: true,
+        }
+        .encode();
+        let Ok(bytes) = encoded else {
+            tracing::error!("cannot encode a response");
+            return;
+        };
+        let peer_max = self.negotiated.peer_max_pdu;
+        let sent = match self
+            .pdus
+            .send_message_part(context_id, PDataValueType::Command, &bytes, peer_max)
+            .await
+        {
+            Ok(()) => {
+                self.pdus
+                    .send_message_part(context_id, PDataValueType::Data, dataset, peer_max)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not send a response");
+        }
     }
 
     async fn respond(
@@ -379,6 +528,7 @@ impl Association {
             request: command,
             status,
             error_comment,
+            has_dataset: false,
         })
         .encode()
         {

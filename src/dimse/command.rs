@@ -11,6 +11,7 @@ use super::status::Status;
 /// Command Field values (PS3.7 E.1).
 pub mod field {
     pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
     /// A response has the request's field with this bit set.
@@ -80,6 +81,8 @@ pub struct Response<'a> {
     pub request: &'a Command,
     pub status: Status,
     pub error_comment: Option<String>,
+    /// Whether a data set (a C-FIND match) follows the command.
+    pub has_dataset: bool,
 }
 
 impl Response<'_> {
@@ -103,10 +106,12 @@ impl Response<'_> {
             VR::US,
             PrimitiveValue::from(rq.message_id),
         ));
+        // Any value but 0x0101 means a data set follows; 0x0000 is the customary one.
+        let data_set_type: u16 = if self.has_dataset { 0x0000 } else { NO_DATASET };
         obj.put(DataElement::new(
             tags::COMMAND_DATA_SET_TYPE,
             VR::US,
-            PrimitiveValue::from(NO_DATASET),
+            PrimitiveValue::from(data_set_type),
         ));
         obj.put(DataElement::new(
             tags::STATUS,
@@ -199,6 +204,7 @@ mod tests {
             request: &rq,
             status: Status::CANNOT_UNDERSTAND,
             error_comment: Some("x".repeat(100)),
+            has_dataset: false,
         }
         .encode()
         .expect("encode");

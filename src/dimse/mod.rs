@@ -2,6 +2,7 @@
 
 pub mod association;
 pub mod command;
+pub mod find_scp;
 pub mod listener;
 pub mod negotiation;
 pub mod pdu_io;

@@ -50,6 +50,8 @@ const PLAIN_TRANSFER_SYNTAXES: &[&str] = &[
 pub enum ServiceKind {
     Verification,
     Storage,
+    /// Query/Retrieve FIND, either information model.
+    Find,
 }
 
 /// A presentation context we accepted.
@@ -68,6 +70,12 @@ pub struct Negotiated {
     pub peer_max_pdu: u32,
 }
 
+/// Query/Retrieve FIND SOP classes (PS3.4 C.6.1.3, C.6.2.3).
+const FIND_SOP_CLASSES: &[&str] = &[
+    uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
+    uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
+];
+
 /// Is this a Storage SOP Class of the standard dictionary?
 pub fn is_storage_sop_class(uid: &str) -> bool {
     let uid = uid.trim_end_matches('\0');
@@ -84,6 +92,8 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
 fn service_kind(abstract_syntax: &str) -> Option<(ServiceKind, &'static [&'static str])> {
     if abstract_syntax == uids::VERIFICATION {
         Some((ServiceKind::Verification, PLAIN_TRANSFER_SYNTAXES))
+    } else if FIND_SOP_CLASSES.contains(&abstract_syntax) {
+        Some((ServiceKind::Find, PLAIN_TRANSFER_SYNTAXES))
     } else if is_storage_sop_class(abstract_syntax) {
         Some((ServiceKind::Storage, STORAGE_TRANSFER_SYNTAXES))
     } else {

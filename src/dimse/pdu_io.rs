@@ -101,6 +101,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
         Ok(())
     }
 
+    /// End the connection without losing what we sent: wait (bounded by the ARTIM timer,
+    /// PS3.8 9.1.5) for the peer to close first. Closing at once can make a peer see the
+    /// closed connection before it reads our A-ASSOCIATE-RJ or A-ABORT.
+    pub async fn close_gracefully(mut self, wait: Duration) {
+        let mut scratch = [0u8; 4096];
+        let _ = tokio::time::timeout(wait, async {
+            while let Ok(n) = self.stream.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
     /// Send a command or data set as P-DATA PDUs no larger than the peer accepts.
     pub async fn send_message_part(
         &mut self,

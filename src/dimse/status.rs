@@ -16,6 +16,12 @@ impl Status {
     pub const DATASET_DOES_NOT_MATCH: Status = Status(0xA900);
     /// C-STORE Error: Cannot understand.
     pub const CANNOT_UNDERSTAND: Status = Status(0xC000);
+    /// C-FIND/C-MOVE/C-GET Pending: a match (or sub-operations) follows.
+    pub const PENDING: Status = Status(0xFF00);
+    /// Matching or sub-operations terminated due to a C-CANCEL.
+    pub const CANCEL: Status = Status(0xFE00);
+    /// C-FIND Failed: Identifier does not match SOP Class.
+    pub const IDENTIFIER_DOES_NOT_MATCH: Status = Status(0xA900);
     /// Processing failure (PS3.7 C.4.2).
     pub const PROCESSING_FAILURE: Status = Status(0x0110);
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod part10;
+pub mod query;
 pub mod records;
 mod store;
 

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod echo;
+mod find;
 mod import;
 mod lifecycle;
 mod store;

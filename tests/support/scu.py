@@ -8,6 +8,8 @@ subcommands:
   raw    PORT KIND                            -> {"reply": first byte or null, "closed": bool}
            KIND: http | bad-rq | pdata-first | mid-association
   hold   PORT SECONDS                         -> prints {"associated": true} then waits
+  find   PORT MODEL KEYS_JSON [--cancel-after N] -> {"status": int, "matches": [{keyword: str}]}
+           MODEL: patient | study
 """
 import json
 import os
@@ -207,6 +209,48 @@ def cmd_raw(port: int, kind: str) -> None:
     out({"reply": first, "closed": closed})
 
 
+FIND_MODELS = {
+    "patient": "1.2.840.10008.5.1.4.1.2.1.1",
+    "study": "1.2.840.10008.5.1.4.1.2.2.1",
+}
+
+
+def as_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def cmd_find(port: int, model: str, keys: dict, cancel_after) -> None:
+    ae = make_ae()
+    uid = FIND_MODELS[model]
+    ae.add_requested_context(uid)
+    assoc = ae.associate(HOST, port, ae_title="PACS")
+    if not assoc.is_established:
+        out({"error": "association not established"})
+        return
+    ds = Dataset()
+    for k, v in keys.items():
+        setattr(ds, k, v)
+    matches, final = [], None
+    for status, ident in assoc.send_c_find(ds, uid, msg_id=7):
+        if status is None:
+            break
+        code = int(status.Status)
+        if code in (0xFF00, 0xFF01):
+            matches.append({e.keyword: as_text(e.value) for e in ident if e.keyword})
+            if cancel_after is not None and len(matches) == cancel_after:
+                assoc.send_c_cancel(7, assoc.accepted_contexts[0].context_id)
+        else:
+            final = {"status": code, "comment": str(status.get("ErrorComment", ""))}
+    assoc.release()
+    result = final or {"status": None}
+    result["matches"] = matches
+    out(result)
+
+
 def cmd_hold(port: int, seconds: float) -> None:
     ae = make_ae()
     ae.add_requested_context(Verification)
@@ -240,6 +284,11 @@ def main() -> None:
         cmd_bad(port, rest[0])
     elif cmd == "raw":
         cmd_raw(port, rest[0])
+    elif cmd == "find":
+        cancel_after = None
+        if "--cancel-after" in rest:
+            cancel_after = int(rest[rest.index("--cancel-after") + 1])
+        cmd_find(port, rest[0], json.loads(rest[1]), cancel_after)
     elif cmd == "hold":
         cmd_hold(port, float(rest[0]))
     else:

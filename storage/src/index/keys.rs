@@ -63,6 +63,31 @@ impl SecondaryKey {
     }
 }
 
+/// How the value of a secondary key is matched in a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Entries whose value equals the key's value.
+    Exact,
+    /// Entries whose value starts with the key's value.
+    Prefix,
+    /// Entries whose value is at least the key's value and at most `upper` (when given).
+    Range { upper: Option<String> },
+}
+
+/// Value part of an entry (between the index name and the UID).
+pub(crate) fn value_of_entry(entry: &[u8]) -> Option<&str> {
+    let first = entry.iter().position(|&b| b == SEP)?;
+    let last = entry.iter().rposition(|&b| b == SEP)?;
+    (last > first).then(|| std::str::from_utf8(&entry[first + 1..last]).ok())?
+}
+
+/// Prefix shared by every entry of the key's index.
+pub(crate) fn index_prefix(key: &SecondaryKey) -> Vec<u8> {
+    let mut k = key.parts().0.as_bytes().to_vec();
+    k.push(SEP);
+    k
+}
+
 /// UID part of an entry (after the last separator).
 pub(crate) fn uid_of_entry(entry: &[u8]) -> Option<&str> {
     let pos = entry.iter().rposition(|&b| b == SEP)?;

@@ -4,7 +4,7 @@ mod keys;
 mod rocks;
 mod writeset;
 
-pub use keys::SecondaryKey;
+pub use keys::{normalize_name, Lookup, SecondaryKey};
 pub use rocks::RocksIndex;
 
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,22 @@ pub trait Index: Send + Sync {
     fn study(&self, study_instance_uid: &str) -> Result<Option<StudyRecord>, StorageError>;
     fn patient(&self, patient_key: &str) -> Result<Option<PatientRecord>, StorageError>;
     /// UIDs found under a secondary key prefix (e.g. all series of a study), in key order.
-    fn scan_secondary(&self, key: &SecondaryKey, limit: usize)
+    fn scan_secondary(
+        &self,
+        key: &SecondaryKey,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        self.scan_secondary_by(key, &Lookup::Exact, limit)
+    }
+    /// UIDs whose indexed value matches the key's value as `lookup` says, in key order.
+    fn scan_secondary_by(
+        &self,
+        key: &SecondaryKey,
+        lookup: &Lookup,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError>;
+    /// Patient keys in key order, starting after `after` (paging).
+    fn list_patients(&self, after: Option<&str>, limit: usize)
         -> Result<Vec<String>, StorageError>;
     /// Study UIDs in key order, starting after `after` (paging).
     fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError>;

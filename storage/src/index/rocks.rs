@@ -9,9 +9,9 @@ use rocksdb::{
 };
 use serde::de::DeserializeOwned;
 
-use super::keys::uid_of_entry;
+use super::keys::{index_prefix, uid_of_entry, value_of_entry};
 use super::writeset::WriteSet;
-use super::{DuplicatePolicy, Index, NewInstance, SecondaryKey, Statistics, StoreDecision};
+use super::{DuplicatePolicy, Index, Lookup, NewInstance, SecondaryKey, Statistics, StoreDecision};
 use crate::error::StorageError;
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 
@@ -90,6 +90,32 @@ impl RocksIndex {
         self.db
             .cf_handle(name)
             .ok_or(StorageError::MissingColumnFamily(name))
+    }
+
+    fn list_keys(
+        &self,
+        cf: &'static str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let handle = self.cf(cf)?;
+        let mode = match after {
+            Some(a) => rocksdb::IteratorMode::From(a.as_bytes(), rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&handle, mode) {
+            let (k, _) = item.map_err(StorageError::db("listing keys"))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            if Some(key.as_str()) == after {
+                continue;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            out.push(key);
+        }
+        Ok(out)
     }
 
     pub(crate) fn get_record<T: DeserializeOwned>(
@@ -193,18 +219,29 @@ impl Index for RocksIndex {
         self.get_record(CF_PATIENTS, patient_key)
     }
 
-    fn scan_secondary(
+    fn scan_secondary_by(
         &self,
         key: &SecondaryKey,
+        lookup: &Lookup,
         limit: usize,
     ) -> Result<Vec<String>, StorageError> {
         let cf = self.cf(CF_SECONDARY)?;
-        let prefix = key.exact_prefix();
+        let (start, bound) = match lookup {
+            Lookup::Exact => (key.exact_prefix(), key.exact_prefix()),
+            Lookup::Prefix => (key.value_prefix(), key.value_prefix()),
+            Lookup::Range { .. } => (key.value_prefix(), index_prefix(key)),
+        };
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator_cf(&cf, &prefix) {
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(&cf, mode) {
             let (k, _) = item.map_err(StorageError::db("scanning a secondary index"))?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
+            if !k.starts_with(&bound) || out.len() >= limit {
                 break;
+            }
+            if let Lookup::Range { upper: Some(upper) } = lookup {
+                if value_of_entry(&k).is_some_and(|v| v > upper.as_str()) {
+                    break;
+                }
             }
             if let Some(uid) = uid_of_entry(&k) {
                 out.push(uid.to_string());
@@ -213,24 +250,15 @@ impl Index for RocksIndex {
         Ok(out)
     }
 
+    fn list_patients(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        self.list_keys(CF_PATIENTS, after, limit)
+    }
+
     fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError> {
-        let cf = self.cf(CF_STUDIES)?;
-        let mode = match after {
-            Some(a) => rocksdb::IteratorMode::From(a.as_bytes(), rocksdb::Direction::Forward),
-            None => rocksdb::IteratorMode::Start,
-        };
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(&cf, mode) {
-            let (k, _) = item.map_err(StorageError::db("listing studies"))?;
-            let uid = String::from_utf8_lossy(&k).into_owned();
-            if Some(uid.as_str()) == after {
-                continue;
-            }
-            if out.len() >= limit {
-                break;
-            }
-            out.push(uid);
-        }
-        Ok(out)
+        self.list_keys(CF_STUDIES, after, limit)
     }
 }

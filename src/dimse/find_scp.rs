@@ -1,0 +1,177 @@
+//! C-FIND SCP (PS3.4 C.4.1): the identifier becomes a query for the storage crate's engine;
+//! each match becomes a pending response carrying the keys the SCU asked for.
+
+use dicom_core::header::Header;
+use dicom_core::value::{DataSetSequence, Value};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use pacs_storage::attrs::tag_key;
+use pacs_storage::query::{Level, MatchOptions, Matcher, Query, QueryKey, QueryMatch};
+
+use super::status::Status;
+
+/// Identifiers are small; anything larger is not a query.
+pub const MAX_IDENTIFIER: usize = 1 << 20;
+
+/// Why a C-FIND could not run: the status and comment of the final response.
+#[derive(Debug, Clone)]
+pub struct FindFailure {
+    pub status: Status,
+    pub comment: String,
+}
+
+fn identifier_error(comment: impl Into<String>) -> FindFailure {
+    FindFailure {
+        status: Status::IDENTIFIER_DOES_NOT_MATCH,
+        comment: comment.into(),
+    }
+}
+
+/// A parsed C-FIND request: the query and the identifier (to echo its keys back).
+pub struct FindRequest {
+    pub query: Query,
+    pub identifier: InMemDicomObject,
+    pub transfer_syntax: String,
+}
+
+fn element_text(elem: &dicom_object::mem::InMemElement) -> String {
+    match elem.value() {
+        Value::Primitive(p) => p.to_str().trim_end_matches(['\0', ' ']).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Parse an identifier received in `transfer_syntax` into a query.
+pub fn parse_request(
+    bytes: &[u8],
+    transfer_syntax: &str,
+    options: MatchOptions,
+) -> Result<FindRequest, FindFailure> {
+    let ts = TransferSyntaxRegistry
+        .get(transfer_syntax)
+        .ok_or_else(|| identifier_error(format!("unknown transfer syntax {transfer_syntax}")))?;
+    let identifier =
+        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| FindFailure {
+            status: Status::CANNOT_UNDERSTAND,
+            comment: format!(
+                "identifier cannot be parsed: {}",
+                pacs_storage::error_chain(&e)
+            ),
+        })?;
+    let level_text = identifier
+        .get(tags::QUERY_RETRIEVE_LEVEL)
+        .map(element_text)
+        .unwrap_or_default();
+    let level = Level::parse(&level_text).ok_or_else(|| {
+        identifier_error(format!(
+            "QueryRetrieveLevel {level_text:?} missing or unknown"
+        ))
+    })?;
+    let mut keys = Vec::new();
+    for elem in identifier.iter() {
+        let tag = elem.tag();
+        if tag == tags::QUERY_RETRIEVE_LEVEL
+            || tag == tags::SPECIFIC_CHARACTER_SET
+            || tag == tags::RETRIEVE_AE_TITLE
+            || tag.group() == 0x0002
+        {
+            continue;
+        }
+        if elem.vr() == VR::SQ {
+            // Sequence matching is not supported: returned empty, ignored for matching.
+            continue;
+        }
+        let vr = elem.vr().to_string().to_string();
+        let matcher = Matcher::parse(&vr, &element_text(elem))
+            .map_err(|e| identifier_error(format!("{}: {e}", tag_key(tag))))?;
+        keys.push(QueryKey {
+            tag: tag_key(tag),
+            vr,
+            matcher,
+        });
+    }
+    Ok(FindRequest {
+        query: Query {
+            level,
+            keys,
+            options,
+        },
+        identifier,
+        transfer_syntax: transfer_syntax.to_string(),
+    })
+}
+
+fn value_for(vr: VR, values: &[String]) -> PrimitiveValue {
+    let nums = |f: &dyn Fn(&str) -> Option<PrimitiveValue>| -> Option<PrimitiveValue> {
+        (values.len() == 1).then(|| f(values[0].trim())).flatten()
+    };
+    let numeric = match vr {
+        VR::US => nums(&|v| v.parse::<u16>().ok().map(PrimitiveValue::from)),
+        VR::UL => nums(&|v| v.parse::<u32>().ok().map(PrimitiveValue::from)),
+        VR::SS => nums(&|v| v.parse::<i16>().ok().map(PrimitiveValue::from)),
+        VR::SL => nums(&|v| v.parse::<i32>().ok().map(PrimitiveValue::from)),
+        VR::FL => nums(&|v| v.parse::<f32>().ok().map(PrimitiveValue::from)),
+        VR::FD => nums(&|v| v.parse::<f64>().ok().map(PrimitiveValue::from)),
+        _ => None,
+    };
+    numeric.unwrap_or_else(|| PrimitiveValue::Strs(values.iter().cloned().collect()))
+}
+
+/// The response identifier: every key of the request, filled from the match (empty when the
+/// index has no value), in the request's transfer syntax and UTF-8.
+pub fn response_identifier(
+    request: &FindRequest,
+    found: &QueryMatch,
+    our_ae: &str,
+) -> Result<Vec<u8>, String> {
+    let mut out = InMemDicomObject::new_empty();
+    out.put(DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::from("ISO_IR 192"),
+    ));
+    out.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from(request.query.level.as_str()),
+    ));
+    out.put(DataElement::new(
+        tags::RETRIEVE_AE_TITLE,
+        VR::AE,
+        PrimitiveValue::from(our_ae),
+    ));
+    for elem in request.identifier.iter() {
+        let tag: Tag = elem.tag();
+        if tag == tags::SPECIFIC_CHARACTER_SET
+            || tag == tags::QUERY_RETRIEVE_LEVEL
+            || tag == tags::RETRIEVE_AE_TITLE
+            || tag.group() == 0x0002
+        {
+            continue;
+        }
+        let vr = elem.vr();
+        if vr == VR::SQ {
+            out.put(DataElement::new(
+                tag,
+                VR::SQ,
+                DataSetSequence::<InMemDicomObject>::empty(),
+            ));
+            continue;
+        }
+        let value = match found.attributes.get(&tag_key(tag)) {
+            Some(v) if !v.values.is_empty() => value_for(vr, &v.values),
+            _ => PrimitiveValue::Empty,
+        };
+        out.put(DataElement::new(tag, vr, value));
+    }
+    let ts = TransferSyntaxRegistry
+        .get(&request.transfer_syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {}", request.transfer_syntax))?;
+    let mut bytes = Vec::with_capacity(512);
+    out.write_dataset_with_ts(&mut bytes, ts)
+        .map_err(|e| pacs_storage::error_chain(&e))?;
+    Ok(bytes)
+}
