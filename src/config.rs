@@ -92,6 +92,18 @@ pub struct FileConfig {
     pub max_pdu: Option<u32>,
     /// Seconds an association may stay silent before it is aborted [default: 120]
     pub idle_timeout_secs: Option<u64>,
+    /// Remote DICOM nodes (C-MOVE destinations).
+    #[serde(default)]
+    pub nodes: Vec<RemoteNode>,
+}
+
+/// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteNode {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +123,7 @@ pub struct ServeSettings {
     pub max_associations: usize,
     pub max_pdu: u32,
     pub idle_timeout: Duration,
+    pub nodes: Vec<RemoteNode>,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -203,6 +216,7 @@ impl ServeArgs {
             max_associations,
             max_pdu,
             idle_timeout: Duration::from_secs(file.idle_timeout_secs.unwrap_or(120)),
+            nodes: file.nodes,
         })
     }
 }
@@ -234,6 +248,8 @@ mod tests {
         assert_eq!(s.http_port, 7000);
         assert_eq!(s.store.data, PathBuf::from("pacs-data"));
         assert_eq!(s.http_bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(s.nodes.len(), 1);
+        assert_eq!(s.nodes[0].ae_title, "WS1");
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             max_pdu: settings.max_pdu,
             artim_timeout: Duration::from_secs(30),
             idle_timeout: settings.idle_timeout,
+            nodes: settings.nodes.clone(),
         }),
         max_associations: settings.max_associations,
     };

@@ -10,15 +10,16 @@ use dicom_ul::pdu::{
     AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue,
     PDataValueType, Pdu,
 };
-use pacs_storage::query::{execute, MatchOptions, QueryError, QueryMatch};
+use pacs_storage::query::{execute, resolve_instances, MatchOptions, QueryError, QueryMatch};
 use pacs_storage::{IngestOutcome, Store};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::command::{field, Command, Response};
-use super::find_scp::{parse_request, response_identifier, MAX_IDENTIFIER};
+use super::command::{field, Command, Response, SubOperations};
+use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
+use super::scu::StoreScu;
 use super::status::Status;
 use super::store_scp::StoreReceiver;
 
@@ -35,6 +36,8 @@ pub struct DimseSettings {
     pub artim_timeout: Duration,
     /// How long an association may stay silent.
     pub idle_timeout: Duration,
+    /// Known remote nodes (C-MOVE destinations).
+    pub nodes: Vec<crate::config::RemoteNode>,
 }
 
 /// Why the association ended badly: the peer gets an A-ABORT with this reason.
@@ -82,6 +85,7 @@ struct Counters {
     failed: u64,
     echoes: u64,
     finds: u64,
+    moves: u64,
 }
 
 struct Association {
@@ -206,7 +210,7 @@ pub async fn serve(
         rx.abandon().await;
     }
     let c = &assoc.counters;
-    let counters = (c.stored, c.duplicates, c.failed, c.echoes, c.finds);
+    let counters = (c.stored, c.duplicates, c.failed, c.echoes, c.finds, c.moves);
     tracing::info!(
         %peer,
         calling_ae = %calling_ae,
@@ -216,6 +220,7 @@ pub async fn serve(
         failed = counters.2,
         echoes = counters.3,
         finds = counters.4,
+        moves = counters.5,
         ms = started.elapsed().as_millis() as u64,
         end = %end,
         "association ended"
@@ -361,7 +366,9 @@ impl Association {
                     )
                     .await,
                 ))
-            } else if command.field == field::C_FIND_RQ && context.kind == ServiceKind::Find {
+            } else if (command.field == field::C_FIND_RQ && context.kind == ServiceKind::Find)
+                || (command.field == field::C_MOVE_RQ && context.kind == ServiceKind::Move)
+            {
                 DataSink::Identifier(Vec::new())
             } else {
                 DataSink::Discard
@@ -396,6 +403,10 @@ impl Association {
                     None => self.counters.failed += 1,
                 }
                 (result.status, result.comment)
+            }
+            DataSink::Identifier(bytes) if command.field == field::C_MOVE_RQ => {
+                self.serve_move(context_id, &command, &bytes).await;
+                return;
             }
             DataSink::Identifier(bytes) => {
                 self.serve_find(context_id, &command, &bytes).await;
@@ -481,6 +492,247 @@ impl Association {
         self.respond(context_id, command, status, comment).await;
     }
 
+    /// Answer a C-MOVE (PS3.4 C.4.2): C-STORE every matching instance to the destination over
+    /// a new association, with a pending response per sub-operation, C-CANCEL honoured.
+    async fn serve_move(&mut self, context_id: u8, command: &Command, identifier: &[u8]) {
+        self.counters.moves += 1;
+        let Some(context) = self.negotiated.contexts.get(&context_id).cloned() else {
+            return;
+        };
+        let destination = command.move_destination.clone().unwrap_or_default();
+        let Some(node) = self
+            .settings
+            .nodes
+            .iter()
+            .find(|n| n.ae_title == destination)
+            .cloned()
+        else {
+            tracing::warn!(%destination, "C-MOVE to an unknown destination refused");
+            let comment = format!("move destination {destination:?} is not a configured node");
+            self.respond(
+                context_id,
+                command,
+                Status::MOVE_DESTINATION_UNKNOWN,
+                Some(comment),
+            )
+            .await;
+            return;
+        };
+        let request = match parse_request(
+            identifier,
+            &context.transfer_syntax,
+            MatchOptions::default(),
+        ) {
+            Ok(r) => r,
+            Err(f) => {
+                self.respond(context_id, command, f.status, Some(f.comment))
+                    .await;
+                return;
+            }
+        };
+        let index = self.store.index.clone();
+        let query = request.query.clone();
+        let resolved =
+            tokio::task::spawn_blocking(move || resolve_instances(index.as_ref(), &query)).await;
+        let instances = match resolved {
+            Ok(Ok(list)) => list,
+            Ok(Err(e @ QueryError::MissingParentKey { .. })) => {
+                self.respond(
+                    context_id,
+                    command,
+                    Status::IDENTIFIER_DOES_NOT_MATCH,
+                    Some(e.to_string()),
+                )
+                .await;
+                return;
+            }
+            Ok(Err(e)) => {
+                self.respond(
+                    context_id,
+                    command,
+                    Status::OUT_OF_RESOURCES,
+                    Some(e.to_string()),
+                )
+                .await;
+                return;
+            }
+            Err(e) => {
+                self.respond(
+                    context_id,
+                    command,
+                    Status::PROCESSING_FAILURE,
+                    Some(e.to_string()),
+                )
+                .await;
+                return;
+            }
+        };
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for rec in &instances {
+            let pair = (rec.sop_class_uid.clone(), rec.transfer_syntax_uid.clone());
+            if !wanted.contains(&pair) {
+                wanted.push(pair);
+            }
+        }
+        let total = instances.len();
+        let mut counts = SubOperations::default();
+        let mut failed_uids: Vec<String> = Vec::new();
+        if total == 0 {
+            self.respond_counts(context_id, command, Status::SUCCESS, counts, None, &[])
+                .await;
+            return;
+        }
+        let mut scu = match StoreScu::connect(
+            &node,
+            &self.settings.ae_title,
+            self.settings.max_pdu,
+            &wanted,
+        )
+        .await
+        {
+            Ok(scu) => scu,
+            Err(e) => {
+                tracing::warn!(destination = %node.ae_title, error = %e, "C-MOVE sub-operations impossible");
+                counts.failed = u16::try_from(total).unwrap_or(u16::MAX);
+                self.respond_counts(
+                    context_id,
+                    command,
+                    Status::UNABLE_TO_PERFORM_SUBOPERATIONS,
+                    counts,
+                    Some(e.to_string()),
+                    &[],
+                )
+                .await;
+                return;
+            }
+        };
+        let originator = self.negotiated.calling_ae.clone();
+        let mut cancelled = false;
+        for (done, rec) in instances.iter().enumerate() {
+            // C-CANCEL arrives between sub-operations; read without waiting.
+            if self.stashed.is_none() {
+                if let Ok(pdu) =
+                    tokio::time::timeout(Duration::ZERO, self.pdus.read(self.settings.idle_timeout))
+                        .await
+                {
+                    if is_cancel_for(&pdu, command.message_id) {
+                        cancelled = true;
+                    } else {
+                        self.stashed = Some(pdu);
+                    }
+                }
+            }
+            if cancelled {
+                break;
+            }
+            let outcome = match (
+                scu.context_for(&rec.sop_class_uid, &rec.transfer_syntax_uid),
+                self.store.blobs.local_path(&rec.blob),
+            ) {
+                (Some(ctx), Some(path)) => scu
+                    .store(
+                        ctx,
+                        &rec.sop_class_uid,
+                        &rec.sop_instance_uid,
+                        &path,
+                        (&originator, command.message_id),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                (None, _) => Err(format!(
+                    "destination accepted no context for {} in {}",
+                    rec.sop_class_uid, rec.transfer_syntax_uid
+                )),
+                (_, None) => Err("blob not on this machine".to_string()),
+            };
+            match outcome {
+                Ok(0x0000) => counts.completed += 1,
+                Ok(s) if s == 0xB000 || s == 0xB006 || s == 0xB007 => counts.warning += 1,
+                Ok(s) => {
+                    tracing::warn!(sop = %rec.sop_instance_uid, status = %Status(s), "C-MOVE sub-operation failed");
+                    counts.failed += 1;
+                    failed_uids.push(rec.sop_instance_uid.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(sop = %rec.sop_instance_uid, error = %e, "C-MOVE sub-operation failed");
+                    counts.failed += 1;
+                    failed_uids.push(rec.sop_instance_uid.clone());
+                }
+            }
+            counts.remaining = Some(u16::try_from(total - done - 1).unwrap_or(u16::MAX));
+            if done + 1 < total {
+                self.respond_counts(context_id, command, Status::PENDING, counts, None, &[])
+                    .await;
+            }
+        }
+        scu.release().await;
+        let status = if cancelled {
+            Status::CANCEL
+        } else if counts.failed > 0 || counts.warning > 0 {
+            Status::SUBOPERATIONS_WITH_FAILURES
+        } else {
+            Status::SUCCESS
+        };
+        if cancelled {
+            let left =
+                instances.len() - usize::from(counts.completed + counts.failed + counts.warning);
+            counts.remaining = Some(u16::try_from(left).unwrap_or(u16::MAX));
+        } else {
+            counts.remaining = None;
+        }
+        self.respond_counts(context_id, command, status, counts, None, &failed_uids)
+            .await;
+    }
+
+    /// A C-MOVE response with sub-operation counts and, on failures, the Failed SOP Instance
+    /// UID List as its identifier.
+    async fn respond_counts(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        status: Status,
+        counts: SubOperations,
+        error_comment: Option<String>,
+        failed: &[String],
+    ) {
+        let identifier = if failed.is_empty() {
+            None
+        } else {
+            let ts = self
+                .negotiated
+                .contexts
+                .get(&context_id)
+                .map(|c| c.transfer_syntax.clone());
+            ts.and_then(|ts| failed_list(failed, &ts).ok())
+        };
+        let encoded = Response {
+            request: command,
+            status,
+            error_comment,
+            has_dataset: identifier.is_some(),
+            counts: Some(counts),
+        }
+        .encode();
+        let Ok(bytes) = encoded else {
+            tracing::error!("cannot encode a response");
+            return;
+        };
+        let peer_max = self.negotiated.peer_max_pdu;
+        let mut sent = self
+            .pdus
+            .send_message_part(context_id, PDataValueType::Command, &bytes, peer_max)
+            .await;
+        if let (Ok(()), Some(data)) = (&sent, identifier) {
+            sent = self
+                .pdus
+                .send_message_part(context_id, PDataValueType::Data, &data, peer_max)
+                .await;
+        }
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not send a response");
+        }
+    }
+
     async fn send_with_dataset(
         &mut self,
         context_id: u8,
@@ -493,6 +745,7 @@ impl Association {
             status,
             error_comment: None,
             has_dataset: true,
+            counts: None,
         }
         .encode();
         let Ok(bytes) = encoded else {
@@ -529,6 +782,7 @@ impl Association {
             status,
             error_comment,
             has_dataset: false,
+            counts: None,
         })
         .encode()
         {

@@ -12,6 +12,7 @@ use super::status::Status;
 pub mod field {
     pub const C_STORE_RQ: u16 = 0x0001;
     pub const C_FIND_RQ: u16 = 0x0020;
+    pub const C_MOVE_RQ: u16 = 0x0021;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
     /// A response has the request's field with this bit set.
@@ -41,6 +42,10 @@ pub struct Command {
     pub affected_sop_class_uid: Option<String>,
     pub affected_sop_instance_uid: Option<String>,
     pub has_dataset: bool,
+    /// Move Destination of a C-MOVE-RQ.
+    pub move_destination: Option<String>,
+    /// Status of a response.
+    pub status: Option<u16>,
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
@@ -71,6 +76,8 @@ impl Command {
             affected_sop_class_uid: text(&obj, tags::AFFECTED_SOP_CLASS_UID),
             affected_sop_instance_uid: text(&obj, tags::AFFECTED_SOP_INSTANCE_UID),
             has_dataset: data_set_type != NO_DATASET,
+            move_destination: text(&obj, tags::MOVE_DESTINATION),
+            status: uint(&obj, tags::STATUS),
         })
     }
 }
@@ -83,6 +90,17 @@ pub struct Response<'a> {
     pub error_comment: Option<String>,
     /// Whether a data set (a C-FIND match) follows the command.
     pub has_dataset: bool,
+    /// Sub-operation counts of a C-MOVE/C-GET response.
+    pub counts: Option<SubOperations>,
+}
+
+/// Sub-operation counts (PS3.7 C.4.2.1.5): remaining is left out of final responses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubOperations {
+    pub remaining: Option<u16>,
+    pub completed: u16,
+    pub failed: u16,
+    pub warning: u16,
 }
 
 impl Response<'_> {
@@ -125,6 +143,17 @@ impl Response<'_> {
                 PrimitiveValue::from(inst.as_str()),
             ));
         }
+        if let Some(c) = self.counts {
+            let mut put = |tag, n: u16| {
+                obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(n)));
+            };
+            if let Some(r) = c.remaining {
+                put(tags::NUMBER_OF_REMAINING_SUBOPERATIONS, r);
+            }
+            put(tags::NUMBER_OF_COMPLETED_SUBOPERATIONS, c.completed);
+            put(tags::NUMBER_OF_FAILED_SUBOPERATIONS, c.failed);
+            put(tags::NUMBER_OF_WARNING_SUBOPERATIONS, c.warning);
+        }
         if let Some(comment) = &self.error_comment {
             let comment: String = comment
                 .chars()
@@ -139,6 +168,60 @@ impl Response<'_> {
         }
         encode_with_group_length(&obj)
     }
+}
+
+/// A C-STORE-RQ as a C-MOVE sub-operation (PS3.7 9.3.1.1).
+pub fn store_request(
+    message_id: u16,
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    move_originator: Option<(&str, u16)>,
+) -> Result<Vec<u8>, CommandError> {
+    let mut obj = InMemDicomObject::new_empty();
+    let ui = |v: &str| PrimitiveValue::from(v);
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_CLASS_UID,
+        VR::UI,
+        ui(sop_class_uid),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(field::C_STORE_RQ),
+    ));
+    obj.put(DataElement::new(
+        tags::MESSAGE_ID,
+        VR::US,
+        PrimitiveValue::from(message_id),
+    ));
+    obj.put(DataElement::new(
+        tags::PRIORITY,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        ui(sop_instance_uid),
+    ));
+    if let Some((ae, id)) = move_originator {
+        obj.put(DataElement::new(
+            tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE,
+            VR::AE,
+            PrimitiveValue::from(ae),
+        ));
+        obj.put(DataElement::new(
+            tags::MOVE_ORIGINATOR_MESSAGE_ID,
+            VR::US,
+            PrimitiveValue::from(id),
+        ));
+    }
+    encode_with_group_length(&obj)
 }
 
 /// Encode a command set, preceded by its CommandGroupLength (0000,0000).
@@ -205,6 +288,7 @@ mod tests {
             status: Status::CANNOT_UNDERSTAND,
             error_comment: Some("x".repeat(100)),
             has_dataset: false,
+            counts: None,
         }
         .encode()
         .expect("encode");

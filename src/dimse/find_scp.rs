@@ -175,3 +175,20 @@ pub fn response_identifier(
         .map_err(|e| pacs_storage::error_chain(&e))?;
     Ok(bytes)
 }
+
+/// The identifier of a final C-MOVE/C-GET response with failures: Failed SOP Instance UID List.
+pub fn failed_list(failed: &[String], transfer_syntax: &str) -> Result<Vec<u8>, String> {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::FAILED_SOP_INSTANCE_UID_LIST,
+        VR::UI,
+        PrimitiveValue::Strs(failed.iter().cloned().collect()),
+    ));
+    let ts = TransferSyntaxRegistry
+        .get(transfer_syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {transfer_syntax}"))?;
+    let mut bytes = Vec::new();
+    obj.write_dataset_with_ts(&mut bytes, ts)
+        .map_err(|e| pacs_storage::error_chain(&e))?;
+    Ok(bytes)
+}

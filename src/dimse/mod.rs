@@ -6,5 +6,6 @@ pub mod find_scp;
 pub mod listener;
 pub mod negotiation;
 pub mod pdu_io;
+pub mod scu;
 pub mod status;
 pub mod store_scp;

@@ -52,6 +52,8 @@ pub enum ServiceKind {
     Storage,
     /// Query/Retrieve FIND, either information model.
     Find,
+    /// Query/Retrieve MOVE, either information model.
+    Move,
 }
 
 /// A presentation context we accepted.
@@ -76,6 +78,12 @@ const FIND_SOP_CLASSES: &[&str] = &[
     uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
 ];
 
+/// Query/Retrieve MOVE SOP classes (PS3.4 C.6.1.3, C.6.2.3).
+const MOVE_SOP_CLASSES: &[&str] = &[
+    uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE,
+    uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE,
+];
+
 /// Is this a Storage SOP Class of the standard dictionary?
 pub fn is_storage_sop_class(uid: &str) -> bool {
     let uid = uid.trim_end_matches('\0');
@@ -92,6 +100,8 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
 fn service_kind(abstract_syntax: &str) -> Option<(ServiceKind, &'static [&'static str])> {
     if abstract_syntax == uids::VERIFICATION {
         Some((ServiceKind::Verification, PLAIN_TRANSFER_SYNTAXES))
+    } else if MOVE_SOP_CLASSES.contains(&abstract_syntax) {
+        Some((ServiceKind::Move, PLAIN_TRANSFER_SYNTAXES))
     } else if FIND_SOP_CLASSES.contains(&abstract_syntax) {
         Some((ServiceKind::Find, PLAIN_TRANSFER_SYNTAXES))
     } else if is_storage_sop_class(abstract_syntax) {

@@ -116,6 +116,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
         .await;
     }
 
+    /// Send one P-DATA PDU holding one fragment.
+    pub async fn send_fragment(
+        &mut self,
+        context_id: u8,
+        value_type: PDataValueType,
+        bytes: Vec<u8>,
+        is_last: bool,
+    ) -> Result<(), PduError> {
+        let pdu = Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context_id,
+                value_type,
+                is_last,
+                data: bytes,
+            }],
+        };
+        self.write(&pdu).await
+    }
+
     /// Send a command or data set as P-DATA PDUs no larger than the peer accepts.
     pub async fn send_message_part(
         &mut self,

@@ -22,6 +22,12 @@ impl Status {
     pub const CANCEL: Status = Status(0xFE00);
     /// C-FIND Failed: Identifier does not match SOP Class.
     pub const IDENTIFIER_DOES_NOT_MATCH: Status = Status(0xA900);
+    /// C-MOVE Refused: Move Destination unknown.
+    pub const MOVE_DESTINATION_UNKNOWN: Status = Status(0xA801);
+    /// C-MOVE/C-GET Refused: Out of Resources, unable to perform sub-operations.
+    pub const UNABLE_TO_PERFORM_SUBOPERATIONS: Status = Status(0xA702);
+    /// C-MOVE/C-GET Warning: sub-operations complete, one or more failures or warnings.
+    pub const SUBOPERATIONS_WITH_FAILURES: Status = Status(0xB000);
     /// Processing failure (PS3.7 C.4.2).
     pub const PROCESSING_FAILURE: Status = Status(0x0110);
 }

@@ -8,4 +8,5 @@ mod echo;
 mod find;
 mod import;
 mod lifecycle;
+mod retrieve;
 mod store;

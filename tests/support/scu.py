@@ -10,6 +10,7 @@ subcommands:
   hold   PORT SECONDS                         -> prints {"associated": true} then waits
   find   PORT MODEL KEYS_JSON [--cancel-after N] -> {"status": int, "matches": [{keyword: str}]}
            MODEL: patient | study
+  move   PORT MODEL DEST KEYS_JSON           -> {"status", "completed", "failed", "warning", "pending", "failed_uids"}
 """
 import json
 import os
@@ -251,6 +252,44 @@ def cmd_find(port: int, model: str, keys: dict, cancel_after) -> None:
     out(result)
 
 
+MOVE_MODELS = {
+    "patient": "1.2.840.10008.5.1.4.1.2.1.2",
+    "study": "1.2.840.10008.5.1.4.1.2.2.2",
+}
+
+
+def cmd_move(port: int, model: str, dest: str, keys: dict) -> None:
+    ae = make_ae()
+    uid = MOVE_MODELS[model]
+    ae.add_requested_context(uid)
+    assoc = ae.associate(HOST, port, ae_title="PACS")
+    if not assoc.is_established:
+        out({"error": "association not established"})
+        return
+    ds = Dataset()
+    for k, v in keys.items():
+        setattr(ds, k, v)
+    result = {"status": None, "pending": 0, "failed_uids": []}
+    for status, ident in assoc.send_c_move(ds, dest, uid):
+        if status is None:
+            break
+        code = int(status.Status)
+        if code == 0xFF00:
+            result["pending"] += 1
+            continue
+        result["status"] = code
+        result["comment"] = str(status.get("ErrorComment", ""))
+        for k, name in (("completed", "NumberOfCompletedSuboperations"),
+                        ("failed", "NumberOfFailedSuboperations"),
+                        ("warning", "NumberOfWarningSuboperations")):
+            result[k] = int(status.get(name, 0) or 0)
+        if ident is not None and "FailedSOPInstanceUIDList" in ident:
+            v = ident.FailedSOPInstanceUIDList
+            result["failed_uids"] = [str(x) for x in (v if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else [v])]
+    assoc.release()
+    out(result)
+
+
 def cmd_hold(port: int, seconds: float) -> None:
     ae = make_ae()
     ae.add_requested_context(Verification)
@@ -289,6 +328,8 @@ def main() -> None:
         if "--cancel-after" in rest:
             cancel_after = int(rest[rest.index("--cancel-after") + 1])
         cmd_find(port, rest[0], json.loads(rest[1]), cancel_after)
+    elif cmd == "move":
+        cmd_move(port, rest[0], rest[1], json.loads(rest[2]))
     elif cmd == "hold":
         cmd_hold(port, float(rest[0]))
     else:

@@ -3,7 +3,9 @@
 use crate::attrs::{tag_key, INSTANCE_TAGS, PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS};
 use crate::error::StorageError;
 use crate::index::{normalize_name, Index, Lookup, SecondaryKey};
-use crate::records::{AttrValue, Attributes, PatientRecord, SeriesRecord, StudyRecord};
+use crate::records::{
+    patient_key, AttrValue, Attributes, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord,
+};
 
 use super::matching::{MatchOptions, Matcher};
 
@@ -73,6 +75,7 @@ pub enum QueryError {
 // Computed attributes (PS3.4 C.3.4) and keys we need by name.
 const PATIENT_ID: &str = "00100020";
 const PATIENT_NAME: &str = "00100010";
+const ISSUER_OF_PATIENT_ID: &str = "00100021";
 const STUDY_UID: &str = "0020000D";
 const SERIES_UID: &str = "0020000E";
 const SOP_UID: &str = "00080018";
@@ -298,6 +301,71 @@ pub fn execute(
     Ok(())
 }
 
+/// The instances a C-MOVE or C-GET of `query` retrieves: every instance under each match.
+pub fn resolve_instances(
+    index: &dyn Index,
+    query: &Query,
+) -> Result<Vec<InstanceRecord>, QueryError> {
+    let mut uids: Vec<String> = Vec::new();
+    let mut failure: Option<StorageError> = None;
+    let first = |m: &QueryMatch, tag: &str| -> Option<String> {
+        m.attributes
+            .get(tag)
+            .and_then(|v| v.first())
+            .map(str::to_string)
+    };
+    let expand_series = |series: String, uids: &mut Vec<String>| -> Result<(), StorageError> {
+        uids.extend(index.scan_secondary(&SecondaryKey::InstancesOfSeries(series), usize::MAX)?);
+        Ok(())
+    };
+    let expand_study = |study: String, uids: &mut Vec<String>| -> Result<(), StorageError> {
+        for series in index.scan_secondary(&SecondaryKey::SeriesOfStudy(study), usize::MAX)? {
+            expand_series(series, uids)?;
+        }
+        Ok(())
+    };
+    execute(index, query, &mut |m| {
+        let step = match query.level {
+            Level::Image => {
+                uids.extend(first(&m, SOP_UID));
+                Ok(())
+            }
+            Level::Series => first(&m, SERIES_UID).map_or(Ok(()), |s| expand_series(s, &mut uids)),
+            Level::Study => first(&m, STUDY_UID).map_or(Ok(()), |s| expand_study(s, &mut uids)),
+            Level::Patient => {
+                let key = patient_key(
+                    &first(&m, PATIENT_ID).unwrap_or_default(),
+                    &first(&m, ISSUER_OF_PATIENT_ID).unwrap_or_default(),
+                );
+                index
+                    .scan_secondary(&SecondaryKey::StudiesOfPatient(key), usize::MAX)
+                    .and_then(|studies| {
+                        studies
+                            .into_iter()
+                            .try_for_each(|s| expand_study(s, &mut uids))
+                    })
+            }
+        };
+        match step {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let mut out = Vec::with_capacity(uids.len());
+    for uid in uids {
+        if let Some(rec) = index.instance(&uid)? {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
 fn patient_candidates(index: &dyn Index, query: &Query) -> Result<Vec<String>, StorageError> {
     if let Some(Matcher::Single(pid)) = query.key(PATIENT_ID) {
         let prefix = format!("{pid}\u{1}");
@@ -387,7 +455,6 @@ fn study_candidates(
 mod tests {
     use super::*;
     use crate::index::{DuplicatePolicy, NewInstance, RocksIndex};
-    use crate::records::{patient_key, InstanceRecord};
     use crate::BlobKey;
 
     fn attrs(pairs: &[(&str, &str, &str)]) -> Attributes {
@@ -543,6 +610,40 @@ mod tests {
             1
         );
         assert_eq!(run(&index, Level::Patient, &[]).len(), 2);
+        let query = |level, keys: &[(&str, &str, &str)]| Query {
+            level,
+            keys: keys
+                .iter()
+                .map(|(t, vr, v)| QueryKey {
+                    tag: t.to_string(),
+                    vr: vr.to_string(),
+                    matcher: Matcher::parse(vr, v).expect("matcher"),
+                })
+                .collect(),
+            options: MatchOptions::default(),
+        };
+        let sops = |q: &Query| -> Vec<String> {
+            resolve_instances(&index, q)
+                .expect("resolve")
+                .into_iter()
+                .map(|r| r.sop_instance_uid)
+                .collect()
+        };
+        assert_eq!(
+            sops(&query(Level::Study, &[(STUDY_UID, "UI", "1.1")])),
+            ["1.1.1.1", "1.1.2.1"]
+        );
+        assert_eq!(
+            sops(&query(Level::Patient, &[(PATIENT_ID, "LO", "P2")])),
+            ["1.2.1.1"]
+        );
+        assert_eq!(
+            sops(&query(
+                Level::Series,
+                &[(STUDY_UID, "UI", "1.1"), (SERIES_UID, "UI", "1.1.2")]
+            )),
+            ["1.1.2.1"]
+        );
         let query = Query {
             level: Level::Series,
             keys: vec![],

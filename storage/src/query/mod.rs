@@ -5,5 +5,5 @@
 mod engine;
 pub mod matching;
 
-pub use engine::{execute, Level, Query, QueryError, QueryKey, QueryMatch};
+pub use engine::{execute, resolve_instances, Level, Query, QueryError, QueryKey, QueryMatch};
 pub use matching::{MatchOptions, Matcher, MatcherError};

@@ -1,0 +1,226 @@
+//! The association we open as SCU for C-MOVE sub-operations: negotiate contexts for the
+//! instances' stored transfer syntaxes, send C-STOREs streamed from blob files, release.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dicom_ul::pdu::{
+    AssociationRQ, PDataValueType, Pdu, PresentationContextProposed,
+    PresentationContextResultReason, UserVariableItem,
+};
+use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpStream;
+
+use super::command::{store_request, Command};
+use super::pdu_io::{PduError, PduStream};
+use crate::config::RemoteNode;
+
+const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+/// Odd presentation context IDs 1..=255 allow 128 contexts.
+const MAX_CONTEXTS: usize = 128;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScuError {
+    #[error("cannot connect to {node}: {detail}")]
+    Connect { node: String, detail: String },
+    #[error("{0} rejected the association")]
+    Rejected(String),
+    #[error("protocol error with the destination: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Pdu(#[from] PduError),
+    #[error("cannot read the stored instance: {0}")]
+    Blob(std::io::Error),
+}
+
+pub struct StoreScu {
+    pdus: PduStream<TcpStream>,
+    /// Accepted contexts: (id, abstract syntax, transfer syntax).
+    accepted: Vec<(u8, String, String)>,
+    peer_max_pdu: u32,
+    next_message_id: u16,
+}
+
+impl StoreScu {
+    /// Open an association proposing one context per (SOP class, transfer syntax) pair.
+    pub async fn connect(
+        node: &RemoteNode,
+        our_ae: &str,
+        our_max_pdu: u32,
+        wanted: &[(String, String)],
+    ) -> Result<Self, ScuError> {
+        let addr = format!("{}:{}", node.host, node.port);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| ScuError::Connect {
+                node: addr.clone(),
+                detail: "timed out".into(),
+            })?
+            .map_err(|e| ScuError::Connect {
+                node: addr.clone(),
+                detail: e.to_string(),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let mut pdus = PduStream::new(stream, our_max_pdu);
+        let proposed: Vec<PresentationContextProposed> = wanted
+            .iter()
+            .take(MAX_CONTEXTS)
+            .enumerate()
+            .map(|(i, (class, ts))| PresentationContextProposed {
+                id: (2 * i + 1) as u8,
+                abstract_syntax: class.clone(),
+                transfer_syntaxes: vec![ts.clone()],
+            })
+            .collect();
+        let rq = AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: our_ae.to_string(),
+            called_ae_title: node.ae_title.clone(),
+            application_context_name: APPLICATION_CONTEXT.to_string(),
+            presentation_contexts: proposed.clone(),
+            user_variables: vec![
+                UserVariableItem::MaxLength(our_max_pdu),
+                UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
+                UserVariableItem::ImplementationVersionName(
+                    IMPLEMENTATION_VERSION_NAME.to_string(),
+                ),
+            ],
+        };
+        pdus.write(&Pdu::AssociationRQ(rq)).await?;
+        let ac = match pdus.read(CONNECT_TIMEOUT).await? {
+            Pdu::AssociationAC(ac) => ac,
+            Pdu::AssociationRJ(_) => return Err(ScuError::Rejected(node.ae_title.clone())),
+            other => {
+                return Err(ScuError::Protocol(format!(
+                    "expected A-ASSOCIATE-AC, got {}",
+                    other.short_description()
+                )))
+            }
+        };
+        let accepted = ac
+            .presentation_contexts
+            .iter()
+            .filter(|r| r.reason == PresentationContextResultReason::Acceptance)
+            .filter_map(|r| {
+                let p = proposed.iter().find(|p| p.id == r.id)?;
+                Some((
+                    r.id,
+                    p.abstract_syntax.clone(),
+                    r.transfer_syntax.trim_end_matches('\0').to_string(),
+                ))
+            })
+            .collect();
+        let peer_max_pdu = ac
+            .user_variables
+            .iter()
+            .find_map(|v| match v {
+                UserVariableItem::MaxLength(n) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(0);
+        Ok(StoreScu {
+            pdus,
+            accepted,
+            peer_max_pdu,
+            next_message_id: 1,
+        })
+    }
+
+    /// The accepted context for this SOP class in exactly this transfer syntax.
+    pub fn context_for(&self, sop_class: &str, transfer_syntax: &str) -> Option<u8> {
+        self.accepted
+            .iter()
+            .find(|(_, a, t)| a == sop_class && t == transfer_syntax)
+            .map(|(id, _, _)| *id)
+    }
+
+    /// Send one stored instance (its data set, as stored) and return the response status.
+    pub async fn store(
+        &mut self,
+        context_id: u8,
+        sop_class: &str,
+        sop_instance: &str,
+        blob: &Path,
+        move_originator: (&str, u16),
+    ) -> Result<u16, ScuError> {
+        let message_id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        let command = store_request(message_id, sop_class, sop_instance, Some(move_originator))
+            .map_err(|e| ScuError::Protocol(e.to_string()))?;
+        let peer_max = self.peer_max_pdu;
+        self.pdus
+            .send_message_part(context_id, PDataValueType::Command, &command, peer_max)
+            .await?;
+        self.send_dataset(context_id, blob).await?;
+        self.read_status().await
+    }
+
+    async fn send_dataset(&mut self, context_id: u8, blob: &Path) -> Result<(), ScuError> {
+        let mut file = tokio::fs::File::open(blob).await.map_err(ScuError::Blob)?;
+        let mut head = [0u8; 144];
+        file.read_exact(&mut head).await.map_err(ScuError::Blob)?;
+        let offset = pacs_storage::part10::dataset_offset(&head[..])
+            .map_err(ScuError::Blob)?
+            .ok_or_else(|| ScuError::Blob(std::io::Error::other("blob is not a Part 10 file")))?;
+        let size = file.metadata().await.map_err(ScuError::Blob)?.len();
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(ScuError::Blob)?;
+        let chunk = match self.peer_max_pdu {
+            0 => 256 * 1024,
+            n => (n as usize).saturating_sub(6).clamp(1024, 4 * 1024 * 1024),
+        };
+        let mut remaining = size.saturating_sub(offset);
+        loop {
+            let n = (remaining as usize).min(chunk);
+            let mut buf = vec![0u8; n];
+            file.read_exact(&mut buf).await.map_err(ScuError::Blob)?;
+            remaining -= n as u64;
+            self.pdus
+                .send_fragment(context_id, PDataValueType::Data, buf, remaining == 0)
+                .await?;
+            if remaining == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn read_status(&mut self) -> Result<u16, ScuError> {
+        let mut bytes = Vec::new();
+        loop {
+            match self.pdus.read(RESPONSE_TIMEOUT).await? {
+                Pdu::PData { data } => {
+                    for v in data {
+                        if v.value_type != PDataValueType::Command {
+                            continue;
+                        }
+                        bytes.extend_from_slice(&v.data);
+                        if v.is_last {
+                            let rsp = Command::parse(&bytes)
+                                .map_err(|e| ScuError::Protocol(e.to_string()))?;
+                            return rsp.status.ok_or_else(|| {
+                                ScuError::Protocol("response without status".into())
+                            });
+                        }
+                    }
+                }
+                other => {
+                    return Err(ScuError::Protocol(format!(
+                        "expected C-STORE-RSP, got {}",
+                        other.short_description()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Release the association (A-RELEASE-RQ, wait for the RP).
+    pub async fn release(mut self) {
+        if self.pdus.write(&Pdu::ReleaseRQ).await.is_ok() {
+            let _ = self.pdus.read(CONNECT_TIMEOUT).await;
+        }
+    }
+}

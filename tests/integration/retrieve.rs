@@ -1,0 +1,210 @@
+//! C-MOVE to a dcmtk storescp destination, driven by dcmtk movescu and pynetdicom.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// dcmtk storescp as move destination: accepts every transfer syntax, keeps bytes as received.
+struct Destination {
+    child: Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Destination {
+    fn start(dir: &Path) -> Destination {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let port = free_port();
+        let child = dcmtk("storescp")
+            .args(["+xa", "+B", "-aet", "DEST", "-od"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("storescp");
+        // Wait until it listens.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Destination {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut f = files_under(&self.dir);
+        f.sort();
+        f
+    }
+}
+
+impl Drop for Destination {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(tmp: &Path, data: &Path, dest_port: u16) -> Server {
+    let closed_port = free_port();
+    std::fs::write(
+        tmp.join("pacs.toml"),
+        format!(
+            "[[nodes]]\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = {dest_port}\n\n\
+             [[nodes]]\nae_title = \"DOWN\"\nhost = \"127.0.0.1\"\nport = {closed_port}\n"
+        ),
+    )
+    .expect("pacs.toml");
+    let server = Server::start(data);
+    storescu(&server, &sample_files());
+    server
+}
+
+fn study_of(server: &Server, sample: &str) -> (String, String) {
+    let (sop, _) = file_uids(&samples().join(sample));
+    let rec = server.json(&format!("/api/instances/{sop}"));
+    (
+        rec["study_instance_uid"]
+            .as_str()
+            .expect("study")
+            .to_string(),
+        rec["series_instance_uid"]
+            .as_str()
+            .expect("series")
+            .to_string(),
+    )
+}
+
+/// Every received file's data set equals the sample's with the same SOP Instance UID.
+fn assert_received_as_stored(dest: &Destination, expected: usize) {
+    let files = dest.files();
+    assert_eq!(files.len(), expected, "{files:?}");
+    for f in files {
+        let (sop, _) = file_uids(&f);
+        let original = sample_files()
+            .into_iter()
+            .find(|s| file_uids(s).0 == sop)
+            .expect("a sample with this SOP Instance UID");
+        assert!(
+            dataset_bytes(&f) == dataset_bytes(&original),
+            "{} arrived changed",
+            original.display()
+        );
+    }
+}
+
+#[test]
+fn movescu_moves_a_study_byte_for_byte() {
+    let (tmp, data) = data_dir();
+    let dest = Destination::start(&tmp.path().join("dest"));
+    let server = setup(tmp.path(), &data, dest.port);
+    // The CR study: a JPEG lossless CR and a JPEG baseline secondary capture.
+    let (study, _) = study_of(&server, "cr_jpeg_lossless_monochrome1.dcm");
+    let out = run(dcmtk("movescu").args([
+        "-S",
+        "-aec",
+        AE,
+        "-aem",
+        "DEST",
+        "127.0.0.1",
+        &server.port(),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        &format!("StudyInstanceUID={study}"),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_received_as_stored(&dest, 2);
+}
+
+#[test]
+fn pynetdicom_moves_series_and_images_in_both_models() {
+    let (tmp, data) = data_dir();
+    let dest = Destination::start(&tmp.path().join("dest"));
+    let server = setup(tmp.path(), &data, dest.port);
+
+    // Series level, patient root: the MR series (explicit LE, RLE and big endian instances).
+    let (study, series) = study_of(&server, "mr_rle.dcm");
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "patient",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "SERIES", "PatientID": "MRN-200871",
+                "StudyInstanceUID": study, "SeriesInstanceUID": series})
+        .to_string(),
+    ]);
+    assert_eq!(v["status"], 0, "{v}");
+    assert_eq!(v["completed"], 3, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(
+        v["pending"], 2,
+        "a pending response per sub-operation but the last: {v}"
+    );
+    assert_received_as_stored(&dest, 3);
+
+    // Image level, study root: one CT slice.
+    let (ct_sop, _) = file_uids(&samples().join("ct_jpeg2000_lossless.dcm"));
+    let (study, series) = study_of(&server, "ct_jpeg2000_lossless.dcm");
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "study",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study,
+                "SeriesInstanceUID": series, "SOPInstanceUID": ct_sop})
+        .to_string(),
+    ]);
+    assert_eq!(v["status"], 0, "{v}");
+    assert_eq!(v["completed"], 1, "{v}");
+    assert_received_as_stored(&dest, 4);
+
+    // Patient level, patient root: everything of DOE^JANE (the 4 CT slices, one already there).
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "patient",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "PATIENT", "PatientID": "MRN-100234"}).to_string(),
+    ]);
+    assert_eq!(v["completed"], 4, "{v}");
+    assert_received_as_stored(&dest, 7);
+}
+
+#[test]
+fn unknown_or_unreachable_destinations_are_refused() {
+    let (tmp, data) = data_dir();
+    let dest = Destination::start(&tmp.path().join("dest"));
+    let server = setup(tmp.path(), &data, dest.port);
+    let (study, _) = study_of(&server, "us_rgb_multiframe.dcm");
+    let keys = json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string();
+
+    let v = scu(&["move", &server.port(), "study", "NOWHERE", &keys]);
+    assert_eq!(v["status"], 0xA801, "{v}");
+    let v = scu(&["move", &server.port(), "study", "DOWN", &keys]);
+    assert_eq!(v["status"], 0xA702, "{v}");
+    assert_eq!(v["failed"], 1, "{v}");
+    assert!(dest.files().is_empty());
+
+    server.assert_echo();
+}
