@@ -11,15 +11,15 @@ use dicom_ul::pdu::{
     PDataValueType, Pdu,
 };
 use pacs_storage::query::{execute, resolve_instances, MatchOptions, QueryError, QueryMatch};
-use pacs_storage::{IngestOutcome, Store};
+use pacs_storage::{IngestOutcome, InstanceRecord, Store};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::command::{field, Command, Response, SubOperations};
+use super::command::{field, store_request, Command, Response, SubOperations};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
-use super::scu::StoreScu;
+use super::scu::{send_dataset, StoreScu};
 use super::status::Status;
 use super::store_scp::StoreReceiver;
 
@@ -86,6 +86,7 @@ struct Counters {
     echoes: u64,
     finds: u64,
     moves: u64,
+    gets: u64,
 }
 
 struct Association {
@@ -97,6 +98,8 @@ struct Association {
     counters: Counters,
     /// A PDU read while answering a C-FIND that the message loop must handle next.
     stashed: Option<Result<Pdu, PduError>>,
+    /// Message ID of our last C-GET sub-operation.
+    next_sub_message_id: u16,
 }
 
 fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
@@ -200,6 +203,7 @@ pub async fn serve(
         receiving: Receiving::Idle,
         counters: Counters::default(),
         stashed: None,
+        next_sub_message_id: 0,
     };
     let end = assoc.run(&shutdown).await;
     if let Receiving::Data {
@@ -210,7 +214,15 @@ pub async fn serve(
         rx.abandon().await;
     }
     let c = &assoc.counters;
-    let counters = (c.stored, c.duplicates, c.failed, c.echoes, c.finds, c.moves);
+    let counters = (
+        c.stored,
+        c.duplicates,
+        c.failed,
+        c.echoes,
+        c.finds,
+        c.moves,
+        c.gets,
+    );
     tracing::info!(
         %peer,
         calling_ae = %calling_ae,
@@ -221,6 +233,7 @@ pub async fn serve(
         echoes = counters.3,
         finds = counters.4,
         moves = counters.5,
+        gets = counters.6,
         ms = started.elapsed().as_millis() as u64,
         end = %end,
         "association ended"
@@ -368,6 +381,7 @@ impl Association {
                 ))
             } else if (command.field == field::C_FIND_RQ && context.kind == ServiceKind::Find)
                 || (command.field == field::C_MOVE_RQ && context.kind == ServiceKind::Move)
+                || (command.field == field::C_GET_RQ && context.kind == ServiceKind::Get)
             {
                 DataSink::Identifier(Vec::new())
             } else {
@@ -403,6 +417,10 @@ impl Association {
                     None => self.counters.failed += 1,
                 }
                 (result.status, result.comment)
+            }
+            DataSink::Identifier(bytes) if command.field == field::C_GET_RQ => {
+                self.serve_get(context_id, &command, &bytes).await;
+                return;
             }
             DataSink::Identifier(bytes) if command.field == field::C_MOVE_RQ => {
                 self.serve_move(context_id, &command, &bytes).await;
@@ -518,54 +536,11 @@ impl Association {
             .await;
             return;
         };
-        let request = match parse_request(
-            identifier,
-            &context.transfer_syntax,
-            MatchOptions::default(),
-        ) {
-            Ok(r) => r,
-            Err(f) => {
-                self.respond(context_id, command, f.status, Some(f.comment))
-                    .await;
-                return;
-            }
-        };
-        let index = self.store.index.clone();
-        let query = request.query.clone();
-        let resolved =
-            tokio::task::spawn_blocking(move || resolve_instances(index.as_ref(), &query)).await;
-        let instances = match resolved {
-            Ok(Ok(list)) => list,
-            Ok(Err(e @ QueryError::MissingParentKey { .. })) => {
-                self.respond(
-                    context_id,
-                    command,
-                    Status::IDENTIFIER_DOES_NOT_MATCH,
-                    Some(e.to_string()),
-                )
-                .await;
-                return;
-            }
-            Ok(Err(e)) => {
-                self.respond(
-                    context_id,
-                    command,
-                    Status::OUT_OF_RESOURCES,
-                    Some(e.to_string()),
-                )
-                .await;
-                return;
-            }
-            Err(e) => {
-                self.respond(
-                    context_id,
-                    command,
-                    Status::PROCESSING_FAILURE,
-                    Some(e.to_string()),
-                )
-                .await;
-                return;
-            }
+        let Some(instances) = self
+            .resolve_for_retrieve(&context.transfer_syntax, context_id, command, identifier)
+            .await
+        else {
+            return;
         };
         let mut wanted: Vec<(String, String)> = Vec::new();
         for rec in &instances {
@@ -682,6 +657,176 @@ impl Association {
         }
         self.respond_counts(context_id, command, status, counts, None, &failed_uids)
             .await;
+    }
+
+    /// The instances a C-MOVE/C-GET identifier names; on failure the final response is sent
+    /// and `None` returned.
+    async fn resolve_for_retrieve(
+        &mut self,
+        transfer_syntax: &str,
+        context_id: u8,
+        command: &Command,
+        identifier: &[u8],
+    ) -> Option<Vec<InstanceRecord>> {
+        let request = match parse_request(identifier, transfer_syntax, MatchOptions::default()) {
+            Ok(r) => r,
+            Err(f) => {
+                self.respond(context_id, command, f.status, Some(f.comment))
+                    .await;
+                return None;
+            }
+        };
+        let index = self.store.index.clone();
+        let query = request.query;
+        let resolved =
+            tokio::task::spawn_blocking(move || resolve_instances(index.as_ref(), &query)).await;
+        let (status, comment) = match resolved {
+            Ok(Ok(list)) => return Some(list),
+            Ok(Err(e @ QueryError::MissingParentKey { .. })) => {
+                (Status::IDENTIFIER_DOES_NOT_MATCH, e.to_string())
+            }
+            Ok(Err(e)) => (Status::OUT_OF_RESOURCES, e.to_string()),
+            Err(e) => (Status::PROCESSING_FAILURE, e.to_string()),
+        };
+        self.respond(context_id, command, status, Some(comment))
+            .await;
+        None
+    }
+
+    /// Answer a C-GET (PS3.4 C.4.3): C-STORE every matching instance back over this
+    /// association, on a storage context for which the requestor took the SCP role.
+    async fn serve_get(&mut self, context_id: u8, command: &Command, identifier: &[u8]) {
+        self.counters.gets += 1;
+        let Some(context) = self.negotiated.contexts.get(&context_id).cloned() else {
+            return;
+        };
+        let Some(instances) = self
+            .resolve_for_retrieve(&context.transfer_syntax, context_id, command, identifier)
+            .await
+        else {
+            return;
+        };
+        let total = instances.len();
+        let mut counts = SubOperations::default();
+        let mut failed_uids = Vec::new();
+        let mut cancelled = false;
+        for (done, rec) in instances.iter().enumerate() {
+            let target = self.negotiated.contexts.iter().find(|(_, c)| {
+                c.kind == ServiceKind::Storage
+                    && c.abstract_syntax == rec.sop_class_uid
+                    && c.transfer_syntax == rec.transfer_syntax_uid
+            });
+            let target = target.map(|(id, _)| *id);
+            let role = self
+                .negotiated
+                .scp_role_classes
+                .contains(&rec.sop_class_uid);
+            let outcome = match (target, role, self.store.blobs.local_path(&rec.blob)) {
+                (Some(ctx), true, Some(path)) => {
+                    self.store_on_this_association(
+                        ctx,
+                        rec,
+                        &path,
+                        command.message_id,
+                        &mut cancelled,
+                    )
+                    .await
+                }
+                (_, false, _) => Err(format!("no SCP role negotiated for {}", rec.sop_class_uid)),
+                (None, _, _) => Err(format!(
+                    "no accepted context for {} in {}",
+                    rec.sop_class_uid, rec.transfer_syntax_uid
+                )),
+                (_, _, None) => Err("blob not on this machine".into()),
+            };
+            match outcome {
+                Ok(0x0000) => counts.completed += 1,
+                Ok(s) if s == 0xB000 || s == 0xB006 || s == 0xB007 => counts.warning += 1,
+                other => {
+                    tracing::warn!(sop = %rec.sop_instance_uid, outcome = ?other, "C-GET sub-operation failed");
+                    counts.failed += 1;
+                    failed_uids.push(rec.sop_instance_uid.clone());
+                }
+            }
+            counts.remaining = Some(u16::try_from(total - done - 1).unwrap_or(u16::MAX));
+            if cancelled {
+                break;
+            }
+            if done + 1 < total {
+                self.respond_counts(context_id, command, Status::PENDING, counts, None, &[])
+                    .await;
+            }
+        }
+        let status = if cancelled {
+            Status::CANCEL
+        } else if counts.failed > 0 || counts.warning > 0 {
+            Status::SUBOPERATIONS_WITH_FAILURES
+        } else {
+            Status::SUCCESS
+        };
+        if !cancelled {
+            counts.remaining = None;
+        }
+        self.respond_counts(context_id, command, status, counts, None, &failed_uids)
+            .await;
+    }
+
+    /// One C-GET sub-operation: C-STORE-RQ out, then wait for its C-STORE-RSP (noting a
+    /// C-CANCEL of the C-GET if one arrives meanwhile).
+    async fn store_on_this_association(
+        &mut self,
+        ctx: u8,
+        rec: &InstanceRecord,
+        blob: &std::path::Path,
+        get_message_id: u16,
+        cancelled: &mut bool,
+    ) -> Result<u16, String> {
+        self.next_sub_message_id = self.next_sub_message_id.wrapping_add(1).max(1);
+        let message_id = self.next_sub_message_id;
+        let rq = store_request(message_id, &rec.sop_class_uid, &rec.sop_instance_uid, None)
+            .map_err(|e| e.to_string())?;
+        let peer_max = self.negotiated.peer_max_pdu;
+        self.pdus
+            .send_message_part(ctx, PDataValueType::Command, &rq, peer_max)
+            .await
+            .map_err(|e| e.to_string())?;
+        send_dataset(&mut self.pdus, ctx, blob, peer_max)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut fragments = Vec::new();
+        loop {
+            let pdu = self
+                .pdus
+                .read(self.settings.idle_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Pdu::PData { data } = pdu else {
+                return Err(format!(
+                    "unexpected {} during C-GET",
+                    pdu.short_description()
+                ));
+            };
+            for v in data {
+                if v.value_type != PDataValueType::Command {
+                    continue;
+                }
+                fragments.extend_from_slice(&v.data);
+                if !v.is_last {
+                    continue;
+                }
+                let msg = Command::parse(&fragments).map_err(|e| e.to_string())?;
+                fragments.clear();
+                if msg.field == field::C_CANCEL_RQ && msg.message_id == get_message_id {
+                    *cancelled = true;
+                } else if msg.field == (field::C_STORE_RQ | field::RESPONSE_BIT)
+                    && msg.message_id == message_id
+                {
+                    return msg
+                        .status
+                        .ok_or_else(|| "C-STORE-RSP without status".to_string());
+                }
+            }
+        }
     }
 
     /// A C-MOVE response with sub-operation counts and, on failures, the Failed SOP Instance

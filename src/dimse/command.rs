@@ -13,6 +13,7 @@ pub mod field {
     pub const C_STORE_RQ: u16 = 0x0001;
     pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_MOVE_RQ: u16 = 0x0021;
+    pub const C_GET_RQ: u16 = 0x0010;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
     /// A response has the request's field with this bit set.

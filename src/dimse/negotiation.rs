@@ -54,11 +54,14 @@ pub enum ServiceKind {
     Find,
     /// Query/Retrieve MOVE, either information model.
     Move,
+    /// Query/Retrieve GET, either information model.
+    Get,
 }
 
 /// A presentation context we accepted.
 #[derive(Debug, Clone)]
 pub struct AcceptedContext {
+    pub abstract_syntax: String,
     pub transfer_syntax: String,
     pub kind: ServiceKind,
 }
@@ -70,6 +73,8 @@ pub struct Negotiated {
     pub contexts: HashMap<u8, AcceptedContext>,
     /// Largest PDU the peer accepts from us (0 = unlimited).
     pub peer_max_pdu: u32,
+    /// Storage SOP classes for which the requestor takes the SCP role (C-GET, PS3.7 D.3.3.4).
+    pub scp_role_classes: Vec<String>,
 }
 
 /// Query/Retrieve FIND SOP classes (PS3.4 C.6.1.3, C.6.2.3).
@@ -82,6 +87,12 @@ const FIND_SOP_CLASSES: &[&str] = &[
 const MOVE_SOP_CLASSES: &[&str] = &[
     uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE,
     uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE,
+];
+
+/// Query/Retrieve GET SOP classes (PS3.4 C.6.1.3, C.6.2.3).
+const GET_SOP_CLASSES: &[&str] = &[
+    uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET,
+    uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET,
 ];
 
 /// Is this a Storage SOP Class of the standard dictionary?
@@ -100,6 +111,8 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
 fn service_kind(abstract_syntax: &str) -> Option<(ServiceKind, &'static [&'static str])> {
     if abstract_syntax == uids::VERIFICATION {
         Some((ServiceKind::Verification, PLAIN_TRANSFER_SYNTAXES))
+    } else if GET_SOP_CLASSES.contains(&abstract_syntax) {
+        Some((ServiceKind::Get, PLAIN_TRANSFER_SYNTAXES))
     } else if MOVE_SOP_CLASSES.contains(&abstract_syntax) {
         Some((ServiceKind::Move, PLAIN_TRANSFER_SYNTAXES))
     } else if FIND_SOP_CLASSES.contains(&abstract_syntax) {
@@ -166,6 +179,7 @@ pub fn negotiate(
                         contexts.insert(
                             pc.id,
                             AcceptedContext {
+                                abstract_syntax: abstract_syntax.clone(),
                                 transfer_syntax: ts.to_string(),
                                 kind,
                             },
@@ -194,17 +208,37 @@ pub fn negotiate(
             _ => None,
         })
         .unwrap_or(0);
+    // SCP/SCU role selection: the requestor asks to be SCP for storage classes so that C-GET
+    // can send it C-STOREs; we accept what it proposes for classes we support.
+    let mut scp_role_classes = Vec::new();
+    let mut role_replies = Vec::new();
+    for v in &rq.user_variables {
+        if let UserVariableItem::ScuScpRoleSelectionSubItem(uid, roles) = v {
+            let uid = uid.trim_end_matches('\0');
+            if is_storage_sop_class(uid) {
+                if roles.scp {
+                    scp_role_classes.push(uid.to_string());
+                }
+                role_replies.push(UserVariableItem::ScuScpRoleSelectionSubItem(
+                    uid.to_string(),
+                    *roles,
+                ));
+            }
+        }
+    }
+    let mut user_variables = vec![
+        UserVariableItem::MaxLength(our_max_pdu),
+        UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
+        UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
+    ];
+    user_variables.extend(role_replies);
     let ac = AssociationAC {
         protocol_version: 1,
         calling_ae_title: rq.calling_ae_title.clone(),
         called_ae_title: rq.called_ae_title.clone(),
         application_context_name: APPLICATION_CONTEXT.to_string(),
         presentation_contexts: results,
-        user_variables: vec![
-            UserVariableItem::MaxLength(our_max_pdu),
-            UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
-            UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
-        ],
+        user_variables,
     };
     Ok((
         ac,
@@ -212,6 +246,7 @@ pub fn negotiate(
             calling_ae: rq.calling_ae_title.trim().to_string(),
             contexts,
             peer_max_pdu,
+            scp_role_classes,
         },
     ))
 }

@@ -154,38 +154,8 @@ impl StoreScu {
         self.pdus
             .send_message_part(context_id, PDataValueType::Command, &command, peer_max)
             .await?;
-        self.send_dataset(context_id, blob).await?;
+        send_dataset(&mut self.pdus, context_id, blob, peer_max).await?;
         self.read_status().await
-    }
-
-    async fn send_dataset(&mut self, context_id: u8, blob: &Path) -> Result<(), ScuError> {
-        let mut file = tokio::fs::File::open(blob).await.map_err(ScuError::Blob)?;
-        let mut head = [0u8; 144];
-        file.read_exact(&mut head).await.map_err(ScuError::Blob)?;
-        let offset = pacs_storage::part10::dataset_offset(&head[..])
-            .map_err(ScuError::Blob)?
-            .ok_or_else(|| ScuError::Blob(std::io::Error::other("blob is not a Part 10 file")))?;
-        let size = file.metadata().await.map_err(ScuError::Blob)?.len();
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(ScuError::Blob)?;
-        let chunk = match self.peer_max_pdu {
-            0 => 256 * 1024,
-            n => (n as usize).saturating_sub(6).clamp(1024, 4 * 1024 * 1024),
-        };
-        let mut remaining = size.saturating_sub(offset);
-        loop {
-            let n = (remaining as usize).min(chunk);
-            let mut buf = vec![0u8; n];
-            file.read_exact(&mut buf).await.map_err(ScuError::Blob)?;
-            remaining -= n as u64;
-            self.pdus
-                .send_fragment(context_id, PDataValueType::Data, buf, remaining == 0)
-                .await?;
-            if remaining == 0 {
-                return Ok(());
-            }
-        }
     }
 
     async fn read_status(&mut self) -> Result<u16, ScuError> {
@@ -221,6 +191,42 @@ impl StoreScu {
     pub async fn release(mut self) {
         if self.pdus.write(&Pdu::ReleaseRQ).await.is_ok() {
             let _ = self.pdus.read(CONNECT_TIMEOUT).await;
+        }
+    }
+}
+
+/// Stream a stored instance's data set (everything after its File Meta Information) as P-DATA
+/// fragments no larger than the peer accepts.
+pub async fn send_dataset(
+    pdus: &mut PduStream<TcpStream>,
+    context_id: u8,
+    blob: &Path,
+    peer_max_pdu: u32,
+) -> Result<(), ScuError> {
+    let mut file = tokio::fs::File::open(blob).await.map_err(ScuError::Blob)?;
+    let mut head = [0u8; 144];
+    file.read_exact(&mut head).await.map_err(ScuError::Blob)?;
+    let offset = pacs_storage::part10::dataset_offset(&head[..])
+        .map_err(ScuError::Blob)?
+        .ok_or_else(|| ScuError::Blob(std::io::Error::other("blob is not a Part 10 file")))?;
+    let size = file.metadata().await.map_err(ScuError::Blob)?.len();
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(ScuError::Blob)?;
+    let chunk = match peer_max_pdu {
+        0 => 256 * 1024,
+        n => (n as usize).saturating_sub(6).clamp(1024, 4 * 1024 * 1024),
+    };
+    let mut remaining = size.saturating_sub(offset);
+    loop {
+        let n = (remaining as usize).min(chunk);
+        let mut buf = vec![0u8; n];
+        file.read_exact(&mut buf).await.map_err(ScuError::Blob)?;
+        remaining -= n as u64;
+        pdus.send_fragment(context_id, PDataValueType::Data, buf, remaining == 0)
+            .await?;
+        if remaining == 0 {
+            return Ok(());
         }
     }
 }

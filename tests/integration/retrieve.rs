@@ -1,4 +1,5 @@
-//! C-MOVE to a dcmtk storescp destination, driven by dcmtk movescu and pynetdicom.
+//! C-MOVE to a dcmtk storescp destination, driven by dcmtk movescu and pynetdicom; C-GET
+//! with dcmtk getscu and pynetdicom.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -206,5 +207,80 @@ fn unknown_or_unreachable_destinations_are_refused() {
     assert_eq!(v["failed"], 1, "{v}");
     assert!(dest.files().is_empty());
 
+    server.assert_echo();
+}
+
+#[test]
+fn c_get_returns_instances_on_the_same_association() {
+    let (tmp, data) = data_dir();
+    let dest = Destination::start(&tmp.path().join("dest"));
+    let server = setup(tmp.path(), &data, dest.port);
+
+    // The ultrasound study: one explicit VR little endian instance, retrieved with pynetdicom.
+    let (study, _) = study_of(&server, "us_rgb_multiframe.dcm");
+    let got = tmp.path().join("got");
+    let v = scu(&[
+        "get",
+        &server.port(),
+        "study",
+        &got.display().to_string(),
+        &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
+    ]);
+    assert_eq!(v["status"], 0, "{v}");
+    assert_eq!(v["completed"], 1, "{v}");
+    let (sop, _) = file_uids(&samples().join("us_rgb_multiframe.dcm"));
+    let raw = std::fs::read(got.join(format!("{sop}.raw"))).expect("received data set");
+    assert!(
+        raw == dataset_bytes(&samples().join("us_rgb_multiframe.dcm")),
+        "bytes differ"
+    );
+
+    // The MR series holds RLE and big endian instances too: the requestor proposed only
+    // uncompressed little endian, so those sub-operations fail and are listed.
+    let (study, series) = study_of(&server, "mr_rle.dcm");
+    let v = scu(&[
+        "get",
+        &server.port(),
+        "patient",
+        &got.display().to_string(),
+        &json!({"QueryRetrieveLevel": "SERIES", "PatientID": "MRN-200871",
+                "StudyInstanceUID": study, "SeriesInstanceUID": series})
+        .to_string(),
+    ]);
+    assert_eq!(v["status"], 0xB000, "{v}");
+    assert_eq!(
+        (v["completed"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+    let (rle_sop, _) = file_uids(&samples().join("mr_rle.dcm"));
+    assert!(
+        v["failed_uids"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!(rle_sop))),
+        "{v}"
+    );
+
+    // dcmtk getscu, study level.
+    let out_dir = tmp.path().join("getscu");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let (study, _) = study_of(&server, "us_rgb_multiframe.dcm");
+    let out = run(dcmtk("getscu")
+        .args(["-S", "-aec", AE, "127.0.0.1", &server.port(), "-od"])
+        .arg(&out_dir)
+        .args([
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            &format!("StudyInstanceUID={study}"),
+        ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = files_under(&out_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(dataset_bytes(&files[0]) == dataset_bytes(&samples().join("us_rgb_multiframe.dcm")));
     server.assert_echo();
 }

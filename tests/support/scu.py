@@ -11,6 +11,7 @@ subcommands:
   find   PORT MODEL KEYS_JSON [--cancel-after N] -> {"status": int, "matches": [{keyword: str}]}
            MODEL: patient | study
   move   PORT MODEL DEST KEYS_JSON           -> {"status", "completed", "failed", "warning", "pending", "failed_uids"}
+  get    PORT MODEL OUT_DIR KEYS_JSON        -> as move; each received data set saved raw as OUT_DIR/<uid>.raw
 """
 import json
 import os
@@ -269,8 +270,20 @@ def cmd_move(port: int, model: str, dest: str, keys: dict) -> None:
     ds = Dataset()
     for k, v in keys.items():
         setattr(ds, k, v)
+    result = retrieve_result(assoc.send_c_move(ds, dest, uid))
+    assoc.release()
+    out(result)
+
+
+GET_MODELS = {
+    "patient": "1.2.840.10008.5.1.4.1.2.1.3",
+    "study": "1.2.840.10008.5.1.4.1.2.2.3",
+}
+
+
+def retrieve_result(responses) -> dict:
     result = {"status": None, "pending": 0, "failed_uids": []}
-    for status, ident in assoc.send_c_move(ds, dest, uid):
+    for status, ident in responses:
         if status is None:
             break
         code = int(status.Status)
@@ -285,7 +298,40 @@ def cmd_move(port: int, model: str, dest: str, keys: dict) -> None:
             result[k] = int(status.get(name, 0) or 0)
         if ident is not None and "FailedSOPInstanceUIDList" in ident:
             v = ident.FailedSOPInstanceUIDList
-            result["failed_uids"] = [str(x) for x in (v if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else [v])]
+            many = isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue"
+            result["failed_uids"] = [str(x) for x in (v if many else [v])]
+    return result
+
+
+def cmd_get(port: int, model: str, out_dir: str, keys: dict) -> None:
+    from pynetdicom import build_role, evt
+    from pynetdicom.sop_class import (CTImageStorage, MRImageStorage, ComputedRadiographyImageStorage,
+                                      SecondaryCaptureImageStorage, UltrasoundMultiFrameImageStorage)
+    os.makedirs(out_dir, exist_ok=True)
+    storage = [CTImageStorage, MRImageStorage, ComputedRadiographyImageStorage,
+               SecondaryCaptureImageStorage, UltrasoundMultiFrameImageStorage]
+    ae = make_ae()
+    uid = GET_MODELS[model]
+    ae.add_requested_context(uid)
+    for cls in storage:
+        ae.add_requested_context(cls, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+
+    def on_store(event):
+        raw = event.request.DataSet.getvalue()
+        with open(os.path.join(out_dir, str(event.request.AffectedSOPInstanceUID) + ".raw"), "wb") as fh:
+            fh.write(raw)
+        return 0x0000
+
+    roles = [build_role(cls, scp_role=True) for cls in storage]
+    assoc = ae.associate(HOST, port, ae_title="PACS", ext_neg=roles,
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    if not assoc.is_established:
+        out({"error": "association not established"})
+        return
+    ds = Dataset()
+    for k, v in keys.items():
+        setattr(ds, k, v)
+    result = retrieve_result(assoc.send_c_get(ds, uid))
     assoc.release()
     out(result)
 
@@ -330,6 +376,8 @@ def main() -> None:
         cmd_find(port, rest[0], json.loads(rest[1]), cancel_after)
     elif cmd == "move":
         cmd_move(port, rest[0], rest[1], json.loads(rest[2]))
+    elif cmd == "get":
+        cmd_get(port, rest[0], rest[1], json.loads(rest[2]))
     elif cmd == "hold":
         cmd_hold(port, float(rest[0]))
     else:
