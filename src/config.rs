@@ -231,7 +231,8 @@ mod tests {
         let cfg = dir.path().join("pacs.toml");
         std::fs::write(
             &cfg,
-            "ae_title = \"FROMFILE\"\ndicom_port = 4242\nhttp_port = 9090\n",
+            "ae_title = \"FROMFILE\"\ndicom_port = 4242\nhttp_port = 9090\n\n\
+             [[nodes]]\nae_title = \"WS1\"\nhost = \"10.0.0.7\"\nport = 104\n",
         )
         .expect("write");
         let args = ServeArgs {
