@@ -92,9 +92,11 @@ pub struct FileConfig {
     pub max_pdu: Option<u32>,
     /// Seconds an association may stay silent before it is aborted [default: 120]
     pub idle_timeout_secs: Option<u64>,
-    /// Remote DICOM nodes (C-MOVE destinations).
+    /// Remote DICOM nodes (C-MOVE destinations, and per-node access).
     #[serde(default)]
     pub nodes: Vec<RemoteNode>,
+    /// Only listed nodes, connecting from their host, may associate [default: false].
+    pub restrict_to_nodes: Option<bool>,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -104,6 +106,9 @@ pub struct RemoteNode {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
+    /// Services this node may use: any of "store", "find", "move", "get" [default: all].
+    #[serde(default)]
+    pub allow: Option<Vec<crate::dimse::access::Service>>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +129,7 @@ pub struct ServeSettings {
     pub max_pdu: u32,
     pub idle_timeout: Duration,
     pub nodes: Vec<RemoteNode>,
+    pub restrict_to_nodes: bool,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -217,6 +223,7 @@ impl ServeArgs {
             max_pdu,
             idle_timeout: Duration::from_secs(file.idle_timeout_secs.unwrap_or(120)),
             nodes: file.nodes,
+            restrict_to_nodes: file.restrict_to_nodes.unwrap_or(false),
         })
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServeSettings;
+use crate::dimse::access::AccessPolicy;
 use crate::dimse::association::DimseSettings;
 use crate::dimse::listener::DimseListener;
 use crate::error::AppError;
@@ -68,6 +69,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             artim_timeout: Duration::from_secs(30),
             idle_timeout: settings.idle_timeout,
             nodes: settings.nodes.clone(),
+            access: AccessPolicy::new(settings.restrict_to_nodes, &settings.nodes),
         }),
         max_associations: settings.max_associations,
     };

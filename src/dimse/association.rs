@@ -15,6 +15,7 @@ use pacs_storage::{IngestOutcome, InstanceRecord, Store};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::access::{AccessPolicy, Service};
 use super::command::{field, store_request, Command, Response, SubOperations};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
@@ -38,6 +39,8 @@ pub struct DimseSettings {
     pub idle_timeout: Duration,
     /// Known remote nodes (C-MOVE destinations).
     pub nodes: Vec<crate::config::RemoteNode>,
+    /// Who may associate and use which service.
+    pub access: AccessPolicy,
 }
 
 /// Why the association ended badly: the peer gets an A-ABORT with this reason.
@@ -100,6 +103,8 @@ struct Association {
     stashed: Option<Result<Pdu, PduError>>,
     /// Message ID of our last C-GET sub-operation.
     next_sub_message_id: u16,
+    /// Services the peer may use.
+    allowed: Vec<Service>,
 }
 
 fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
@@ -174,7 +179,15 @@ pub async fn serve(
             return;
         }
     };
-    let (ac, negotiated) = match negotiate(&rq, &settings.ae_title, settings.max_pdu) {
+    let allowed = settings
+        .access
+        .services_for(rq.calling_ae_title.trim(), peer.ip());
+    let (ac, negotiated) = match negotiate(
+        &rq,
+        &settings.ae_title,
+        settings.max_pdu,
+        allowed.as_deref(),
+    ) {
         Ok(v) => v,
         Err(rj) => {
             tracing::warn!(
@@ -204,6 +217,7 @@ pub async fn serve(
         counters: Counters::default(),
         stashed: None,
         next_sub_message_id: 0,
+        allowed: allowed.unwrap_or_default(),
     };
     let end = assoc.run(&shutdown).await;
     if let Receiving::Data {
@@ -368,7 +382,10 @@ impl Association {
             return;
         };
         if command.has_dataset {
-            let sink = if command.field == field::C_STORE_RQ && context.kind == ServiceKind::Storage
+            let may_store = self.allowed.contains(&Service::Store);
+            let sink = if command.field == field::C_STORE_RQ
+                && context.kind == ServiceKind::Storage
+                && may_store
             {
                 DataSink::Store(Box::new(
                     StoreReceiver::begin(
@@ -432,10 +449,18 @@ impl Association {
             }
             DataSink::Discard if command.field == field::C_STORE_RQ => {
                 self.counters.failed += 1;
-                (
-                    Status::SOP_CLASS_NOT_SUPPORTED,
-                    Some("presentation context is not for a storage SOP class".to_string()),
-                )
+                if self.allowed.contains(&Service::Store) {
+                    (
+                        Status::SOP_CLASS_NOT_SUPPORTED,
+                        Some("presentation context is not for a storage SOP class".to_string()),
+                    )
+                } else {
+                    tracing::warn!(calling_ae = %self.negotiated.calling_ae, "C-STORE from a node not allowed to store");
+                    (
+                        Status::NOT_AUTHORIZED,
+                        Some("this node may not store here".to_string()),
+                    )
+                }
             }
             DataSink::Discard => (Status::UNRECOGNIZED_OPERATION, None),
         };

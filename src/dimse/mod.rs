@@ -1,5 +1,6 @@
 //! DIMSE over the DICOM upper layer: the listener, associations, command sets and services.
 
+pub mod access;
 pub mod association;
 pub mod command;
 pub mod find_scp;

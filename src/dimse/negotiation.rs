@@ -12,6 +12,8 @@ use dicom_ul::pdu::{
 
 use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
+use super::access::Service;
+
 /// DICOM Application Context Name (PS3.7 A.2.1).
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 
@@ -136,6 +138,7 @@ pub fn negotiate(
     rq: &AssociationRQ,
     our_ae: &str,
     our_max_pdu: u32,
+    allowed: Option<&[Service]>,
 ) -> Result<(AssociationAC, Negotiated), AssociationRJ> {
     if rq.protocol_version & 1 == 0 {
         return Err(reject(AssociationRJSource::ServiceProviderASCE(
@@ -152,6 +155,21 @@ pub fn negotiate(
             AssociationRJServiceUserReason::CalledAETitleNotRecognized,
         )));
     }
+    let Some(allowed) = allowed else {
+        return Err(reject(AssociationRJSource::ServiceUser(
+            AssociationRJServiceUserReason::CallingAETitleNotRecognized,
+        )));
+    };
+    let permitted = |kind: ServiceKind| match kind {
+        ServiceKind::Verification => true,
+        // C-GET needs storage contexts to send its sub-operations on.
+        ServiceKind::Storage => {
+            allowed.contains(&Service::Store) || allowed.contains(&Service::Get)
+        }
+        ServiceKind::Find => allowed.contains(&Service::Find),
+        ServiceKind::Move => allowed.contains(&Service::Move),
+        ServiceKind::Get => allowed.contains(&Service::Get),
+    };
 
     let mut results = Vec::with_capacity(rq.presentation_contexts.len());
     let mut contexts = HashMap::new();
@@ -163,6 +181,10 @@ pub fn negotiate(
             .cloned()
             .unwrap_or_else(|| uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string());
         let (reason, ts) = match service_kind(&abstract_syntax) {
+            Some((kind, _)) if !permitted(kind) => (
+                PresentationContextResultReason::UserRejection,
+                first_proposed,
+            ),
             None => (
                 PresentationContextResultReason::AbstractSyntaxNotSupported,
                 first_proposed,
@@ -254,6 +276,7 @@ pub fn negotiate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dimse::access::ALL_SERVICES;
     use dicom_ul::pdu::PresentationContextProposed;
 
     fn rq(called: &str, pcs: Vec<PresentationContextProposed>) -> AssociationRQ {
@@ -289,7 +312,8 @@ mod tests {
 
     #[test]
     fn unknown_called_ae_is_rejected() {
-        let err = negotiate(&rq("OTHER", vec![]), "PACS", 16384).expect_err("reject");
+        let err =
+            negotiate(&rq("OTHER", vec![]), "PACS", 16384, Some(ALL_SERVICES)).expect_err("reject");
         assert_eq!(
             err.source,
             AssociationRJSource::ServiceUser(
@@ -319,6 +343,7 @@ mod tests {
             ),
             "PACS",
             16384,
+            Some(ALL_SERVICES),
         )
         .expect("accept");
         assert_eq!(neg.contexts[&1].transfer_syntax, uids::JPEG2000_LOSSLESS);

@@ -8,6 +8,8 @@ impl Status {
     pub const SUCCESS: Status = Status(0x0000);
     /// Refused: SOP Class not supported.
     pub const SOP_CLASS_NOT_SUPPORTED: Status = Status(0x0122);
+    /// Refused: not authorized (PS3.7 C.5.x).
+    pub const NOT_AUTHORIZED: Status = Status(0x0124);
     /// Unrecognized operation (a DIMSE service we do not provide).
     pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
     /// C-STORE Refused: Out of Resources.

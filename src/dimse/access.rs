@@ -1,0 +1,97 @@
+//! Which remote nodes may do what (issue: per-node access in `pacs.toml`). Decided once per
+//! association from the calling AE title and the peer's address, before any data is read.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use serde::Deserialize;
+
+use crate::config::RemoteNode;
+
+/// A DIMSE service a node may be allowed to use (C-ECHO is always allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Store,
+    Find,
+    Move,
+    Get,
+}
+
+pub const ALL_SERVICES: &[Service] = &[Service::Store, Service::Find, Service::Move, Service::Get];
+
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    /// Only listed nodes, from their own addresses, may associate.
+    restrict_to_nodes: bool,
+    /// By AE title: the node's addresses and its allowed services.
+    nodes: HashMap<String, (Vec<IpAddr>, Vec<Service>)>,
+}
+
+impl AccessPolicy {
+    /// Resolve each node's host once, at start-up.
+    pub fn new(restrict_to_nodes: bool, nodes: &[RemoteNode]) -> Self {
+        let nodes = nodes
+            .iter()
+            .map(|n| {
+                let addrs = (n.host.as_str(), n.port)
+                    .to_socket_addrs()
+                    .map(|it| it.map(|a| a.ip()).collect())
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(node = %n.ae_title, host = %n.host, error = %e, "cannot resolve node host");
+                        Vec::new()
+                    });
+                let allow = n.allow.clone().unwrap_or_else(|| ALL_SERVICES.to_vec());
+                (n.ae_title.clone(), (addrs, allow))
+            })
+            .collect();
+        AccessPolicy {
+            restrict_to_nodes,
+            nodes,
+        }
+    }
+
+    /// The services this peer may use, or `None` when it may not associate at all.
+    pub fn services_for(&self, calling_ae: &str, peer: IpAddr) -> Option<Vec<Service>> {
+        match self.nodes.get(calling_ae) {
+            Some((addrs, allow)) if addrs.contains(&peer) => Some(allow.clone()),
+            _ if self.restrict_to_nodes => None,
+            // Unlisted peers keep the open default of a fresh install.
+            _ => Some(ALL_SERVICES.to_vec()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(ae: &str, host: &str, allow: Option<Vec<Service>>) -> RemoteNode {
+        RemoteNode {
+            ae_title: ae.into(),
+            host: host.into(),
+            port: 104,
+            allow,
+        }
+    }
+
+    #[test]
+    fn listed_nodes_get_their_services_and_others_depend_on_restriction() {
+        let nodes = [
+            node("WS", "127.0.0.1", Some(vec![Service::Find])),
+            node("FAR", "10.9.9.9", None),
+        ];
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let open = AccessPolicy::new(false, &nodes);
+        assert_eq!(open.services_for("WS", local), Some(vec![Service::Find]));
+        assert_eq!(open.services_for("OTHER", local).map(|s| s.len()), Some(4));
+        let closed = AccessPolicy::new(true, &nodes);
+        assert_eq!(closed.services_for("OTHER", local), None);
+        assert_eq!(
+            closed.services_for("FAR", local),
+            None,
+            "right title, wrong address"
+        );
+        assert_eq!(closed.services_for("WS", local), Some(vec![Service::Find]));
+    }
+}
