@@ -1,5 +1,8 @@
 //! Query execution: candidates from the most selective index a key allows, then filtering.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use crate::attrs::{tag_key, INSTANCE_TAGS, PATIENT_TAGS, SERIES_TAGS, STUDY_TAGS};
 use crate::error::StorageError;
 use crate::index::{normalize_name, Index, Lookup, SecondaryKey};
@@ -103,10 +106,48 @@ const COMPUTED: &[&str] = &[
 /// Keys the index can match on; others are ignored for matching (PS3.4 C.2.2.1.3 allows it)
 /// and returned empty.
 fn is_supported(tag: &str) -> bool {
-    COMPUTED.contains(&tag)
-        || [PATIENT_TAGS, STUDY_TAGS, SERIES_TAGS, INSTANCE_TAGS]
-            .iter()
-            .any(|list| list.iter().any(|t| tag_key(*t) == tag))
+    static SUPPORTED: OnceLock<HashSet<String>> = OnceLock::new();
+    SUPPORTED
+        .get_or_init(|| {
+            [PATIENT_TAGS, STUDY_TAGS, SERIES_TAGS, INSTANCE_TAGS]
+                .iter()
+                .flat_map(|list| list.iter().map(|t| tag_key(*t)))
+                .chain(COMPUTED.iter().map(|t| t.to_string()))
+                .collect()
+        })
+        .contains(tag)
+}
+
+/// A cheap look at a study record alone: false only when a key certainly does not match,
+/// so the full view (with its patient record) is built for plausible candidates only.
+fn study_may_match(query: &Query, s: &StudyRecord) -> bool {
+    query.keys.iter().all(|k| {
+        if matches!(k.matcher, Matcher::Universal) || !is_supported(&k.tag) {
+            return true;
+        }
+        let owned;
+        let value = match k.tag.as_str() {
+            MODALITIES_IN_STUDY => {
+                owned = AttrValue {
+                    vr: "CS".into(),
+                    values: s.modalities.iter().cloned().collect(),
+                };
+                &owned
+            }
+            STUDY_UID => {
+                return k.matcher.matches(
+                    "UI",
+                    std::slice::from_ref(&s.study_instance_uid),
+                    query.options,
+                )
+            }
+            tag => match s.attributes.get(tag) {
+                Some(v) => v,
+                None => return true,
+            },
+        };
+        k.matcher.matches(&value.vr, &value.values, query.options)
+    })
 }
 
 const PAGE: usize = 1000;
@@ -148,6 +189,16 @@ fn patient_view(p: &PatientRecord, into: &mut Attributes) {
 }
 
 fn study_view(index: &dyn Index, s: &StudyRecord) -> Result<Attributes, StorageError> {
+    study_view_with(index, s, true)
+}
+
+/// The study's attributes; the patient record (for the NumberOfPatientRelated* counts, the
+/// only patient values not copied into the study) is read only when `with_patient`.
+fn study_view_with(
+    index: &dyn Index,
+    s: &StudyRecord,
+    with_patient: bool,
+) -> Result<Attributes, StorageError> {
     let mut a = s.attributes.clone();
     a.insert(
         STUDY_UID.into(),
@@ -172,8 +223,10 @@ fn study_view(index: &dyn Index, s: &StudyRecord) -> Result<Attributes, StorageE
             values: s.sop_classes.iter().cloned().collect(),
         },
     );
-    if let Some(p) = index.patient(&s.patient_key)? {
-        patient_view(&p, &mut a);
+    if with_patient {
+        if let Some(p) = index.patient(&s.patient_key)? {
+            patient_view(&p, &mut a);
+        }
     }
     Ok(a)
 }
@@ -230,12 +283,22 @@ pub fn execute(
             }
         }
         Level::Study => {
+            let with_patient = query.keys.iter().any(|k| {
+                [
+                    NUM_PATIENT_STUDIES,
+                    NUM_PATIENT_SERIES,
+                    NUM_PATIENT_INSTANCES,
+                ]
+                .contains(&k.tag.as_str())
+            });
             let mut after: Option<String> = None;
             loop {
                 let (uids, more) = study_candidates(index, query, after.as_deref())?;
                 for uid in &uids {
                     if let Some(s) = index.study(uid)? {
-                        if !emit(study_view(index, &s)?) {
+                        if study_may_match(query, &s)
+                            && !emit(study_view_with(index, &s, with_patient)?)
+                        {
                             return Ok(());
                         }
                     }
