@@ -654,7 +654,11 @@ mod tests {
             uids(run(&index, Level::Study, &[("00081030", "LO", "")])).len(),
             2
         );
-        let r = run(&index, Level::Study, &[(PATIENT_ID, "LO", "P1")]);
+        let r = run(
+            &index,
+            Level::Study,
+            &[(PATIENT_ID, "LO", "P1"), (NUM_PATIENT_INSTANCES, "IS", "")],
+        );
         assert_eq!(r[0][NUM_STUDY_SERIES].values, ["2"]);
         assert_eq!(r[0][MODALITIES_IN_STUDY].values, ["CT", "SR"]);
         assert_eq!(r[0][NUM_PATIENT_INSTANCES].values, ["2"]);
