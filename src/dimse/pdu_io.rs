@@ -116,6 +116,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
         .await;
     }
 
+    /// Encode several PDUs and send them with one write (fewer syscalls for bulk data).
+    pub async fn write_batch(&mut self, pdus: &[Pdu]) -> Result<(), PduError> {
+        let mut out = Vec::new();
+        for pdu in pdus {
+            write_pdu(&mut out, pdu)
+                .map_err(|e| PduError::Malformed(pacs_storage::error_chain(&e)))?;
+        }
+        self.stream.write_all(&out).await?;
+        Ok(())
+    }
+
     /// Send one P-DATA PDU holding one fragment.
     pub async fn send_fragment(
         &mut self,

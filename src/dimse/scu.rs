@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use dicom_ul::pdu::{
-    AssociationRQ, PDataValueType, Pdu, PresentationContextProposed,
+    AssociationRQ, PDataValue, PDataValueType, Pdu, PresentationContextProposed,
     PresentationContextResultReason, UserVariableItem,
 };
 use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
@@ -213,20 +213,39 @@ pub async fn send_dataset(
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(ScuError::Blob)?;
-    let chunk = match peer_max_pdu {
+    // One fragment per PDU, as large as the peer accepts; PDUs go out in batches of about
+    // 1 MiB per write.
+    let fragment = match peer_max_pdu {
         0 => 256 * 1024,
         n => (n as usize).saturating_sub(6).clamp(1024, 4 * 1024 * 1024),
     };
+    let batch = ((1 << 20) / fragment * fragment).max(fragment);
     let mut remaining = size.saturating_sub(offset);
-    loop {
-        let n = (remaining as usize).min(chunk);
+    if remaining == 0 {
+        return pdus
+            .send_fragment(context_id, PDataValueType::Data, Vec::new(), true)
+            .await
+            .map_err(Into::into);
+    }
+    while remaining > 0 {
+        let n = (remaining as usize).min(batch);
         let mut buf = vec![0u8; n];
         file.read_exact(&mut buf).await.map_err(ScuError::Blob)?;
         remaining -= n as u64;
-        pdus.send_fragment(context_id, PDataValueType::Data, buf, remaining == 0)
-            .await?;
-        if remaining == 0 {
-            return Ok(());
-        }
+        let last_batch = remaining == 0;
+        let pieces: Vec<Pdu> = buf
+            .chunks(fragment)
+            .enumerate()
+            .map(|(i, piece)| Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context_id,
+                    value_type: PDataValueType::Data,
+                    is_last: last_batch && (i + 1) * fragment >= n,
+                    data: piece.to_vec(),
+                }],
+            })
+            .collect();
+        pdus.write_batch(&pieces).await?;
     }
+    Ok(())
 }
