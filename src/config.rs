@@ -97,6 +97,8 @@ pub struct FileConfig {
     pub nodes: Vec<RemoteNode>,
     /// Only listed nodes, connecting from their host, may associate [default: false].
     pub restrict_to_nodes: Option<bool>,
+    /// Match person names in queries regardless of case [default: false].
+    pub case_insensitive_names: Option<bool>,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -130,6 +132,7 @@ pub struct ServeSettings {
     pub idle_timeout: Duration,
     pub nodes: Vec<RemoteNode>,
     pub restrict_to_nodes: bool,
+    pub case_insensitive_names: bool,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -224,6 +227,7 @@ impl ServeArgs {
             idle_timeout: Duration::from_secs(file.idle_timeout_secs.unwrap_or(120)),
             nodes: file.nodes,
             restrict_to_nodes: file.restrict_to_nodes.unwrap_or(false),
+            case_insensitive_names: file.case_insensitive_names.unwrap_or(false),
         })
     }
 }

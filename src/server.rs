@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pacs_storage::query::MatchOptions;
 use pacs_storage::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -70,6 +71,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             idle_timeout: settings.idle_timeout,
             nodes: settings.nodes.clone(),
             access: AccessPolicy::new(settings.restrict_to_nodes, &settings.nodes),
+            match_options: MatchOptions {
+                case_insensitive_names: settings.case_insensitive_names,
+            },
         }),
         max_associations: settings.max_associations,
     };

@@ -41,6 +41,8 @@ pub struct DimseSettings {
     pub nodes: Vec<crate::config::RemoteNode>,
     /// Who may associate and use which service.
     pub access: AccessPolicy,
+    /// Query matching options (case-insensitive person names).
+    pub match_options: MatchOptions,
 }
 
 /// Why the association ended badly: the peer gets an A-ABORT with this reason.
@@ -477,7 +479,7 @@ impl Association {
         let request = match parse_request(
             identifier,
             &context.transfer_syntax,
-            MatchOptions::default(),
+            self.settings.match_options,
         ) {
             Ok(r) => Arc::new(r),
             Err(f) => {
@@ -693,7 +695,8 @@ impl Association {
         command: &Command,
         identifier: &[u8],
     ) -> Option<Vec<InstanceRecord>> {
-        let request = match parse_request(identifier, transfer_syntax, MatchOptions::default()) {
+        let request = match parse_request(identifier, transfer_syntax, self.settings.match_options)
+        {
             Ok(r) => r,
             Err(f) => {
                 self.respond(context_id, command, f.status, Some(f.comment))

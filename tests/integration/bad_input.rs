@@ -107,7 +107,12 @@ fn associations_over_the_cap_are_rejected_transiently() {
 
     let v = scu(&["echo", &server.port()]);
     // rejected-transient, service-provider (presentation), local-limit-exceeded
-    assert_eq!(v["rejected"]["result"], 2, "{v}");
+    assert_eq!(
+        v["rejected"]["result"],
+        2,
+        "{v}\nserver log:\n{}",
+        server.log()
+    );
     assert_eq!(v["rejected"]["source"], 3, "{v}");
     assert_eq!(v["rejected"]["reason"], 2, "{v}");
     let _ = holder.kill();

@@ -276,3 +276,32 @@ fn bad_identifiers_get_failure_statuses_and_cancel_stops_the_matches() {
     assert!(got < 1000, "cancel stopped the matches ({got})");
     server.assert_echo();
 }
+
+#[test]
+fn person_names_match_regardless_of_case_when_configured() {
+    let keys =
+        json!({"QueryRetrieveLevel": "STUDY", "PatientName": "smith*", "AccessionNumber": ""});
+    let (_tmp, data) = data_dir();
+    let server = samples_server(&data);
+    let v = find(&server, "study", keys.clone());
+    assert_eq!(
+        v["matches"].as_array().map(Vec::len),
+        Some(0),
+        "case-sensitive by default: {v}"
+    );
+    drop(server);
+
+    let (tmp, data) = data_dir();
+    std::fs::write(
+        tmp.path().join("pacs.toml"),
+        "case_insensitive_names = true\n",
+    )
+    .expect("toml");
+    let server = samples_server(&data);
+    let v = find(&server, "study", keys);
+    assert_eq!(
+        values(&v, "AccessionNumber"),
+        ["A2023120144", "A2024091807"],
+        "{v}"
+    );
+}
