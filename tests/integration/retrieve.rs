@@ -284,3 +284,53 @@ fn c_get_returns_instances_on_the_same_association() {
     assert!(dataset_bytes(&files[0]) == dataset_bytes(&samples().join("us_rgb_multiframe.dcm")));
     server.assert_echo();
 }
+
+#[test]
+fn cancel_stops_a_move_between_sub_operations() {
+    let (tmp, data) = data_dir();
+    let dest = Destination::start(&tmp.path().join("dest"));
+    let server = setup(tmp.path(), &data, dest.port);
+    // One series of 300 small instances.
+    let gen = tmp.path().join("gen");
+    generate(
+        &gen,
+        300,
+        &[
+            "--rows",
+            "16",
+            "--cols",
+            "16",
+            "--per-series",
+            "300",
+            "--seed",
+            "cancel",
+        ],
+    );
+    let v = scu(&["store", &server.port(), &gen.display().to_string()]);
+    assert_eq!(v["statuses"]["0x0000"], 300, "{v}");
+    let first = files_under(&gen)
+        .into_iter()
+        .next()
+        .expect("a generated file");
+    let (sop, _) = file_uids(&first);
+    let study = server.json(&format!("/api/instances/{sop}"))["study_instance_uid"].clone();
+
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "study",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
+        "--cancel-after",
+        "1",
+    ]);
+    assert_eq!(v["status"], 0xFE00, "{v}");
+    let completed = v["completed"].as_u64().unwrap_or(0);
+    assert!(completed >= 1 && completed < 300, "cancelled part way: {v}");
+    assert_eq!(
+        dest.files().len() as u64,
+        completed,
+        "the destination holds what was completed"
+    );
+    server.assert_echo();
+}

@@ -259,7 +259,7 @@ MOVE_MODELS = {
 }
 
 
-def cmd_move(port: int, model: str, dest: str, keys: dict) -> None:
+def cmd_move(port: int, model: str, dest: str, keys: dict, cancel_after=None) -> None:
     ae = make_ae()
     uid = MOVE_MODELS[model]
     ae.add_requested_context(uid)
@@ -270,7 +270,11 @@ def cmd_move(port: int, model: str, dest: str, keys: dict) -> None:
     ds = Dataset()
     for k, v in keys.items():
         setattr(ds, k, v)
-    result = retrieve_result(assoc.send_c_move(ds, dest, uid))
+    on_pending = None
+    if cancel_after is not None:
+        ctx = assoc.accepted_contexts[0].context_id
+        on_pending = lambda n: n == cancel_after and assoc.send_c_cancel(1, ctx)
+    result = retrieve_result(assoc.send_c_move(ds, dest, uid, msg_id=1), on_pending)
     assoc.release()
     out(result)
 
@@ -281,7 +285,7 @@ GET_MODELS = {
 }
 
 
-def retrieve_result(responses) -> dict:
+def retrieve_result(responses, on_pending=None) -> dict:
     result = {"status": None, "pending": 0, "failed_uids": []}
     for status, ident in responses:
         if status is None:
@@ -289,6 +293,8 @@ def retrieve_result(responses) -> dict:
         code = int(status.Status)
         if code == 0xFF00:
             result["pending"] += 1
+            if on_pending:
+                on_pending(result["pending"])
             continue
         result["status"] = code
         result["comment"] = str(status.get("ErrorComment", ""))
@@ -375,7 +381,8 @@ def main() -> None:
             cancel_after = int(rest[rest.index("--cancel-after") + 1])
         cmd_find(port, rest[0], json.loads(rest[1]), cancel_after)
     elif cmd == "move":
-        cmd_move(port, rest[0], rest[1], json.loads(rest[2]))
+        cancel_after = int(rest[rest.index("--cancel-after") + 1]) if "--cancel-after" in rest else None
+        cmd_move(port, rest[0], rest[1], json.loads(rest[2]), cancel_after)
     elif cmd == "get":
         cmd_get(port, rest[0], rest[1], json.loads(rest[2]))
     elif cmd == "hold":
