@@ -20,7 +20,7 @@ use super::command::{field, store_request, Command, Response, SubOperations};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
-use super::scu::{send_dataset, StoreScu};
+use super::scu::{choose_context, send_planned, SendPlan, StoreScu};
 use super::status::Status;
 use super::store_scp::StoreReceiver;
 
@@ -628,12 +628,12 @@ impl Association {
                 break;
             }
             let outcome = match (
-                scu.context_for(&rec.sop_class_uid, &rec.transfer_syntax_uid),
+                scu.plan(&rec.sop_class_uid, &rec.transfer_syntax_uid),
                 self.store.blobs.local_path(&rec.blob),
             ) {
-                (Some(ctx), Some(path)) => scu
+                (Some(plan), Some(path)) => scu
                     .store(
-                        ctx,
+                        &plan,
                         &rec.sop_class_uid,
                         &rec.sop_instance_uid,
                         &path,
@@ -739,20 +739,23 @@ impl Association {
         let mut failed_uids = Vec::new();
         let mut cancelled = false;
         for (done, rec) in instances.iter().enumerate() {
-            let target = self.negotiated.contexts.iter().find(|(_, c)| {
-                c.kind == ServiceKind::Storage
-                    && c.abstract_syntax == rec.sop_class_uid
-                    && c.transfer_syntax == rec.transfer_syntax_uid
-            });
-            let target = target.map(|(id, _)| *id);
+            let target = choose_context(
+                self.negotiated
+                    .contexts
+                    .iter()
+                    .filter(|(_, c)| c.kind == ServiceKind::Storage)
+                    .map(|(id, c)| (*id, c.abstract_syntax.as_str(), c.transfer_syntax.as_str())),
+                &rec.sop_class_uid,
+                &rec.transfer_syntax_uid,
+            );
             let role = self
                 .negotiated
                 .scp_role_classes
                 .contains(&rec.sop_class_uid);
             let outcome = match (target, role, self.store.blobs.local_path(&rec.blob)) {
-                (Some(ctx), true, Some(path)) => {
+                (Some(plan), true, Some(path)) => {
                     self.store_on_this_association(
-                        ctx,
+                        &plan,
                         rec,
                         &path,
                         command.message_id,
@@ -803,7 +806,7 @@ impl Association {
     /// C-CANCEL of the C-GET if one arrives meanwhile).
     async fn store_on_this_association(
         &mut self,
-        ctx: u8,
+        plan: &SendPlan,
         rec: &InstanceRecord,
         blob: &std::path::Path,
         get_message_id: u16,
@@ -815,10 +818,10 @@ impl Association {
             .map_err(|e| e.to_string())?;
         let peer_max = self.negotiated.peer_max_pdu;
         self.pdus
-            .send_message_part(ctx, PDataValueType::Command, &rq, peer_max)
+            .send_message_part(plan.context_id, PDataValueType::Command, &rq, peer_max)
             .await
             .map_err(|e| e.to_string())?;
-        send_dataset(&mut self.pdus, ctx, blob, peer_max)
+        send_planned(&mut self.pdus, plan, blob, peer_max)
             .await
             .map_err(|e| e.to_string())?;
         let mut fragments = Vec::new();

@@ -9,6 +9,7 @@ use dicom_ul::pdu::{
     PresentationContextResultReason, UserVariableItem,
 };
 use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
+use pacs_storage::transcode::{is_native, native_dataset};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpStream;
 
@@ -17,6 +18,8 @@ use super::pdu_io::{PduError, PduStream};
 use crate::config::RemoteNode;
 
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 /// Odd presentation context IDs 1..=255 allow 128 contexts.
 const MAX_CONTEXTS: usize = 128;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,14 +68,28 @@ impl StoreScu {
             })?;
         let _ = stream.set_nodelay(true);
         let mut pdus = PduStream::new(stream, our_max_pdu);
-        let proposed: Vec<PresentationContextProposed> = wanted
+        // Each instance's stored syntax first; then, per class, explicit and implicit little
+        // endian, to which native instances can be re-encoded if the stored one is refused.
+        let mut offers: Vec<(String, Vec<String>)> = wanted
             .iter()
+            .map(|(class, ts)| (class.clone(), vec![ts.clone()]))
+            .collect();
+        let mut classes: Vec<&String> = wanted.iter().map(|(c, _)| c).collect();
+        classes.dedup();
+        for class in classes {
+            offers.push((
+                class.clone(),
+                vec![EXPLICIT_LE.to_string(), IMPLICIT_LE.to_string()],
+            ));
+        }
+        let proposed: Vec<PresentationContextProposed> = offers
+            .into_iter()
             .take(MAX_CONTEXTS)
             .enumerate()
-            .map(|(i, (class, ts))| PresentationContextProposed {
+            .map(|(i, (class, syntaxes))| PresentationContextProposed {
                 id: (2 * i + 1) as u8,
-                abstract_syntax: class.clone(),
-                transfer_syntaxes: vec![ts.clone()],
+                abstract_syntax: class,
+                transfer_syntaxes: syntaxes,
             })
             .collect();
         let rq = AssociationRQ {
@@ -129,23 +146,27 @@ impl StoreScu {
         })
     }
 
-    /// The accepted context for this SOP class in exactly this transfer syntax.
-    pub fn context_for(&self, sop_class: &str, transfer_syntax: &str) -> Option<u8> {
-        self.accepted
-            .iter()
-            .find(|(_, a, t)| a == sop_class && t == transfer_syntax)
-            .map(|(id, _, _)| *id)
+    /// Where to send an instance of this class stored in `stored_ts`.
+    pub fn plan(&self, sop_class: &str, stored_ts: &str) -> Option<SendPlan> {
+        choose_context(
+            self.accepted
+                .iter()
+                .map(|(id, a, t)| (*id, a.as_str(), t.as_str())),
+            sop_class,
+            stored_ts,
+        )
     }
 
-    /// Send one stored instance (its data set, as stored) and return the response status.
+    /// Send one stored instance and return the response status.
     pub async fn store(
         &mut self,
-        context_id: u8,
+        plan: &SendPlan,
         sop_class: &str,
         sop_instance: &str,
         blob: &Path,
         move_originator: (&str, u16),
     ) -> Result<u16, ScuError> {
+        let context_id = plan.context_id;
         let message_id = self.next_message_id;
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
         let command = store_request(message_id, sop_class, sop_instance, Some(move_originator))
@@ -154,7 +175,7 @@ impl StoreScu {
         self.pdus
             .send_message_part(context_id, PDataValueType::Command, &command, peer_max)
             .await?;
-        send_dataset(&mut self.pdus, context_id, blob, peer_max).await?;
+        send_planned(&mut self.pdus, plan, blob, peer_max).await?;
         self.read_status().await
     }
 
@@ -248,4 +269,68 @@ pub async fn send_dataset(
         pdus.write_batch(&pieces).await?;
     }
     Ok(())
+}
+
+/// How one instance goes out: on which context, and re-encoded to which native syntax if the
+/// stored one was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendPlan {
+    pub context_id: u8,
+    pub stored_ts: String,
+    pub transcode_to: Option<String>,
+}
+
+/// Pick an accepted context (id, abstract syntax, transfer syntax) for an instance: the stored
+/// syntax as is, else a native syntax a native instance can be re-encoded to.
+pub fn choose_context<'a>(
+    accepted: impl Iterator<Item = (u8, &'a str, &'a str)>,
+    sop_class: &str,
+    stored_ts: &str,
+) -> Option<SendPlan> {
+    let for_class: Vec<(u8, &str)> = accepted
+        .filter(|(_, a, _)| *a == sop_class)
+        .map(|(id, _, t)| (id, t))
+        .collect();
+    if let Some((id, _)) = for_class.iter().find(|(_, t)| *t == stored_ts) {
+        return Some(SendPlan {
+            context_id: *id,
+            stored_ts: stored_ts.to_string(),
+            transcode_to: None,
+        });
+    }
+    if !is_native(stored_ts) {
+        return None;
+    }
+    for_class
+        .iter()
+        .find(|(_, t)| is_native(t))
+        .map(|(id, t)| SendPlan {
+            context_id: *id,
+            stored_ts: stored_ts.to_string(),
+            transcode_to: Some(t.to_string()),
+        })
+}
+
+/// Send the instance's data set as the plan says: streamed as stored, or re-encoded.
+pub async fn send_planned(
+    pdus: &mut PduStream<TcpStream>,
+    plan: &SendPlan,
+    blob: &Path,
+    peer_max_pdu: u32,
+) -> Result<(), ScuError> {
+    match &plan.transcode_to {
+        None => send_dataset(pdus, plan.context_id, blob, peer_max_pdu).await,
+        Some(target) => {
+            let (path, stored, target) =
+                (blob.to_path_buf(), plan.stored_ts.clone(), target.clone());
+            let bytes =
+                tokio::task::spawn_blocking(move || native_dataset(&path, &stored, &target))
+                    .await
+                    .map_err(|e| ScuError::Protocol(e.to_string()))?
+                    .map_err(|e| ScuError::Protocol(e.to_string()))?;
+            pdus.send_message_part(plan.context_id, PDataValueType::Data, &bytes, peer_max_pdu)
+                .await
+                .map_err(Into::into)
+        }
+    }
 }

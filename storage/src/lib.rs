@@ -13,6 +13,7 @@ pub mod part10;
 pub mod query;
 pub mod records;
 mod store;
+pub mod transcode;
 
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};

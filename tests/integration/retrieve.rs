@@ -24,10 +24,15 @@ struct Destination {
 
 impl Destination {
     fn start(dir: &Path) -> Destination {
+        Destination::start_with(dir, "+xa")
+    }
+
+    /// `accept` is storescp's transfer syntax option (`+xa` all, `+xi` implicit VR LE only).
+    fn start_with(dir: &Path, accept: &str) -> Destination {
         std::fs::create_dir_all(dir).expect("mkdir");
         let port = free_port();
         let child = dcmtk("storescp")
-            .args(["+xa", "+B", "-aet", "DEST", "-od"])
+            .args([accept, "+B", "-aet", "DEST", "-od"])
             .arg(dir)
             .arg(port.to_string())
             .stdout(Stdio::null())
@@ -236,7 +241,8 @@ fn c_get_returns_instances_on_the_same_association() {
     );
 
     // The MR series holds RLE and big endian instances too: the requestor proposed only
-    // uncompressed little endian, so those sub-operations fail and are listed.
+    // uncompressed little endian, so the big endian one is re-encoded and the RLE one (no
+    // decoder yet) fails and is listed.
     let (study, series) = study_of(&server, "mr_rle.dcm");
     let v = scu(&[
         "get",
@@ -250,7 +256,7 @@ fn c_get_returns_instances_on_the_same_association() {
     assert_eq!(v["status"], 0xB000, "{v}");
     assert_eq!(
         (v["completed"].as_u64(), v["failed"].as_u64()),
-        (Some(1), Some(2)),
+        (Some(2), Some(1)),
         "{v}"
     );
     let (rle_sop, _) = file_uids(&samples().join("mr_rle.dcm"));
@@ -333,4 +339,53 @@ fn cancel_stops_a_move_between_sub_operations() {
         "the destination holds what was completed"
     );
     server.assert_echo();
+}
+
+#[test]
+fn native_instances_are_re_encoded_for_an_implicit_only_destination() {
+    let (tmp, data) = data_dir();
+    let dest = Destination::start_with(&tmp.path().join("dest"), "+xi");
+    let server = setup(tmp.path(), &data, dest.port);
+    let (study, _) = study_of(&server, "mr_explicit.dcm");
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "study",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
+    ]);
+    // explicit LE and explicit BE are re-encoded; RLE cannot be without a decoder.
+    assert_eq!(v["status"], 0xB000, "{v}");
+    assert_eq!(
+        (v["completed"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    let (rle, _) = file_uids(&samples().join("mr_rle.dcm"));
+    assert_eq!(v["failed_uids"], json!([rle]), "{v}");
+    for f in dest.files() {
+        let (sop, ts) = file_uids(&f);
+        assert_eq!(
+            ts,
+            "1.2.840.10008.1.2",
+            "{} arrived as implicit VR",
+            f.display()
+        );
+        // Same data set as dcmtk's own conversion of the original to implicit VR.
+        let original = sample_files()
+            .into_iter()
+            .find(|s| file_uids(s).0 == sop)
+            .expect("sample");
+        let converted = tmp.path().join(format!("{sop}.implicit"));
+        let out = run(dcmtk("dcmconv")
+            .args(["+ti"])
+            .arg(&original)
+            .arg(&converted));
+        assert!(out.status.success());
+        assert!(
+            dataset_bytes(&f) == dataset_bytes(&converted),
+            "{} re-encoded differently",
+            original.display()
+        );
+    }
 }
