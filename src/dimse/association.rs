@@ -20,7 +20,7 @@ use super::command::{field, store_request, Command, Response, SubOperations};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
-use super::scu::{choose_context, send_planned, SendPlan, StoreScu};
+use super::scu::{choose_context, prepare, send_payload, SendPlan, StoreScu};
 use super::status::Status;
 use super::store_scp::StoreReceiver;
 
@@ -816,12 +816,14 @@ impl Association {
         let message_id = self.next_sub_message_id;
         let rq = store_request(message_id, &rec.sop_class_uid, &rec.sop_instance_uid, None)
             .map_err(|e| e.to_string())?;
+        // Decode or re-encode first: a failure must not leave a C-STORE-RQ without its data set.
+        let payload = prepare(plan, blob).await.map_err(|e| e.to_string())?;
         let peer_max = self.negotiated.peer_max_pdu;
         self.pdus
             .send_message_part(plan.context_id, PDataValueType::Command, &rq, peer_max)
             .await
             .map_err(|e| e.to_string())?;
-        send_planned(&mut self.pdus, plan, blob, peer_max)
+        send_payload(&mut self.pdus, plan.context_id, payload, peer_max)
             .await
             .map_err(|e| e.to_string())?;
         let mut fragments = Vec::new();

@@ -9,7 +9,7 @@ use dicom_ul::pdu::{
     PresentationContextResultReason, UserVariableItem,
 };
 use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
-use pacs_storage::transcode::{is_native, native_dataset};
+use pacs_storage::transcode::{dataset_for, is_native};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpStream;
 
@@ -37,6 +37,8 @@ pub enum ScuError {
     Pdu(#[from] PduError),
     #[error("cannot read the stored instance: {0}")]
     Blob(std::io::Error),
+    #[error("{0}")]
+    Transcode(String),
 }
 
 pub struct StoreScu {
@@ -167,6 +169,8 @@ impl StoreScu {
         move_originator: (&str, u16),
     ) -> Result<u16, ScuError> {
         let context_id = plan.context_id;
+        // Decode or re-encode first: a failure must not leave a C-STORE-RQ without its data set.
+        let payload = prepare(plan, blob).await?;
         let message_id = self.next_message_id;
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
         let command = store_request(message_id, sop_class, sop_instance, Some(move_originator))
@@ -175,7 +179,7 @@ impl StoreScu {
         self.pdus
             .send_message_part(context_id, PDataValueType::Command, &command, peer_max)
             .await?;
-        send_planned(&mut self.pdus, plan, blob, peer_max).await?;
+        send_payload(&mut self.pdus, context_id, payload, peer_max).await?;
         self.read_status().await
     }
 
@@ -298,9 +302,8 @@ pub fn choose_context<'a>(
             transcode_to: None,
         });
     }
-    if !is_native(stored_ts) {
-        return None;
-    }
+    // Native instances are re-encoded, compressed ones decoded (failing later, clearly, when
+    // no decoder exists for their syntax).
     for_class
         .iter()
         .find(|(_, t)| is_native(t))
@@ -311,26 +314,40 @@ pub fn choose_context<'a>(
         })
 }
 
-/// Send the instance's data set as the plan says: streamed as stored, or re-encoded.
-pub async fn send_planned(
-    pdus: &mut PduStream<TcpStream>,
-    plan: &SendPlan,
-    blob: &Path,
-    peer_max_pdu: u32,
-) -> Result<(), ScuError> {
+/// What goes out as an instance's data set: the stored bytes, or a re-encoded copy.
+pub enum Payload {
+    Stored(std::path::PathBuf),
+    Encoded(Vec<u8>),
+}
+
+/// Produce the data set the plan calls for (decoding off the async runtime).
+pub async fn prepare(plan: &SendPlan, blob: &Path) -> Result<Payload, ScuError> {
     match &plan.transcode_to {
-        None => send_dataset(pdus, plan.context_id, blob, peer_max_pdu).await,
+        None => Ok(Payload::Stored(blob.to_path_buf())),
         Some(target) => {
             let (path, stored, target) =
                 (blob.to_path_buf(), plan.stored_ts.clone(), target.clone());
-            let bytes =
-                tokio::task::spawn_blocking(move || native_dataset(&path, &stored, &target))
-                    .await
-                    .map_err(|e| ScuError::Protocol(e.to_string()))?
-                    .map_err(|e| ScuError::Protocol(e.to_string()))?;
-            pdus.send_message_part(plan.context_id, PDataValueType::Data, &bytes, peer_max_pdu)
+            let bytes = tokio::task::spawn_blocking(move || dataset_for(&path, &stored, &target))
                 .await
-                .map_err(Into::into)
+                .map_err(|e| ScuError::Transcode(e.to_string()))?
+                .map_err(|e| ScuError::Transcode(e.to_string()))?;
+            Ok(Payload::Encoded(bytes))
         }
+    }
+}
+
+/// Send a prepared data set on `context_id`.
+pub async fn send_payload(
+    pdus: &mut PduStream<TcpStream>,
+    context_id: u8,
+    payload: Payload,
+    peer_max_pdu: u32,
+) -> Result<(), ScuError> {
+    match payload {
+        Payload::Stored(path) => send_dataset(pdus, context_id, &path, peer_max_pdu).await,
+        Payload::Encoded(bytes) => pdus
+            .send_message_part(context_id, PDataValueType::Data, &bytes, peer_max_pdu)
+            .await
+            .map_err(Into::into),
     }
 }

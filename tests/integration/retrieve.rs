@@ -241,8 +241,7 @@ fn c_get_returns_instances_on_the_same_association() {
     );
 
     // The MR series holds RLE and big endian instances too: the requestor proposed only
-    // uncompressed little endian, so the big endian one is re-encoded and the RLE one (no
-    // decoder yet) fails and is listed.
+    // uncompressed little endian, so the big endian one is re-encoded and the RLE one decoded.
     let (study, series) = study_of(&server, "mr_rle.dcm");
     let v = scu(&[
         "get",
@@ -253,18 +252,16 @@ fn c_get_returns_instances_on_the_same_association() {
                 "StudyInstanceUID": study, "SeriesInstanceUID": series})
         .to_string(),
     ]);
-    assert_eq!(v["status"], 0xB000, "{v}");
+    assert_eq!(v["status"], 0, "{v}");
     assert_eq!(
         (v["completed"].as_u64(), v["failed"].as_u64()),
-        (Some(2), Some(1)),
+        (Some(3), Some(0)),
         "{v}"
     );
     let (rle_sop, _) = file_uids(&samples().join("mr_rle.dcm"));
     assert!(
-        v["failed_uids"]
-            .as_array()
-            .is_some_and(|l| l.contains(&json!(rle_sop))),
-        "{v}"
+        got.join(format!("{rle_sop}.raw")).exists(),
+        "the RLE instance arrived decoded"
     );
 
     // dcmtk getscu, study level.
@@ -354,15 +351,10 @@ fn native_instances_are_re_encoded_for_an_implicit_only_destination() {
         "DEST",
         &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
     ]);
-    // explicit LE and explicit BE are re-encoded; RLE cannot be without a decoder.
-    assert_eq!(v["status"], 0xB000, "{v}");
-    assert_eq!(
-        (v["completed"].as_u64(), v["failed"].as_u64()),
-        (Some(2), Some(1)),
-        "{v}"
-    );
+    // explicit LE and explicit BE are re-encoded, RLE is decoded, all to implicit VR.
+    assert_eq!(v["status"], 0, "{v}");
+    assert_eq!(v["completed"], 3, "{v}");
     let (rle, _) = file_uids(&samples().join("mr_rle.dcm"));
-    assert_eq!(v["failed_uids"], json!([rle]), "{v}");
     for f in dest.files() {
         let (sop, ts) = file_uids(&f);
         assert_eq!(
@@ -371,21 +363,126 @@ fn native_instances_are_re_encoded_for_an_implicit_only_destination() {
             "{} arrived as implicit VR",
             f.display()
         );
-        // Same data set as dcmtk's own conversion of the original to implicit VR.
         let original = sample_files()
             .into_iter()
             .find(|s| file_uids(s).0 == sop)
             .expect("sample");
         let converted = tmp.path().join(format!("{sop}.implicit"));
-        let out = run(dcmtk("dcmconv")
-            .args(["+ti"])
-            .arg(&original)
-            .arg(&converted));
-        assert!(out.status.success());
+        if sop == rle {
+            // dcmtk's RLE decoder gives the reference pixels.
+            let out = run(dcmtk("dcmdrle").arg(&original).arg(&converted));
+            assert!(out.status.success());
+            assert_eq!(
+                compare_pixels(&f, &converted),
+                (true, 0.0),
+                "RLE decode differs"
+            );
+        } else {
+            // Same data set as dcmtk's own conversion of the original to implicit VR.
+            let out = run(dcmtk("dcmconv")
+                .args(["+ti"])
+                .arg(&original)
+                .arg(&converted));
+            assert!(out.status.success());
+            assert!(
+                dataset_bytes(&f) == dataset_bytes(&converted),
+                "{} re-encoded differently",
+                original.display()
+            );
+        }
+    }
+}
+
+/// Pixel comparison by pydicom/numpy: (same shape, max |a-b|).
+fn compare_pixels(a: &Path, b: &Path) -> (bool, f64) {
+    let out = run(python()
+        .arg(repo().join("tests/support/compare_pixels.py"))
+        .arg(a)
+        .arg(b));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("compare_pixels: {}", String::from_utf8_lossy(&out.stderr)));
+    (
+        v["same_shape"] == true,
+        v["max_diff"].as_f64().unwrap_or(f64::INFINITY),
+    )
+}
+
+#[test]
+fn compressed_instances_are_decoded_for_an_uncompressed_only_destination() {
+    let (tmp, data) = data_dir();
+    // storescp's default accepts only uncompressed transfer syntaxes.
+    let dest = Destination::start_with(&tmp.path().join("dest"), "+x=");
+    let server = setup(tmp.path(), &data, dest.port);
+
+    // CR study: JPEG lossless CR and JPEG baseline secondary capture.
+    let (study, _) = study_of(&server, "cr_jpeg_lossless_monochrome1.dcm");
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "study",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
+    ]);
+    assert_eq!(v["status"], 0, "{v}");
+    assert_eq!(v["completed"], 2, "{v}");
+    for f in dest.files() {
+        let (sop, ts) = file_uids(&f);
         assert!(
-            dataset_bytes(&f) == dataset_bytes(&converted),
-            "{} re-encoded differently",
+            ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"].contains(&ts.as_str()),
+            "{ts}"
+        );
+        let original = sample_files()
+            .into_iter()
+            .find(|s| file_uids(s).0 == sop)
+            .expect("sample");
+        // dcmtk's own decoder gives the reference pixels.
+        let reference = tmp.path().join(format!("{sop}.dcmdjpeg"));
+        let out = run(dcmtk("dcmdjpeg").arg(&original).arg(&reference));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (same_shape, max_diff) = compare_pixels(&f, &reference);
+        assert!(same_shape, "{}", original.display());
+        let lossless = file_uids(&original).1 == "1.2.840.10008.1.2.4.70";
+        let tolerance = if lossless { 0.0 } else { 8.0 };
+        assert!(
+            max_diff <= tolerance,
+            "{}: max diff {max_diff}",
             original.display()
         );
     }
+
+    // CT study: implicit (sent as is), deflated (re-encoded), JPEG 2000 (decoded),
+    // JPEG-LS (no decoder here: failed and listed).
+    let (study, _) = study_of(&server, "ct_jpegls_lossless.dcm");
+    let v = scu(&[
+        "move",
+        &server.port(),
+        "study",
+        "DEST",
+        &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
+    ]);
+    assert_eq!(v["status"], 0xB000, "{v}");
+    assert_eq!(
+        (v["completed"].as_u64(), v["failed"].as_u64()),
+        (Some(3), Some(1)),
+        "{v}"
+    );
+    let (jls, _) = file_uids(&samples().join("ct_jpegls_lossless.dcm"));
+    assert_eq!(v["failed_uids"], json!([jls]));
+    let (j2k, _) = file_uids(&samples().join("ct_jpeg2000_lossless.dcm"));
+    let received = dest
+        .files()
+        .into_iter()
+        .find(|f| file_uids(f).0 == j2k)
+        .expect("J2K moved");
+    // Lossless JPEG 2000: our decode equals pydicom's (pylibjpeg-openjpeg) decode of the original.
+    let (same_shape, max_diff) =
+        compare_pixels(&received, &samples().join("ct_jpeg2000_lossless.dcm"));
+    assert!(
+        same_shape && max_diff == 0.0,
+        "J2K decode differs: {max_diff}"
+    );
 }
