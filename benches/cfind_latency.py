@@ -29,7 +29,7 @@ def main() -> None:
     # the second waits ~40 ms for a delayed ACK. Like dcmtk's TCP_NODELAY=1, turn it off.
     import socket
     assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    print(f"{'C-FIND study level (DIMSE)':<36} {'matches':>8} {'p50 ms':>10} {'p99 ms':>10}")
+    print(f"{'C-FIND study level (pynetdicom)':<36} {'matches':>8} {'p50 ms':>10} {'p99 ms':>10}")
     for name, keys in QUERIES:
         times, matches = [], 0
         for _ in range(repeats):

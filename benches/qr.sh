@@ -37,7 +37,9 @@ start_pacs() { # DATA_DIR -> sets PID PORT
   done
 }
 
+cargo bench --locked -q --bench cfind_latency --no-run 2>/dev/null
 start_pacs "$DATA"
+cargo bench --locked -q --bench cfind_latency -- "$PORT" 100
 $PY benches/cfind_latency.py "$PORT" 100
 kill -TERM "$PID"; wait "$PID" || true
 

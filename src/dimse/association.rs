@@ -931,17 +931,40 @@ impl Association {
             return;
         };
         let peer_max = self.negotiated.peer_max_pdu;
-        let sent = match self
-            .pdus
-            .send_message_part(context_id, PDataValueType::Command, &bytes, peer_max)
-            .await
-        {
-            Ok(()) => {
-                self.pdus
-                    .send_message_part(context_id, PDataValueType::Data, dataset, peer_max)
-                    .await
+        // Two PDV items (each 6 bytes of header) in one PDU, one write, when the peer's
+        // maximum allows: a C-FIND answer is one write per match instead of two.
+        let fits = peer_max == 0 || bytes.len() + dataset.len() + 12 <= peer_max as usize;
+        let sent = if fits {
+            let pdu = Pdu::PData {
+                data: vec![
+                    PDataValue {
+                        presentation_context_id: context_id,
+                        value_type: PDataValueType::Command,
+                        is_last: true,
+                        data: bytes,
+                    },
+                    PDataValue {
+                        presentation_context_id: context_id,
+                        value_type: PDataValueType::Data,
+                        is_last: true,
+                        data: dataset.to_vec(),
+                    },
+                ],
+            };
+            self.pdus.write(&pdu).await
+        } else {
+            match self
+                .pdus
+                .send_message_part(context_id, PDataValueType::Command, &bytes, peer_max)
+                .await
+            {
+                Ok(()) => {
+                    self.pdus
+                        .send_message_part(context_id, PDataValueType::Data, dataset, peer_max)
+                        .await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         };
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not send a response");
