@@ -16,6 +16,9 @@ use dicom_ul::ClientAssociationOptions;
 
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 
+/// A query key: tag, VR, value.
+type Key = (dicom_core::Tag, VR, &'static str);
+
 fn command(message_id: u16) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();
     obj.put(DataElement::new(
@@ -52,7 +55,7 @@ fn command(message_id: u16) -> Vec<u8> {
     out
 }
 
-fn identifier(keys: &[(dicom_core::Tag, VR, &str)], ts: &str) -> Vec<u8> {
+fn identifier(keys: &[Key], ts: &str) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();
     obj.put(DataElement::new(
         tags::QUERY_RETRIEVE_LEVEL,
@@ -103,7 +106,7 @@ fn main() {
         .expect("association");
     assoc.inner_stream().set_nodelay(true).expect("nodelay");
     let pc = assoc.presentation_contexts()[0].clone();
-    let queries: Vec<(&str, Vec<(dicom_core::Tag, VR, &str)>)> = vec![
+    let queries: Vec<(&str, Vec<Key>)> = vec![
         (
             "PatientID exact",
             vec![(tags::PATIENT_ID, VR::LO, "P0012345")],
