@@ -1,10 +1,12 @@
 //! C-FIND SCP (PS3.4 C.4.1): the identifier becomes a query for the storage crate's engine;
 //! each match becomes a pending response carrying the keys the SCU asked for.
 
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::header::Header;
 use dicom_core::value::{DataSetSequence, Value};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
+use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -83,6 +85,19 @@ pub fn parse_request(
         if elem.vr() == VR::SQ {
             // Sequence matching is not supported: returned empty, ignored for matching.
             continue;
+        }
+        // A key sent with another VR than the standard gives it cannot be matched as meant.
+        if let Some(entry) = StandardDataDictionary.by_tag(tag) {
+            if let VirtualVr::Exact(expected) = entry.vr() {
+                if elem.vr() != expected && elem.vr() != VR::UN {
+                    return Err(identifier_error(format!(
+                        "{} has VR {}, the standard says {}",
+                        tag_key(tag),
+                        elem.vr(),
+                        expected
+                    )));
+                }
+            }
         }
         let vr = elem.vr().to_string().to_string();
         let matcher = Matcher::parse(&vr, &element_text(elem))

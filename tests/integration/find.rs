@@ -230,6 +230,18 @@ fn bad_identifiers_get_failure_statuses_and_cancel_stops_the_matches() {
     assert_eq!(v["status"], 0xA900, "malformed date: {v}");
     let v = find(&server, "study", json!({"QueryRetrieveLevel": "WARD"}));
     assert_eq!(v["status"], 0xA900, "unknown level: {v}");
+    let v = find(
+        &server,
+        "study",
+        json!({"QueryRetrieveLevel": "STUDY", "StudyDate": ["LO", "20240101-"]}),
+    );
+    assert_eq!(v["status"], 0xA900, "a key with the wrong VR: {v}");
+    assert!(
+        v["comment"]
+            .as_str()
+            .is_some_and(|c| c.contains("00080020")),
+        "{v}"
+    );
     server.assert_echo();
 
     // 1,000 studies of one instance each (enough that matches are still being sent when the
@@ -304,4 +316,58 @@ fn person_names_match_regardless_of_case_when_configured() {
         ["A2023120144", "A2024091807"],
         "{v}"
     );
+}
+
+#[test]
+fn every_level_in_both_information_models() {
+    let (_tmp, data) = data_dir();
+    let server = samples_server(&data);
+    let (mr_sop, _) = file_uids(&samples().join("mr_rle.dcm"));
+    let rec = server.json(&format!("/api/instances/{mr_sop}"));
+    let (study, series) = (
+        rec["study_instance_uid"].clone(),
+        rec["series_instance_uid"].clone(),
+    );
+    for model in ["patient", "study"] {
+        // Patient root needs the patient's ID above the study level; study root does not mind it.
+        let pid = json!("MRN-200871");
+        let cases = [
+            (
+                "STUDY",
+                json!({"QueryRetrieveLevel": "STUDY", "PatientID": pid, "StudyInstanceUID": ""}),
+                "StudyInstanceUID",
+                2,
+            ),
+            (
+                "SERIES",
+                json!({"QueryRetrieveLevel": "SERIES", "PatientID": pid, "StudyInstanceUID": study, "SeriesInstanceUID": ""}),
+                "SeriesInstanceUID",
+                1,
+            ),
+            (
+                "IMAGE",
+                json!({"QueryRetrieveLevel": "IMAGE", "PatientID": pid, "StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": ""}),
+                "SOPInstanceUID",
+                3,
+            ),
+        ];
+        for (level, keys, key, expected) in cases {
+            let v = find(&server, model, keys);
+            assert_eq!(v["status"], 0, "{model} {level}: {v}");
+            let got = values(&v, key);
+            assert_eq!(got.len(), expected, "{model} {level}: {v}");
+            assert!(got.iter().all(|u| !u.is_empty()), "{model} {level}: {v}");
+        }
+    }
+    let v = find(
+        &server,
+        "patient",
+        json!({"QueryRetrieveLevel": "PATIENT", "PatientID": "", "PatientName": ""}),
+    );
+    assert_eq!(
+        values(&v, "PatientID"),
+        ["MRN-100234", "MRN-200871", "MRN-300552"]
+    );
+    assert!(values(&v, "SOPInstanceUID").iter().all(String::is_empty));
+    let _ = mr_sop;
 }

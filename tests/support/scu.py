@@ -228,14 +228,22 @@ def as_text(value) -> str:
 def cmd_find(port: int, model: str, keys: dict, cancel_after) -> None:
     ae = make_ae()
     uid = FIND_MODELS[model]
-    ae.add_requested_context(uid)
+    if any(isinstance(v, list) for v in keys.values()):
+        ae.add_requested_context(uid, [ExplicitVRLittleEndian])  # so the VR travels
+    else:
+        ae.add_requested_context(uid)
     assoc = ae.associate(HOST, port, ae_title="PACS")
     if not assoc.is_established:
         out({"error": "association not established"})
         return
     ds = Dataset()
     for k, v in keys.items():
-        setattr(ds, k, v)
+        if isinstance(v, list):
+            # [VR, value]: send the key with this VR (to test a key with the wrong VR).
+            from pydicom.datadict import tag_for_keyword
+            ds.add_new(tag_for_keyword(k), v[0], v[1])
+        else:
+            setattr(ds, k, v)
     matches, final = [], None
     for status, ident in assoc.send_c_find(ds, uid, msg_id=7):
         if status is None:
