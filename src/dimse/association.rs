@@ -10,7 +10,7 @@ use dicom_ul::pdu::{
     AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue,
     PDataValueType, Pdu,
 };
-use pacs_storage::query::{execute, resolve_instances, MatchOptions, QueryError, QueryMatch};
+use pacs_storage::query::{execute, resolve_instances, MatchOptions, QueryError};
 use pacs_storage::{IngestOutcome, InstanceRecord, Store};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,9 @@ use super::pdu_io::{PduError, PduStream};
 use super::scu::{choose_context, prepare, send_payload, SendPlan, StoreScu};
 use super::status::Status;
 use super::store_scp::StoreReceiver;
+
+/// C-FIND matches handed from the engine thread to the association at a time.
+const FIND_BATCH: usize = 32;
 
 /// How long we wait for the peer to close after our last PDU.
 const LINGER: Duration = Duration::from_secs(2);
@@ -489,13 +492,25 @@ impl Association {
                 return;
             }
         };
-        let (tx, mut matches) = tokio::sync::mpsc::channel::<QueryMatch>(32);
+        // The engine and the encoding run on a blocking thread and hand over encoded
+        // identifiers in batches: one hand-over per match cost a thread wake-up each.
+        let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(4);
         let index = self.store.index.clone();
         let query_request = request.clone();
+        let our_ae = self.settings.ae_title.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            execute(index.as_ref(), &query_request.query, &mut |m| {
-                tx.blocking_send(m).is_ok()
-            })
+            let mut batch = Vec::with_capacity(FIND_BATCH);
+            let result = execute(index.as_ref(), &query_request.query, &mut |m| {
+                match response_identifier(&query_request, &m, &our_ae) {
+                    Ok(bytes) => batch.push(bytes),
+                    Err(e) => tracing::warn!(error = %e, "cannot encode a C-FIND match; skipped"),
+                }
+                batch.len() < FIND_BATCH || tx.blocking_send(std::mem::take(&mut batch)).is_ok()
+            });
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+            result
         });
         let mut cancelled = false;
         let mut sent = 0u64;
@@ -510,19 +525,14 @@ impl Association {
                     // Anything else is handled by the message loop once this C-FIND is answered.
                     self.stashed = Some(pdu);
                 }
-                found = matches.recv() => {
-                    let Some(found) = found else { break };
-                    match response_identifier(&request, &found, &self.settings.ae_title) {
-                        Ok(bytes) => {
-                            self.send_with_dataset(context_id, command, Status::PENDING, &bytes).await;
-                            sent += 1;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot encode a C-FIND match; skipped"),
-                    }
+                batch = batches.recv() => {
+                    let Some(batch) = batch else { break };
+                    sent += batch.len() as u64;
+                    self.send_pending_batch(context_id, command, batch).await;
                 }
             }
         }
-        drop(matches);
+        drop(batches);
         let outcome = worker.await;
         let (status, comment) = match outcome {
             _ if cancelled => (Status::CANCEL, None),
@@ -907,6 +917,60 @@ impl Association {
                 .await;
         }
         if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not send a response");
+        }
+    }
+
+    /// Pending C-FIND responses, one PDU per match (command and identifier), in one write.
+    async fn send_pending_batch(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        identifiers: Vec<Vec<u8>>,
+    ) {
+        let encoded = Response {
+            request: command,
+            status: Status::PENDING,
+            error_comment: None,
+            has_dataset: true,
+            counts: None,
+        }
+        .encode();
+        let Ok(rsp) = encoded else {
+            tracing::error!("cannot encode a response");
+            return;
+        };
+        let peer_max = self.negotiated.peer_max_pdu as usize;
+        let mut pdus = Vec::with_capacity(identifiers.len());
+        for identifier in identifiers {
+            if peer_max != 0 && rsp.len() + identifier.len() + 12 > peer_max {
+                // Too large for one PDU: flush what is queued, then send this one in parts.
+                if let Err(e) = self.pdus.write_batch(&std::mem::take(&mut pdus)).await {
+                    tracing::warn!(error = %e, "could not send a response");
+                    return;
+                }
+                self.send_with_dataset(context_id, command, Status::PENDING, &identifier)
+                    .await;
+                continue;
+            }
+            pdus.push(Pdu::PData {
+                data: vec![
+                    PDataValue {
+                        presentation_context_id: context_id,
+                        value_type: PDataValueType::Command,
+                        is_last: true,
+                        data: rsp.clone(),
+                    },
+                    PDataValue {
+                        presentation_context_id: context_id,
+                        value_type: PDataValueType::Data,
+                        is_last: true,
+                        data: identifier,
+                    },
+                ],
+            });
+        }
+        if let Err(e) = self.pdus.write_batch(&pdus).await {
             tracing::warn!(error = %e, "could not send a response");
         }
     }
