@@ -128,6 +128,15 @@ fn abort_reason_for(e: &PduError) -> AbortRQServiceProviderReason {
     }
 }
 
+/// The command's Affected SOP Class must be the context's abstract syntax (PS3.7 9.1.1.1);
+/// an absent one is left to the service to judge.
+fn class_matches(command: &Command, abstract_syntax: &str) -> bool {
+    command
+        .affected_sop_class_uid
+        .as_deref()
+        .is_none_or(|c| c == abstract_syntax)
+}
+
 /// Is this the C-CANCEL-RQ for message `message_id` (in one command fragment)?
 fn is_cancel_for(pdu: &Result<Pdu, PduError>, message_id: u16) -> bool {
     let Ok(Pdu::PData { data }) = pdu else {
@@ -388,7 +397,9 @@ impl Association {
         };
         if command.has_dataset {
             let may_store = self.allowed.contains(&Service::Store);
-            let sink = if command.field == field::C_STORE_RQ
+            let sink = if !class_matches(&command, &context.abstract_syntax) {
+                DataSink::Discard
+            } else if command.field == field::C_STORE_RQ
                 && context.kind == ServiceKind::Storage
                 && may_store
             {
@@ -466,6 +477,15 @@ impl Association {
                         Some("this node may not store here".to_string()),
                     )
                 }
+            }
+            DataSink::Discard
+                if [field::C_FIND_RQ, field::C_MOVE_RQ, field::C_GET_RQ]
+                    .contains(&command.field) =>
+            {
+                (
+                    Status::SOP_CLASS_NOT_SUPPORTED,
+                    Some("SOP class not negotiated on this presentation context".to_string()),
+                )
             }
             DataSink::Discard => (Status::UNRECOGNIZED_OPERATION, None),
         };

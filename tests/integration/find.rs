@@ -33,6 +33,12 @@ fn command_set(elements: &[(Tag, VR, PrimitiveValue)]) -> Vec<u8> {
 /// Send a study-level C-FIND and its C-CANCEL in one write (dicom-ul client); return the
 /// final status and the number of pending responses seen.
 fn find_then_cancel(port: u16) -> (u16, usize) {
+    raw_find(port, "1.2.840.10008.5.1.4.1.2.2.1", true)
+}
+
+/// A C-FIND on the Study Root context whose command names `affected_class`, optionally
+/// followed in the same write by its C-CANCEL.
+fn raw_find(port: u16, affected_class: &str, cancel_too: bool) -> (u16, usize) {
     const FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
     let mut assoc = ClientAssociationOptions::new()
         .calling_ae_title("CANCELLER")
@@ -45,7 +51,7 @@ fn find_then_cancel(port: u16) -> (u16, usize) {
         (
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
-            PrimitiveValue::from(FIND),
+            PrimitiveValue::from(affected_class),
         ),
         (
             tags::COMMAND_FIELD,
@@ -100,17 +106,18 @@ fn find_then_cancel(port: u16) -> (u16, usize) {
         data,
     };
     let mut bytes = Vec::new();
-    for pdu in [
-        Pdu::PData {
-            data: vec![
-                pdv(PDataValueType::Command, rq),
-                pdv(PDataValueType::Data, ident_bytes),
-            ],
-        },
-        Pdu::PData {
+    let mut pdus = vec![Pdu::PData {
+        data: vec![
+            pdv(PDataValueType::Command, rq),
+            pdv(PDataValueType::Data, ident_bytes),
+        ],
+    }];
+    if cancel_too {
+        pdus.push(Pdu::PData {
             data: vec![pdv(PDataValueType::Command, cancel)],
-        },
-    ] {
+        });
+    }
+    for pdu in pdus {
         write_pdu(&mut bytes, &pdu).expect("encode PDU");
     }
     assoc.inner_stream().write_all(&bytes).expect("send");
@@ -385,6 +392,9 @@ fn bad_identifiers_get_failure_statuses_and_cancel_stops_the_matches() {
     storescu(&server, &sample_files());
     let (status, matches) = find_then_cancel(server.dicom_port);
     assert_eq!(status, 0xFE00, "cancelled");
+    // A command naming another SOP class than its presentation context: refused.
+    let (status, _) = raw_find(server.dicom_port, "1.2.840.10008.5.1.4.1.2.1.1", false);
+    assert_eq!(status, 0x0122, "SOP class not supported on this context");
     assert!(matches < 4, "cancel stopped the matches ({matches})");
     server.assert_echo();
 }
