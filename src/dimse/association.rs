@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::access::{AccessPolicy, Service};
-use super::command::{field, store_request, Command, Response, SubOperations};
+use super::command::{field, store_request, Command, Response, SubOperations, Tally};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
@@ -607,11 +607,17 @@ impl Association {
             }
         }
         let total = instances.len();
-        let mut counts = SubOperations::default();
-        let mut failed_uids: Vec<String> = Vec::new();
+        let mut tally = Tally::new(total);
         if total == 0 {
-            self.respond_counts(context_id, command, Status::SUCCESS, counts, None, &[])
-                .await;
+            self.respond_counts(
+                context_id,
+                command,
+                Status::SUCCESS,
+                tally.counts,
+                None,
+                &[],
+            )
+            .await;
             return;
         }
         let mut scu = match StoreScu::connect(
@@ -625,12 +631,12 @@ impl Association {
             Ok(scu) => scu,
             Err(e) => {
                 tracing::warn!(destination = %node.ae_title, error = %e, "C-MOVE sub-operations impossible");
-                counts.failed = u16::try_from(total).unwrap_or(u16::MAX);
+                tally.counts.failed = u16::try_from(total).unwrap_or(u16::MAX);
                 self.respond_counts(
                     context_id,
                     command,
                     Status::UNABLE_TO_PERFORM_SUBOPERATIONS,
-                    counts,
+                    tally.counts,
                     Some(e.to_string()),
                     &[],
                 )
@@ -677,43 +683,30 @@ impl Association {
                 )),
                 (_, None) => Err("blob not on this machine".to_string()),
             };
-            match outcome {
-                Ok(0x0000) => counts.completed += 1,
-                Ok(s) if s == 0xB000 || s == 0xB006 || s == 0xB007 => counts.warning += 1,
-                Ok(s) => {
-                    tracing::warn!(sop = %rec.sop_instance_uid, status = %Status(s), "C-MOVE sub-operation failed");
-                    counts.failed += 1;
-                    failed_uids.push(rec.sop_instance_uid.clone());
-                }
-                Err(e) => {
-                    tracing::warn!(sop = %rec.sop_instance_uid, error = %e, "C-MOVE sub-operation failed");
-                    counts.failed += 1;
-                    failed_uids.push(rec.sop_instance_uid.clone());
-                }
-            }
-            counts.remaining = Some(u16::try_from(total - done - 1).unwrap_or(u16::MAX));
+            tally.record(&rec.sop_instance_uid, outcome, "C-MOVE");
             if done + 1 < total {
-                self.respond_counts(context_id, command, Status::PENDING, counts, None, &[])
-                    .await;
+                self.respond_counts(
+                    context_id,
+                    command,
+                    Status::PENDING,
+                    tally.counts,
+                    None,
+                    &[],
+                )
+                .await;
             }
         }
         scu.release().await;
-        let status = if cancelled {
-            Status::CANCEL
-        } else if counts.failed > 0 || counts.warning > 0 {
-            Status::SUBOPERATIONS_WITH_FAILURES
-        } else {
-            Status::SUCCESS
-        };
-        if cancelled {
-            let left =
-                instances.len() - usize::from(counts.completed + counts.failed + counts.warning);
-            counts.remaining = Some(u16::try_from(left).unwrap_or(u16::MAX));
-        } else {
-            counts.remaining = None;
-        }
-        self.respond_counts(context_id, command, status, counts, None, &failed_uids)
-            .await;
+        let status = tally.finish(cancelled);
+        self.respond_counts(
+            context_id,
+            command,
+            status,
+            tally.counts,
+            None,
+            &tally.failed_uids,
+        )
+        .await;
     }
 
     /// The instances a C-MOVE/C-GET identifier names; on failure the final response is sent
@@ -765,8 +758,7 @@ impl Association {
             return;
         };
         let total = instances.len();
-        let mut counts = SubOperations::default();
-        let mut failed_uids = Vec::new();
+        let mut tally = Tally::new(total);
         let mut cancelled = false;
         for (done, rec) in instances.iter().enumerate() {
             let target = choose_context(
@@ -800,36 +792,32 @@ impl Association {
                 )),
                 (_, _, None) => Err("blob not on this machine".into()),
             };
-            match outcome {
-                Ok(0x0000) => counts.completed += 1,
-                Ok(s) if s == 0xB000 || s == 0xB006 || s == 0xB007 => counts.warning += 1,
-                other => {
-                    tracing::warn!(sop = %rec.sop_instance_uid, outcome = ?other, "C-GET sub-operation failed");
-                    counts.failed += 1;
-                    failed_uids.push(rec.sop_instance_uid.clone());
-                }
-            }
-            counts.remaining = Some(u16::try_from(total - done - 1).unwrap_or(u16::MAX));
+            tally.record(&rec.sop_instance_uid, outcome, "C-GET");
             if cancelled {
                 break;
             }
             if done + 1 < total {
-                self.respond_counts(context_id, command, Status::PENDING, counts, None, &[])
-                    .await;
+                self.respond_counts(
+                    context_id,
+                    command,
+                    Status::PENDING,
+                    tally.counts,
+                    None,
+                    &[],
+                )
+                .await;
             }
         }
-        let status = if cancelled {
-            Status::CANCEL
-        } else if counts.failed > 0 || counts.warning > 0 {
-            Status::SUBOPERATIONS_WITH_FAILURES
-        } else {
-            Status::SUCCESS
-        };
-        if !cancelled {
-            counts.remaining = None;
-        }
-        self.respond_counts(context_id, command, status, counts, None, &failed_uids)
-            .await;
+        let status = tally.finish(cancelled);
+        self.respond_counts(
+            context_id,
+            command,
+            status,
+            tally.counts,
+            None,
+            &tally.failed_uids,
+        )
+        .await;
     }
 
     /// One C-GET sub-operation: C-STORE-RQ out, then wait for its C-STORE-RSP (noting a
