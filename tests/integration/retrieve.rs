@@ -289,7 +289,7 @@ fn c_get_returns_instances_on_the_same_association() {
 }
 
 #[test]
-fn cancel_stops_a_move_between_sub_operations() {
+fn cancel_stops_a_move_and_a_get_between_sub_operations() {
     let (tmp, data) = data_dir();
     let dest = Destination::start(&tmp.path().join("dest"));
     let server = setup(tmp.path(), &data, dest.port);
@@ -334,6 +334,24 @@ fn cancel_stops_a_move_between_sub_operations() {
         dest.files().len() as u64,
         completed,
         "the destination holds what was completed"
+    );
+
+    // The same study by C-GET, cancelled after the first sub-operation.
+    let got = tmp.path().join("got");
+    let v = scu(&[
+        "get",
+        &server.port(),
+        "study",
+        &got.display().to_string(),
+        &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
+        "--cancel-after",
+        "1",
+    ]);
+    assert_eq!(v["status"], 0xFE00, "{v}");
+    let completed = v["completed"].as_u64().unwrap_or(0);
+    assert!(
+        (1..300).contains(&completed),
+        "C-GET cancelled part way: {v}"
     );
     server.assert_echo();
 }

@@ -317,7 +317,7 @@ def retrieve_result(responses, on_pending=None) -> dict:
     return result
 
 
-def cmd_get(port: int, model: str, out_dir: str, keys: dict) -> None:
+def cmd_get(port: int, model: str, out_dir: str, keys: dict, cancel_after=None) -> None:
     from pynetdicom import build_role, evt
     from pynetdicom.sop_class import (CTImageStorage, MRImageStorage, ComputedRadiographyImageStorage,
                                       SecondaryCaptureImageStorage, UltrasoundMultiFrameImageStorage)
@@ -345,7 +345,11 @@ def cmd_get(port: int, model: str, out_dir: str, keys: dict) -> None:
     ds = Dataset()
     for k, v in keys.items():
         setattr(ds, k, v)
-    result = retrieve_result(assoc.send_c_get(ds, uid))
+    on_pending = None
+    if cancel_after is not None:
+        ctx = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == uid)
+        on_pending = lambda n: n == cancel_after and assoc.send_c_cancel(1, ctx)
+    result = retrieve_result(assoc.send_c_get(ds, uid, msg_id=1), on_pending)
     assoc.release()
     out(result)
 
@@ -392,7 +396,8 @@ def main() -> None:
         cancel_after = int(rest[rest.index("--cancel-after") + 1]) if "--cancel-after" in rest else None
         cmd_move(port, rest[0], rest[1], json.loads(rest[2]), cancel_after)
     elif cmd == "get":
-        cmd_get(port, rest[0], rest[1], json.loads(rest[2]))
+        cancel_after = int(rest[rest.index("--cancel-after") + 1]) if "--cancel-after" in rest else None
+        cmd_get(port, rest[0], rest[1], json.loads(rest[2]), cancel_after)
     elif cmd == "hold":
         cmd_hold(port, float(rest[0]))
     else:
