@@ -567,8 +567,9 @@ mod tests {
         }
     }
 
-    fn run(index: &RocksIndex, level: Level, keys: &[(&str, &str, &str)]) -> Vec<Attributes> {
-        let query = Query {
+    /// A query from (tag, VR, value) triples.
+    fn query(level: Level, keys: &[(&str, &str, &str)]) -> Query {
+        Query {
             level,
             keys: keys
                 .iter()
@@ -579,7 +580,11 @@ mod tests {
                 })
                 .collect(),
             options: MatchOptions::default(),
-        };
+        }
+    }
+
+    fn run(index: &RocksIndex, level: Level, keys: &[(&str, &str, &str)]) -> Vec<Attributes> {
+        let query = query(level, keys);
         let mut out = Vec::new();
         execute(index, &query, &mut |m| {
             out.push(m.attributes);
@@ -677,18 +682,6 @@ mod tests {
             1
         );
         assert_eq!(run(&index, Level::Patient, &[]).len(), 2);
-        let query = |level, keys: &[(&str, &str, &str)]| Query {
-            level,
-            keys: keys
-                .iter()
-                .map(|(t, vr, v)| QueryKey {
-                    tag: t.to_string(),
-                    vr: vr.to_string(),
-                    matcher: Matcher::parse(vr, v).expect("matcher"),
-                })
-                .collect(),
-            options: MatchOptions::default(),
-        };
         let sops = |q: &Query| -> Vec<String> {
             resolve_instances(&index, q)
                 .expect("resolve")
