@@ -189,6 +189,7 @@ fn main() {
             level: Level::Study,
             keys,
             options: MatchOptions::default(),
+            relational: false,
         };
         for (tag, vr) in [
             ("0020000D", "UI"),

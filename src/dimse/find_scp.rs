@@ -113,6 +113,7 @@ pub fn parse_request(
             level,
             keys,
             options,
+            relational: false,
         },
         identifier,
         transfer_syntax: transfer_syntax.to_string(),

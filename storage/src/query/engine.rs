@@ -55,6 +55,9 @@ pub struct Query {
     pub level: Level,
     pub keys: Vec<QueryKey>,
     pub options: MatchOptions,
+    /// Relational query (QIDO-RS `/series`, `/instances`): a series or instance query may
+    /// omit its parent UIDs and is answered across all studies. C-FIND is hierarchical.
+    pub relational: bool,
 }
 
 /// One matching entity: every attribute the index holds for it and the levels above it,
@@ -84,6 +87,7 @@ const SERIES_UID: &str = "0020000E";
 const SOP_UID: &str = "00080018";
 const ACCESSION: &str = "00080050";
 const STUDY_DATE: &str = "00080020";
+const MODALITY: &str = "00080060";
 const MODALITIES_IN_STUDY: &str = "00080061";
 const SOP_CLASSES_IN_STUDY: &str = "00080062";
 const NUM_PATIENT_STUDIES: &str = "00201200";
@@ -310,10 +314,7 @@ pub fn execute(
             }
         }
         Level::Series => {
-            let studies = uids_of(query.key(STUDY_UID)).ok_or(QueryError::MissingParentKey {
-                level: "SERIES",
-                key: "StudyInstanceUID",
-            })?;
+            let studies = parent_studies(index, query, "SERIES")?;
             for study in studies {
                 let series = match uids_of(query.key(SERIES_UID)) {
                     Some(list) => list,
@@ -331,11 +332,25 @@ pub fn execute(
             }
         }
         Level::Image => {
-            let series_list =
-                uids_of(query.key(SERIES_UID)).ok_or(QueryError::MissingParentKey {
-                    level: "IMAGE",
-                    key: "SeriesInstanceUID",
-                })?;
+            let series_list = match uids_of(query.key(SERIES_UID)) {
+                Some(list) => list,
+                None => {
+                    if !query.relational {
+                        return Err(QueryError::MissingParentKey {
+                            level: "IMAGE",
+                            key: "SeriesInstanceUID",
+                        });
+                    }
+                    let mut all = Vec::new();
+                    for study in parent_studies(index, query, "IMAGE")? {
+                        all.extend(
+                            index
+                                .scan_secondary(&SecondaryKey::SeriesOfStudy(study), usize::MAX)?,
+                        );
+                    }
+                    all
+                }
+            };
             for series_uid in series_list {
                 let Some(series) = index.series(&series_uid)? else {
                     continue;
@@ -362,6 +377,45 @@ pub fn execute(
         }
     }
     Ok(())
+}
+
+/// The studies a series or instance query looks in: those its StudyInstanceUID key names, or,
+/// for a relational query without one, every study whose own attributes may match (found
+/// through the study indexes, so `PatientID=` or a date range stays cheap).
+fn parent_studies(
+    index: &dyn Index,
+    query: &Query,
+    level: &'static str,
+) -> Result<Vec<String>, QueryError> {
+    if let Some(uids) = uids_of(query.key(STUDY_UID)) {
+        return Ok(uids);
+    }
+    if !query.relational {
+        return Err(QueryError::MissingParentKey {
+            level,
+            key: if level == "SERIES" {
+                "StudyInstanceUID"
+            } else {
+                "SeriesInstanceUID"
+            },
+        });
+    }
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (uids, more) = study_candidates(index, query, after.as_deref())?;
+        for uid in &uids {
+            if let Some(s) = index.study(uid)? {
+                if study_may_match(query, &s) {
+                    found.push(uid.clone());
+                }
+            }
+        }
+        if !more {
+            return Ok(found);
+        }
+        after = uids.last().cloned();
+    }
 }
 
 /// The instances a C-MOVE or C-GET of `query` retrieves: every instance under each match.
@@ -509,6 +563,12 @@ fn study_candidates(
     if let Some(Matcher::Single(m)) = query.key(MODALITIES_IN_STUDY) {
         return indexed(SecondaryKey::StudiesByModality(m.clone()), Lookup::Exact);
     }
+    // A relational series or instance query by Modality: the studies holding that modality.
+    if query.level != Level::Study {
+        if let Some(Matcher::Single(m)) = query.key(MODALITY) {
+            return indexed(SecondaryKey::StudiesByModality(m.clone()), Lookup::Exact);
+        }
+    }
     let page = index.list_studies(after, PAGE)?;
     let more = page.len() == PAGE;
     Ok((page, more))
@@ -580,6 +640,7 @@ mod tests {
                 })
                 .collect(),
             options: MatchOptions::default(),
+            relational: false,
         }
     }
 
@@ -708,9 +769,74 @@ mod tests {
             level: Level::Series,
             keys: vec![],
             options: MatchOptions::default(),
+            relational: false,
         };
         assert!(matches!(
             execute(&index, &query, &mut |_| true),
+            Err(QueryError::MissingParentKey { .. })
+        ));
+    }
+
+    #[test]
+    fn relational_queries_search_across_studies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = RocksIndex::open(dir.path().join("i")).expect("open");
+        index
+            .store_instances(
+                vec![
+                    item(
+                        "P1", "DOE^JANE", "1.1", "20240105", "1.1.1", "CT", "1.1.1.1",
+                    ),
+                    item(
+                        "P1", "DOE^JANE", "1.1", "20240105", "1.1.2", "SR", "1.1.2.1",
+                    ),
+                    item(
+                        "P2", "ROE^JOHN", "1.2", "20240320", "1.2.1", "CT", "1.2.1.1",
+                    ),
+                ],
+                DuplicatePolicy::Keep,
+            )
+            .expect("store");
+        let relational = |level, keys: &[(&str, &str, &str)]| -> Vec<String> {
+            let mut q = query(level, keys);
+            q.relational = true;
+            let tag = if level == Level::Series {
+                SERIES_UID
+            } else {
+                SOP_UID
+            };
+            let mut out = Vec::new();
+            execute(&index, &q, &mut |m| {
+                out.push(m.attributes[tag].values[0].clone());
+                true
+            })
+            .expect("execute");
+            out.sort();
+            out
+        };
+        assert_eq!(
+            relational(Level::Series, &[(MODALITY, "CS", "CT")]),
+            ["1.1.1", "1.2.1"]
+        );
+        assert_eq!(
+            relational(Level::Series, &[(PATIENT_ID, "LO", "P1")]),
+            ["1.1.1", "1.1.2"]
+        );
+        assert_eq!(
+            relational(Level::Image, &[(PATIENT_NAME, "PN", "ROE*")]),
+            ["1.2.1.1"]
+        );
+        assert_eq!(
+            relational(
+                Level::Image,
+                &[(STUDY_UID, "UI", "1.1"), (MODALITY, "CS", "SR")]
+            ),
+            ["1.1.2.1"]
+        );
+        // Hierarchical (C-FIND) instance queries still need their series.
+        let q = query(Level::Image, &[(STUDY_UID, "UI", "1.1")]);
+        assert!(matches!(
+            execute(&index, &q, &mut |_| true),
             Err(QueryError::MissingParentKey { .. })
         ));
     }
