@@ -74,6 +74,13 @@ pub struct ServeArgs {
     /// Most associations served at once; more are rejected (transient) [default: 64]
     #[arg(long, env = "PACS_MAX_ASSOCIATIONS")]
     pub max_associations: Option<usize>,
+    /// Serve a static viewer build (e.g. OHIF's dist/) at /viewer
+    #[arg(long, env = "PACS_VIEWER_DIR")]
+    pub viewer_dir: Option<PathBuf>,
+    /// Public base URL for absolute links (RetrieveURL, BulkDataURI) behind a proxy,
+    /// e.g. https://pacs.example.org [default: from the request's Host]
+    #[arg(long, env = "PACS_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// The `pacs.toml` file: every key optional.
@@ -99,6 +106,13 @@ pub struct FileConfig {
     pub restrict_to_nodes: Option<bool>,
     /// Match person names in queries regardless of case [default: false].
     pub case_insensitive_names: Option<bool>,
+    pub viewer_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    /// Origins allowed to call the HTTP API from a browser (CORS); "*" for any.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Largest STOW-RS request body in bytes [default: 4 GiB].
+    pub max_stow_bytes: Option<u64>,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -133,6 +147,10 @@ pub struct ServeSettings {
     pub nodes: Vec<RemoteNode>,
     pub restrict_to_nodes: bool,
     pub case_insensitive_names: bool,
+    pub viewer_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub max_stow_bytes: u64,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -228,6 +246,10 @@ impl ServeArgs {
             nodes: file.nodes,
             restrict_to_nodes: file.restrict_to_nodes.unwrap_or(false),
             case_insensitive_names: file.case_insensitive_names.unwrap_or(false),
+            viewer_dir: self.viewer_dir.clone().or(file.viewer_dir),
+            public_url: self.public_url.clone().or(file.public_url),
+            cors_origins: file.cors_origins,
+            max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
         })
     }
 }

@@ -79,8 +79,23 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     };
     let dimse_task = tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()));
 
+    if let Some(dir) = &settings.viewer_dir {
+        if !dir.join("index.html").is_file() {
+            tracing::warn!(dir = %dir.display(), "viewer directory has no index.html");
+        }
+    }
     let app = pacs_viewer_api::router(pacs_viewer_api::ApiState {
-        index: store.index.clone(),
+        store: store.clone(),
+        config: Arc::new(pacs_viewer_api::ApiConfig {
+            public_url: settings.public_url.clone(),
+            max_stow_bytes: settings.max_stow_bytes,
+            cors_origins: settings.cors_origins.clone(),
+            viewer_dir: settings.viewer_dir.clone(),
+            match_options: MatchOptions {
+                case_insensitive_names: settings.case_insensitive_names,
+            },
+            local_addr: http_local.to_string(),
+        }),
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

@@ -29,6 +29,8 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("unreadable {what}: {detail}")]
+    CorruptBlob { what: String, detail: String },
     #[error("column family {0} is missing from the index")]
     MissingColumnFamily(&'static str),
     #[error("the index writer has stopped")]

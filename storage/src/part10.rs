@@ -50,6 +50,30 @@ pub fn dataset_offset(mut file: impl Read) -> std::io::Result<Option<u64>> {
     Ok(Some(144 + u64::from(group_len)))
 }
 
+/// Read a stored instance from the blob store: the whole object, or (`header_only`) everything
+/// before Pixel Data, so metadata requests do not load pixels.
+pub fn read_instance(
+    blobs: &dyn crate::BlobStore,
+    key: &crate::BlobKey,
+    header_only: bool,
+) -> Result<dicom_object::DefaultDicomObject, crate::StorageError> {
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, blobs.open(key)?);
+    let mut preamble = [0u8; 128];
+    reader
+        .read_exact(&mut preamble)
+        .map_err(|e| crate::StorageError::io("reading the preamble of", &key.0, e))?;
+    let mut options = dicom_object::OpenFileOptions::new();
+    if header_only {
+        options = options.read_until(dicom_dictionary_std::tags::PIXEL_DATA);
+    }
+    options
+        .from_reader(reader)
+        .map_err(|e| crate::StorageError::CorruptBlob {
+            what: format!("stored instance {key}"),
+            detail: crate::error_chain(&e),
+        })
+}
+
 /// Whether the bytes start like a Part 10 file (preamble + "DICM").
 pub fn has_part10_magic(head: &[u8]) -> bool {
     head.len() >= 132 && &head[128..132] == b"DICM"

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::OpenFileOptions;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
@@ -39,6 +39,29 @@ pub enum TranscodeError {
 /// The data set of the Part 10 file at `path`, encoded in the native syntax `target`
 /// (read whole into memory; compressed pixel data is decoded).
 pub fn dataset_for(path: &Path, stored: &str, target: &str) -> Result<Vec<u8>, TranscodeError> {
+    let obj = OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| TranscodeError::Read(crate::error_chain(&e)))?;
+    encode_as(obj, stored, target)
+}
+
+/// Whether an instance stored in `stored` can be sent in `target`.
+pub fn can_transcode(stored: &str, target: &str) -> bool {
+    stored == target
+        || (is_native(target)
+            && (is_native(stored)
+                || TransferSyntaxRegistry
+                    .get(stored)
+                    .is_some_and(|ts| ts.can_decode_all())))
+}
+
+/// The data set of a whole instance, encoded in the native syntax `target` (compressed pixel
+/// data is decoded).
+pub fn encode_as(
+    mut obj: DefaultDicomObject,
+    stored: &str,
+    target: &str,
+) -> Result<Vec<u8>, TranscodeError> {
     if !is_native(target) {
         return Err(TranscodeError::NotNative {
             from: stored.into(),
@@ -48,9 +71,6 @@ pub fn dataset_for(path: &Path, stored: &str, target: &str) -> Result<Vec<u8>, T
     let ts = TransferSyntaxRegistry
         .get(target)
         .ok_or_else(|| TranscodeError::Unknown(target.into()))?;
-    let mut obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| TranscodeError::Read(crate::error_chain(&e)))?;
     if !is_native(stored) {
         obj.transcode(ts).map_err(|e| TranscodeError::Decode {
             from: stored.into(),

@@ -1,119 +1,114 @@
-//! The HTTP side of the PACS (axum): health, statistics and index look-ups for now; the
-//! DICOMweb services (QIDO-RS, WADO-RS, STOW-RS) are mounted here as they arrive.
+//! The HTTP side of the PACS (axum): DICOMweb (QIDO-RS, WADO-RS, STOW-RS) under `/dicom-web`,
+//! an admin API under `/api`, and an optional static viewer build under `/viewer`.
 
+mod api;
+pub mod dicomweb;
 mod error;
+mod viewer;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use pacs_storage::{Index, SecondaryKey};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::Router;
+use pacs_storage::query::MatchOptions;
+use pacs_storage::Store;
+use tower_http::compression::predicate::Predicate;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Base of absolute URLs when clients reach us through a proxy that rewrites the host.
+    pub public_url: Option<String>,
+    /// Largest STOW-RS request body.
+    pub max_stow_bytes: u64,
+    /// Origins allowed by CORS (`*` for any); empty: same origin only.
+    pub cors_origins: Vec<String>,
+    /// A static viewer build (e.g. OHIF's `dist/`) served at `/viewer`.
+    pub viewer_dir: Option<PathBuf>,
+    pub match_options: MatchOptions,
+    /// `host:port` the HTTP listener is bound to (for URLs when a request names no host).
+    pub local_addr: String,
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub index: Arc<dyn Index>,
+    pub store: Arc<Store>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// Compress JSON answers only: DICOM files and pixel data gain little and cost CPU.
+#[derive(Clone, Copy)]
+struct JsonOnly;
+
+impl Predicate for JsonOnly {
+    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
+    where
+        B: axum::body::HttpBody,
+    {
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.starts_with("application/dicom+json") || ct.starts_with("application/json")
+            })
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([header::ACCEPT, header::CONTENT_TYPE, header::AUTHORIZATION])
+            .expose_headers([
+                header::WARNING,
+                header::CONTENT_LOCATION,
+                header::ETAG,
+                HeaderName::from_static("content-type"),
+            ]),
+    )
 }
 
 /// All routes of the HTTP API.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/api/statistics", get(statistics))
-        .route("/api/studies", get(list_studies))
-        .route("/api/studies/{study}", get(study))
-        .route("/api/series/{series}", get(series))
-        .route("/api/instances/{instance}", get(instance))
+    let config = state.config.clone();
+    let mut app = Router::new().merge(api::routes()).nest(
+        dicomweb::DICOMWEB_ROOT,
+        dicomweb::routes(config.max_stow_bytes),
+    );
+    if let Some(dir) = &config.viewer_dir {
+        app = app.merge(viewer::routes(dir.clone()));
+    }
+    let mut app = app
         .with_state(state)
+        .layer(CompressionLayer::new().compress_when(JsonOnly));
+    if let Some(layer) = cors(&config.cors_origins) {
+        app = app.layer(layer);
+    }
+    app
 }
 
 /// Run an index read off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, pacs_storage::StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::from)
-}
-
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn statistics(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let stats = blocking(move || s.index.statistics()).await?;
-    Ok(Json(json!(stats)))
-}
-
-#[derive(Debug, Deserialize)]
-struct Paging {
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 10_000;
-
-async fn list_studies(
-    State(s): State<ApiState>,
-    Query(p): Query<Paging>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1..={MAX_PAGE}"
-        )));
-    }
-    let uids = blocking(move || s.index.list_studies(p.after.as_deref(), limit)).await?;
-    Ok(Json(json!(uids)))
-}
-
-async fn study(
-    State(s): State<ApiState>,
-    Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let found = blocking(move || {
-        let Some(study) = s.index.study(&uid)? else {
-            return Ok(None);
-        };
-        let series = s
-            .index
-            .scan_secondary(&SecondaryKey::SeriesOfStudy(uid), usize::MAX)?;
-        Ok(Some(json!({ "study": study, "series": series })))
-    })
-    .await?;
-    found.map(Json).ok_or(ApiError::NotFound("study"))
-}
-
-async fn series(
-    State(s): State<ApiState>,
-    Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let found = blocking(move || {
-        let Some(series) = s.index.series(&uid)? else {
-            return Ok(None);
-        };
-        let instances = s
-            .index
-            .scan_secondary(&SecondaryKey::InstancesOfSeries(uid), usize::MAX)?;
-        Ok(Some(json!({ "series": series, "instances": instances })))
-    })
-    .await?;
-    found.map(Json).ok_or(ApiError::NotFound("series"))
-}
-
-async fn instance(
-    State(s): State<ApiState>,
-    Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let found = blocking(move || s.index.instance(&uid)).await?;
-    found
-        .map(|r| Json(json!(r)))
-        .ok_or(ApiError::NotFound("instance"))
 }

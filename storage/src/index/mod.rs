@@ -63,6 +63,9 @@ pub trait Index: Send + Sync {
         items: Vec<NewInstance>,
         policy: DuplicatePolicy,
     ) -> Result<Vec<StoreDecision>, StorageError>;
+    /// Remove instances (and the series, studies and patients they leave empty) in one atomic,
+    /// durable batch; returns the records removed, whose blobs the caller then deletes.
+    fn delete_instances(&self, uids: &[String]) -> Result<Vec<InstanceRecord>, StorageError>;
     fn statistics(&self) -> Result<Statistics, StorageError>;
     fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StorageError>;
     fn series(&self, series_instance_uid: &str) -> Result<Option<SeriesRecord>, StorageError>;

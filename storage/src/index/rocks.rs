@@ -49,6 +49,24 @@ impl std::fmt::Debug for RocksIndex {
 }
 
 impl RocksIndex {
+    /// Write a batch's changes and the statistics as one synced RocksDB write.
+    fn commit(&self, ws: WriteSet<'_>, context: &'static str) -> Result<(), StorageError> {
+        let (mut batch, stats) = ws.into_batch()?;
+        let meta = self.cf(CF_META)?;
+        let stats_bytes =
+            serde_json::to_vec(&stats).map_err(|source| StorageError::CorruptRecord {
+                kind: CF_META,
+                key: "statistics".into(),
+                source,
+            })?;
+        batch.put_cf(&meta, STATS_KEY, stats_bytes);
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(StorageError::db(context))
+    }
+
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
         let mut opts = Options::default();
@@ -168,21 +186,26 @@ impl Index for RocksIndex {
                 }
             }
         }
-        let (mut batch, stats) = ws.into_batch()?;
-        let meta = self.cf(CF_META)?;
-        let stats_bytes =
-            serde_json::to_vec(&stats).map_err(|source| StorageError::CorruptRecord {
-                kind: CF_META,
-                key: "statistics".into(),
-                source,
-            })?;
-        batch.put_cf(&meta, STATS_KEY, stats_bytes);
-        let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(true);
-        self.db
-            .write_opt(batch, &wo)
-            .map_err(StorageError::db("committing an ingest batch"))?;
+        self.commit(ws, "committing an ingest batch")?;
         Ok(decisions)
+    }
+
+    fn delete_instances(&self, uids: &[String]) -> Result<Vec<InstanceRecord>, StorageError> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ws = WriteSet::new(self, self.statistics()?);
+        let mut removed = Vec::with_capacity(uids.len());
+        for uid in uids {
+            if let Some(rec) = ws.instance(uid)? {
+                ws.remove_instance(&rec)?;
+                removed.push(rec);
+            }
+        }
+        ws.refresh_modalities(&removed)?;
+        self.commit(ws, "committing a deletion")?;
+        Ok(removed)
     }
 
     fn statistics(&self) -> Result<Statistics, StorageError> {

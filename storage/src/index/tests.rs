@@ -221,3 +221,59 @@ fn the_index_survives_reopening() {
     assert_eq!(index.statistics().expect("s").instances, 1);
     assert!(index.instance("I1").expect("get").is_some());
 }
+
+#[test]
+fn deleting_instances_updates_counts_modalities_and_empties_levels() {
+    let (_dir, index) = open();
+    index
+        .store_instances(
+            vec![
+                item("P1", "1.1", "1.1.1", "1.1.1.1", "CT", 10),
+                item("P1", "1.1", "1.1.1", "1.1.1.2", "CT", 10),
+                item("P1", "1.1", "1.1.2", "1.1.2.1", "SR", 5),
+                item("P2", "1.2", "1.2.1", "1.2.1.1", "MR", 7),
+            ],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+
+    // The SR series goes: the study keeps its CT series and loses SR from its modalities.
+    let removed = index
+        .delete_instances(&["1.1.2.1".to_string(), "9.9.9".to_string()])
+        .expect("delete");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].blob, BlobKey("blob-1.1.2.1".into()));
+    let study = index.study("1.1").expect("read").expect("study");
+    assert_eq!(study.num_series, 1);
+    assert_eq!(study.num_instances, 2);
+    assert_eq!(study.modalities, BTreeSet::from(["CT".to_string()]));
+    assert!(index.series("1.1.2").expect("read").is_none());
+    assert_eq!(
+        index
+            .scan_secondary(&SecondaryKey::SeriesOfStudy("1.1".into()), usize::MAX)
+            .expect("scan"),
+        ["1.1.1"]
+    );
+
+    // The whole second study goes, and its patient with it.
+    index
+        .delete_instances(&["1.2.1.1".to_string()])
+        .expect("delete");
+    assert!(index.study("1.2").expect("read").is_none());
+    assert!(index
+        .patient(&crate::records::patient_key("P2", ""))
+        .expect("read")
+        .is_none());
+    assert_eq!(index.list_studies(None, 10).expect("list"), ["1.1"]);
+    let stats = index.statistics().expect("stats");
+    assert_eq!(
+        (
+            stats.patients,
+            stats.studies,
+            stats.series,
+            stats.instances,
+            stats.bytes
+        ),
+        (1, 1, 1, 2, 20)
+    );
+}

@@ -230,6 +230,35 @@ impl<'a> WriteSet<'a> {
         Ok(())
     }
 
+    /// After removals: each surviving study's ModalitiesInStudy from its remaining series.
+    pub(crate) fn refresh_modalities(
+        &mut self,
+        removed: &[InstanceRecord],
+    ) -> Result<(), StorageError> {
+        let studies: BTreeSet<&str> = removed
+            .iter()
+            .map(|r| r.study_instance_uid.as_str())
+            .collect();
+        for uid in studies {
+            let Some(mut study) = self.studies.get(self.index, CF_STUDIES, uid)? else {
+                continue;
+            };
+            let mut modalities = BTreeSet::new();
+            let key = super::SecondaryKey::SeriesOfStudy(uid.to_string());
+            for series_uid in super::Index::scan_secondary(self.index, &key, usize::MAX)? {
+                if let Some(series) = self.series.get(self.index, CF_SERIES, &series_uid)? {
+                    let m = first_value(&series.attributes, "00080060");
+                    if !m.is_empty() {
+                        modalities.insert(m.to_string());
+                    }
+                }
+            }
+            study.modalities = modalities;
+            self.studies.set(uid, Some(study));
+        }
+        Ok(())
+    }
+
     /// Turn every change into puts and deletes of one write batch.
     pub(crate) fn into_batch(self) -> Result<(rocksdb::WriteBatch, Statistics), StorageError> {
         let mut batch = rocksdb::WriteBatch::default();

@@ -1,0 +1,37 @@
+//! `DELETE` of a study, series or instance: the index change is one atomic batch; the blob
+//! files go after it commits (a crash in between leaves unreferenced files, never records
+//! pointing at missing files).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::wado::{resolve, Resource};
+use crate::error::ApiError;
+use crate::{blocking, ApiState};
+
+pub async fn delete(
+    State(s): State<ApiState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let resource = Resource::from_path(&p)?;
+    let store = s.store.clone();
+    let removed = blocking(move || {
+        Ok((|| {
+            let records = resolve(store.index.as_ref(), &resource)?;
+            let uids: Vec<String> = records.into_iter().map(|r| r.sop_instance_uid).collect();
+            let removed = store.index.delete_instances(&uids)?;
+            for rec in &removed {
+                if let Err(e) = store.blobs.delete(&rec.blob) {
+                    tracing::warn!(blob = %rec.blob, error = %e, "deleted instance's file not removed");
+                }
+            }
+            Ok::<_, ApiError>(removed.len())
+        })())
+    })
+    .await??;
+    tracing::info!(instances = removed, "deleted over DICOMweb");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,229 @@
+//! DICOMweb (PS3.18): QIDO-RS search, WADO-RS retrieve, STOW-RS store, under `/dicom-web`.
+
+mod delete;
+pub mod json;
+pub mod media;
+mod multipart;
+mod pixels;
+pub mod qido;
+mod stow;
+pub mod urls;
+mod wado;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use pacs_storage::query::Level;
+use pacs_storage::Store;
+use serde_json::Value as Json;
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+pub use urls::DICOMWEB_ROOT;
+
+/// What a DICOMweb request needs beside its parameters.
+#[derive(Clone)]
+pub struct Ctx {
+    pub store: Arc<Store>,
+    /// Absolute base URL of the service for this request (RetrieveURL, BulkDataURI).
+    pub base: String,
+    pub max_stow_bytes: u64,
+}
+
+impl Ctx {
+    pub fn new(s: &ApiState, headers: &HeaderMap) -> Ctx {
+        Ctx {
+            store: s.store.clone(),
+            base: urls::service_base(
+                headers,
+                s.config.public_url.as_deref(),
+                &s.config.local_addr,
+            ),
+            max_stow_bytes: s.config.max_stow_bytes,
+        }
+    }
+}
+
+/// UIDs in paths are digits and dots (at most 64): anything else is refused before it
+/// reaches the index (and can never name a file).
+pub fn check_uid(uid: &str) -> Result<(), ApiError> {
+    let ok =
+        !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{:?} is not a UID (digits and dots, at most 64)",
+            uid.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// A DICOM JSON response body.
+pub fn dicom_json_response(status: StatusCode, body: &Json) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dicom+json"),
+    );
+    r
+}
+
+/// The DICOMweb routes, to be nested at [`DICOMWEB_ROOT`].
+pub fn routes(max_stow_bytes: u64) -> Router<ApiState> {
+    let stow_limit = usize::try_from(max_stow_bytes).unwrap_or(usize::MAX);
+    let instance = "/studies/{study}/series/{series}/instances/{instance}";
+    Router::new()
+        .route(
+            "/studies",
+            get(search_studies)
+                .post(stow::store)
+                .layer(DefaultBodyLimit::max(stow_limit)),
+        )
+        .route(
+            "/studies/{study}",
+            get(wado::retrieve)
+                .post(stow::store)
+                .delete(delete::delete)
+                .layer(DefaultBodyLimit::max(stow_limit)),
+        )
+        .route("/studies/{study}/metadata", get(wado::metadata))
+        .route("/studies/{study}/series", get(search_study_series))
+        .route("/studies/{study}/instances", get(search_study_instances))
+        .route(
+            "/studies/{study}/series/{series}",
+            get(wado::retrieve).delete(delete::delete),
+        )
+        .route(
+            "/studies/{study}/series/{series}/metadata",
+            get(wado::metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(search_series_instances),
+        )
+        .route(instance, get(wado::retrieve).delete(delete::delete))
+        .route(&format!("{instance}/metadata"), get(wado::metadata))
+        .route(&format!("{instance}/frames/{{frames}}"), get(wado::frames))
+        .route(&format!("{instance}/bulk/{{*path}}"), get(wado::bulk))
+        .route("/series", get(search_all_series))
+        .route("/instances", get(search_all_instances))
+}
+
+fn accepts_search_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ranges = media::parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let ok = ranges.iter().any(|r| {
+        matches!(
+            r.mime.as_str(),
+            "application/dicom+json" | "application/json" | "application/*" | "*/*"
+        )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable(
+            "search results are available as application/dicom+json".into(),
+        ))
+    }
+}
+
+/// Run one QIDO-RS search.
+async fn search(
+    s: ApiState,
+    level: Level,
+    path: HashMap<String, String>,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    accepts_search_json(&headers)?;
+    let mut path_keys: Vec<(&str, &str)> = Vec::new();
+    for (param, tag) in [("study", "0020000D"), ("series", "0020000E")] {
+        if let Some(uid) = path.get(param) {
+            check_uid(uid)?;
+            path_keys.push((tag, uid));
+        }
+    }
+    let search = qido::Search::parse(
+        level,
+        &path_keys,
+        raw_query.as_deref().unwrap_or_default(),
+        s.config.match_options,
+    )?;
+    let ctx = Ctx::new(&s, &headers);
+    let mut warnings = search.warnings.clone();
+    let (results, more) =
+        tokio::task::spawn_blocking(move || search.run(ctx.store.index.as_ref(), &ctx.base))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut response = dicom_json_response(StatusCode::OK, &Json::Array(results));
+    if more {
+        warnings.push(
+            "The number of results exceeded the limit; more results can be requested with offset"
+                .into(),
+        );
+    }
+    for w in warnings {
+        let text = w.replace(['"', '\r', '\n'], "'");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 pacs \"{text}\"")) {
+            response.headers_mut().append(header::WARNING, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn search_studies(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search(s, Level::Study, HashMap::new(), q, headers).await
+}
+
+async fn search_all_series(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search(s, Level::Series, HashMap::new(), q, headers).await
+}
+
+async fn search_all_instances(
+    State(s): State<ApiState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search(s, Level::Image, HashMap::new(), q, headers).await
+}
+
+async fn search_study_series(
+    State(s): State<ApiState>,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search(s, Level::Series, p, q, headers).await
+}
+
+async fn search_study_instances(
+    State(s): State<ApiState>,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search(s, Level::Image, p, q, headers).await
+}
+
+async fn search_series_instances(
+    State(s): State<ApiState>,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    search(s, Level::Image, p, q, headers).await
+}

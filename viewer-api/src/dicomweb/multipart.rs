@@ -1,0 +1,120 @@
+//! Streaming `multipart/related` responses (RFC 2387): a blocking producer writes parts into a
+//! small bounded channel that is the response body, so a study is never held in memory and a
+//! slow client slows the reader down instead of filling RAM.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Chunks in flight between the file reader and the socket.
+const CHANNEL_DEPTH: usize = 8;
+/// Size of one read from a blob file.
+const CHUNK: usize = 256 * 1024;
+
+/// The client went away; the producer should stop.
+#[derive(Debug)]
+pub struct Disconnected;
+
+/// Writes the parts of one multipart body.
+pub struct PartWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    boundary: String,
+    /// No part written yet: the first delimiter has no CRLF in front (no preamble).
+    first: std::cell::Cell<bool>,
+}
+
+impl PartWriter {
+    fn send(&self, b: Bytes) -> Result<(), Disconnected> {
+        self.tx.blocking_send(Ok(b)).map_err(|_| Disconnected)
+    }
+
+    /// Start a part with its Content-Type (and optional Content-Location).
+    pub fn begin(&self, content_type: &str, location: Option<&str>) -> Result<(), Disconnected> {
+        let lead = if self.first.replace(false) {
+            ""
+        } else {
+            "\r\n"
+        };
+        let mut head = format!(
+            "{lead}--{}\r\nContent-Type: {content_type}\r\n",
+            self.boundary
+        );
+        if let Some(loc) = location {
+            head.push_str(&format!("Content-Location: {loc}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.send(Bytes::from(head))
+    }
+
+    pub fn bytes(&self, data: impl Into<Bytes>) -> Result<(), Disconnected> {
+        self.send(data.into())
+    }
+
+    /// Copy a reader into the current part chunk by chunk.
+    pub fn copy_from(&self, mut reader: impl Read) -> Result<(), CopyError> {
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = reader.read(&mut buf).map_err(CopyError::Read)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            self.send(Bytes::from(buf))
+                .map_err(|_| CopyError::Disconnected)?;
+        }
+    }
+
+    /// End the body abnormally: the client sees a truncated response, not a complete one.
+    pub fn fail(&self, reason: String) {
+        let _ = self.tx.blocking_send(Err(std::io::Error::other(reason)));
+    }
+
+    fn finish(&self) -> Result<(), Disconnected> {
+        let lead = if self.first.get() { "" } else { "\r\n" };
+        self.send(Bytes::from(format!("{lead}--{}--\r\n", self.boundary)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("reading the stored file: {0}")]
+    Read(std::io::Error),
+    #[error("the client went away")]
+    Disconnected,
+}
+
+/// A 200 response whose body `produce` writes on a blocking thread, as `multipart/related`
+/// with parts of `part_type`.
+pub fn stream(
+    part_type: &str,
+    produce: impl FnOnce(&PartWriter) -> Result<(), String> + Send + 'static,
+) -> Response {
+    let boundary = format!("pacs-{}", uuid::Uuid::new_v4().simple());
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let content_type = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
+    let writer = PartWriter {
+        tx,
+        boundary,
+        first: std::cell::Cell::new(true),
+    };
+    tokio::task::spawn_blocking(move || match produce(&writer) {
+        Ok(()) => {
+            let _ = writer.finish();
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "multipart response ended early");
+            writer.fail(reason);
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+}
