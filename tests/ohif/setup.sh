@@ -48,16 +48,6 @@ apt_install() {
 }
 
 # --- 1. chromium ---------------------------------------------------------------------
-# A background provisioning job may be installing it right now and logs to
-# /tmp/apt-install.log, whose last line is "done" when it has finished: wait for it.
-if [ ! -x /usr/bin/chromium ] && [ -f /tmp/apt-install.log ]; then
-  for _ in $(seq 1 120); do
-    [ "$(tail -n 1 /tmp/apt-install.log 2>/dev/null)" = done ] && break
-    [ -x /usr/bin/chromium ] && break
-    log "waiting for the background apt install (/tmp/apt-install.log) ..."
-    sleep 5
-  done
-fi
 if [ -x /usr/bin/chromium ]; then
   log "chromium present: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 else

@@ -20,7 +20,7 @@ pub fn routes(dir: PathBuf) -> Router<ApiState> {
     });
     let files = ServeDir::new(&dir)
         .append_index_html_on_directories(true)
-        .not_found_service(fallback.with_state(()));
+        .fallback(fallback.with_state(()));
     Router::new().nest_service("/viewer", files)
 }
 

@@ -108,8 +108,8 @@ fn etag(rec: &InstanceRecord, variant: &str) -> String {
     format!("\"{:x}-{:x}-{variant}\"", rec.received_ms, rec.size)
 }
 
-/// 304 when the client's copy is current; otherwise the validators to send.
-fn conditional(headers: &HeaderMap, tag: &str) -> Result<(), Response> {
+/// A 304 response when the client's copy (If-None-Match) is current.
+fn not_modified(headers: &HeaderMap, tag: &str) -> Option<Response> {
     let current = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -117,9 +117,9 @@ fn conditional(headers: &HeaderMap, tag: &str) -> Result<(), Response> {
     if current {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         set_cache_headers(&mut r, tag);
-        return Err(r);
+        return Some(r);
     }
-    Ok(())
+    None
 }
 
 fn set_cache_headers(r: &mut Response, tag: &str) {
@@ -251,7 +251,7 @@ pub async fn retrieve(
         )
     });
     if let Some(tag) = &single_tag {
-        if let Err(not_modified) = conditional(&headers, tag) {
+        if let Some(not_modified) = not_modified(&headers, tag) {
             return Ok(not_modified);
         }
     }
@@ -334,7 +334,7 @@ pub async fn metadata(
     })
     .await??;
     if let Some(tag) = &tag {
-        if let Err(not_modified) = conditional(&headers, tag) {
+        if let Some(not_modified) = not_modified(&headers, tag) {
             return Ok(not_modified);
         }
     }
@@ -377,15 +377,13 @@ fn negotiate_frames(ranges: &[MediaRange], stored: &str) -> Result<FrameSyntax, 
                         ),
                     })
                 }
-                None | Some(EXPLICIT_LE) => {
-                    if native || can_transcode(stored, EXPLICIT_LE) {
-                        return Ok(FrameSyntax {
-                            decode: !native,
-                            part_type: format!(
-                                "application/octet-stream; transfer-syntax={EXPLICIT_LE}"
-                            ),
-                        });
-                    }
+                None | Some(EXPLICIT_LE) if native || can_transcode(stored, EXPLICIT_LE) => {
+                    return Ok(FrameSyntax {
+                        decode: !native,
+                        part_type: format!(
+                            "application/octet-stream; transfer-syntax={EXPLICIT_LE}"
+                        ),
+                    });
                 }
                 Some(t) if t == stored => {
                     return Ok(FrameSyntax {
@@ -459,7 +457,7 @@ async fn send_frames(
         f.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
     });
     let tag = etag(&rec, &format!("frames-{list}-{}", syntax.part_type.len()));
-    if let Err(not_modified) = conditional(&headers, &tag) {
+    if let Some(not_modified) = not_modified(&headers, &tag) {
         return Ok(not_modified);
     }
     // Read and check before answering, so a bad frame number is a 4xx, not a cut stream.
