@@ -109,7 +109,7 @@ const COMPUTED: &[&str] = &[
 
 /// Keys the index can match on; others are ignored for matching (PS3.4 C.2.2.1.3 allows it)
 /// and returned empty.
-fn is_supported(tag: &str) -> bool {
+pub fn is_supported(tag: &str) -> bool {
     static SUPPORTED: OnceLock<HashSet<String>> = OnceLock::new();
     SUPPORTED
         .get_or_init(|| {

@@ -5,5 +5,7 @@
 mod engine;
 pub mod matching;
 
-pub use engine::{execute, resolve_instances, Level, Query, QueryError, QueryKey, QueryMatch};
+pub use engine::{
+    execute, is_supported, resolve_instances, Level, Query, QueryError, QueryKey, QueryMatch,
+};
 pub use matching::{MatchOptions, Matcher, MatcherError};

@@ -192,6 +192,12 @@ impl Search {
             if fuzzy && vr == "PN" && !value.contains(['*', '?']) && !value.is_empty() {
                 value.push('*');
             }
+            if !query::is_supported(&tag) {
+                search.warnings.push(format!(
+                    "query key {name} is not indexed; ignored for matching"
+                ));
+                continue;
+            }
             let matcher = Matcher::parse(&vr, &value)
                 .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))?;
             search.include.insert(tag.clone());
