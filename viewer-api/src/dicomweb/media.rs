@@ -86,6 +86,29 @@ fn parse_range(text: &str) -> Option<MediaRange> {
     Some(range)
 }
 
+/// 406 unless the request's Accept allows DICOM JSON (`what` names the resource).
+pub fn require_json(
+    headers: &axum::http::HeaderMap,
+    what: &str,
+) -> Result<(), crate::error::ApiError> {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let ok = parse_accept(accept).iter().any(|r| {
+        matches!(
+            r.mime.as_str(),
+            "application/dicom+json" | "application/json" | "application/*" | "*/*"
+        )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::NotAcceptable(format!(
+            "{what} are available as application/dicom+json"
+        )))
+    }
+}
+
 /// A Content-Type header as its lower-cased media type and its parameters (names lower-cased,
 /// values unquoted).
 pub fn parse_content_type(text: &str) -> (String, std::collections::HashMap<String, String>) {

@@ -116,23 +116,6 @@ pub fn routes(max_stow_bytes: u64) -> Router<ApiState> {
         .route("/instances", get(search_all_instances))
 }
 
-fn accepts_search_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ranges = media::parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let ok = ranges.iter().any(|r| {
-        matches!(
-            r.mime.as_str(),
-            "application/dicom+json" | "application/json" | "application/*" | "*/*"
-        )
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::NotAcceptable(
-            "search results are available as application/dicom+json".into(),
-        ))
-    }
-}
-
 /// Run one QIDO-RS search.
 async fn search(
     s: ApiState,
@@ -141,7 +124,7 @@ async fn search(
     raw_query: Option<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    accepts_search_json(&headers)?;
+    media::require_json(&headers, "search results")?;
     let mut path_keys: Vec<(&str, &str)> = Vec::new();
     for (param, tag) in [("study", "0020000D"), ("series", "0020000E")] {
         if let Some(uid) = path.get(param) {

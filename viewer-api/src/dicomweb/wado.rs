@@ -294,30 +294,13 @@ fn instance_metadata(ctx: &Ctx, rec: &InstanceRecord) -> Result<Json, ApiError> 
     Ok(out)
 }
 
-fn accepts_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ranges = parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let ok = ranges.iter().any(|r| {
-        matches!(
-            r.mime.as_str(),
-            "application/dicom+json" | "application/json" | "application/*" | "*/*"
-        )
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::NotAcceptable(
-            "metadata is available as application/dicom+json".into(),
-        ))
-    }
-}
-
 /// `GET .../metadata` at study, series or instance level.
 pub async fn metadata(
     State(s): State<ApiState>,
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    accepts_json(&headers)?;
+    super::media::require_json(&headers, "metadata")?;
     let resource = Resource::from_path(&p)?;
     let ctx = Ctx::new(&s, &headers);
     let single = resource.instance.is_some();
