@@ -11,6 +11,7 @@ use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::VR;
 use dicom_object::InMemDicomObject;
 use pacs_storage::records::AttrValue;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Map, Value as Json};
 
 /// Binary values larger than this are sent as BulkDataURI rather than InlineBinary.
@@ -62,13 +63,73 @@ fn text_value(vr: &str, v: &str) -> Json {
 
 /// An index attribute as a DICOM JSON attribute object.
 pub fn attribute(a: &AttrValue) -> Json {
-    let mut obj = Map::new();
-    obj.insert("vr".into(), Json::String(a.vr.clone()));
-    let values: Vec<Json> = a.values.iter().map(|v| text_value(&a.vr, v)).collect();
-    if values.iter().any(|v| !v.is_null()) {
-        obj.insert("Value".into(), Json::Array(values));
+    serde_json::to_value(AttrJson(a)).unwrap_or(Json::Null)
+}
+
+/// Serializes an index attribute straight to DICOM JSON (no intermediate `Value`: QIDO-RS
+/// answers of a thousand studies are written this way).
+pub struct AttrJson<'a>(pub &'a AttrValue);
+
+struct ValuesJson<'a>(&'a AttrValue);
+
+fn is_blank(v: &str) -> bool {
+    v.trim_matches(|c: char| c == ' ' || c == '\0').is_empty()
+}
+
+impl Serialize for AttrJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let has_value = self.0.values.iter().any(|v| !is_blank(v));
+        let mut map = s.serialize_map(Some(if has_value { 2 } else { 1 }))?;
+        map.serialize_entry("vr", &self.0.vr)?;
+        if has_value {
+            map.serialize_entry("Value", &ValuesJson(self.0))?;
+        }
+        map.end()
     }
-    Json::Object(obj)
+}
+
+impl Serialize for ValuesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let vr = self.0.vr.as_str();
+        let mut seq = s.serialize_seq(Some(self.0.values.len()))?;
+        for v in &self.0.values {
+            let t = v.trim_matches(|c: char| c == ' ' || c == '\0');
+            if t.is_empty() {
+                seq.serialize_element(&())?;
+            } else if vr == "PN" {
+                seq.serialize_element(&PersonNameJson(t))?;
+            } else if let Some(i) = is_integer_vr(vr).then(|| t.parse::<i64>().ok()).flatten() {
+                seq.serialize_element(&i)?;
+            } else if let Some(f) = is_decimal_vr(vr)
+                .then(|| t.parse::<f64>().ok().filter(|f| f.is_finite()))
+                .flatten()
+            {
+                seq.serialize_element(&f)?;
+            } else {
+                seq.serialize_element(t)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+struct PersonNameJson<'a>(&'a str);
+
+impl Serialize for PersonNameJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let groups: Vec<(&str, &str)> = self
+            .0
+            .split('=')
+            .zip(["Alphabetic", "Ideographic", "Phonetic"])
+            .filter(|(g, _)| !g.is_empty())
+            .map(|(g, k)| (k, g))
+            .collect();
+        let mut map = s.serialize_map(Some(groups.len()))?;
+        for (k, g) in groups {
+            map.serialize_entry(k, g)?;
+        }
+        map.end()
+    }
 }
 
 /// Where the bulk data of a data set's elements can be fetched: `{base}/bulk/{tag path}`.

@@ -144,7 +144,11 @@ async fn search(
         tokio::task::spawn_blocking(move || search.run(ctx.store.index.as_ref(), &ctx.base))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let mut response = dicom_json_response(StatusCode::OK, &Json::Array(results));
+    let mut response = (StatusCode::OK, results).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dicom+json"),
+    );
     if more {
         warnings.push(
             "The number of results exceeded the limit; more results can be requested with offset"

@@ -9,7 +9,7 @@ use dicom_dictionary_std::StandardDataDictionary;
 use pacs_storage::attrs::tag_key;
 use pacs_storage::query::{self, Level, MatchOptions, Matcher, Query, QueryKey};
 use pacs_storage::records::{AttrValue, Attributes};
-use serde_json::{Map, Value as Json};
+use serde::ser::{Serialize, SerializeMap};
 
 use super::json;
 use crate::error::ApiError;
@@ -22,6 +22,8 @@ const SERIES_UID: &str = "0020000E";
 const SOP_UID: &str = "00080018";
 const RETRIEVE_URL: &str = "00081190";
 const INSTANCE_AVAILABILITY: &str = "00080056";
+const MODALITY: &str = "00080060";
+const MODALITIES_IN_STUDY: &str = "00080061";
 
 /// Attributes each level returns by default (PS3.18 Table 10.6.3-3, -4, -5).
 const STUDY_DEFAULT: &[&str] = &[
@@ -223,36 +225,58 @@ impl Search {
             || (self.with_study_attributes && STUDY_DEFAULT.contains(&tag))
     }
 
-    /// Run the search: the page of matches as DICOM JSON objects, and whether more matched.
+    /// Run the search: the page of matches as a DICOM JSON array, and whether more matched.
     pub fn run(
         &self,
         index: &dyn pacs_storage::Index,
         base: &str,
-    ) -> Result<(Vec<Json>, bool), ApiError> {
-        let mut out = Vec::new();
+    ) -> Result<(Vec<u8>, bool), ApiError> {
+        let mut out = Vec::with_capacity(4096);
+        out.push(b'[');
+        let mut written = 0usize;
         let mut skipped = 0usize;
         let mut more = false;
-        let limit = self.limit;
+        let mut failure = None;
         query::execute(index, &self.query, &mut |m| {
             if skipped < self.offset {
                 skipped += 1;
                 return true;
             }
-            if out.len() == limit {
+            if written == self.limit {
                 more = true;
                 return false;
             }
-            out.push(self.render(m.attributes, base));
+            if written > 0 {
+                out.push(b',');
+            }
+            written += 1;
+            let attrs = self.complete(m.attributes, base);
+            if let Err(e) = serde_json::to_writer(
+                &mut out,
+                &MatchJson {
+                    search: self,
+                    attrs: &attrs,
+                },
+            ) {
+                failure = Some(e);
+                return false;
+            }
             true
         })
         .map_err(|e| match e {
             query::QueryError::MissingParentKey { .. } => ApiError::BadRequest(e.to_string()),
             query::QueryError::Storage(s) => ApiError::from(s),
         })?;
+        if let Some(e) = failure {
+            return Err(ApiError::Internal(format!("encoding search results: {e}")));
+        }
+        out.push(b']');
         Ok((out, more))
     }
 
-    fn render(&self, mut attrs: Attributes, base: &str) -> Json {
+    /// Add the attributes computed per response: RetrieveURL, InstanceAvailability, and the
+    /// study's modalities as Modality when a study search asks for it (as viewers do).
+    fn complete(&self, mut attrs: Attributes, base: &str) -> Attributes {
         let first = |a: &Attributes, t: &str| {
             a.get(t)
                 .and_then(|v| v.first())
@@ -278,13 +302,30 @@ impl Search {
         };
         attrs.insert(RETRIEVE_URL.into(), text("UR", url));
         attrs.insert(INSTANCE_AVAILABILITY.into(), text("CS", "ONLINE".into()));
-        let mut obj = Map::new();
-        for (tag, value) in &attrs {
-            if self.wanted(tag) {
-                obj.insert(tag.clone(), json::attribute(value));
+        if self.query.level == Level::Study && self.include.contains(MODALITY) {
+            if let Some(m) = attrs.get(MODALITIES_IN_STUDY).cloned() {
+                attrs.entry(MODALITY.into()).or_insert(m);
             }
         }
-        Json::Object(obj)
+        attrs
+    }
+}
+
+/// One match as a DICOM JSON object holding the attributes the search returns.
+struct MatchJson<'a> {
+    search: &'a Search,
+    attrs: &'a Attributes,
+}
+
+impl Serialize for MatchJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (tag, value) in self.attrs {
+            if self.search.wanted(tag) {
+                map.serialize_entry(tag, &json::AttrJson(value))?;
+            }
+        }
+        map.end()
     }
 }
 
