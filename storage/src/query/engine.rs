@@ -192,7 +192,7 @@ fn patient_view(p: &PatientRecord, into: &mut Attributes) {
     into.insert(NUM_PATIENT_INSTANCES.into(), number(p.num_instances));
 }
 
-fn study_view(index: &dyn Index, s: &StudyRecord) -> Result<Attributes, StorageError> {
+fn study_view(index: &dyn Index, s: StudyRecord) -> Result<Attributes, StorageError> {
     study_view_with(index, s, true)
 }
 
@@ -200,15 +200,15 @@ fn study_view(index: &dyn Index, s: &StudyRecord) -> Result<Attributes, StorageE
 /// only patient values not copied into the study) is read only when `with_patient`.
 fn study_view_with(
     index: &dyn Index,
-    s: &StudyRecord,
+    s: StudyRecord,
     with_patient: bool,
 ) -> Result<Attributes, StorageError> {
-    let mut a = s.attributes.clone();
+    let mut a = s.attributes;
     a.insert(
         STUDY_UID.into(),
         AttrValue {
             vr: "UI".into(),
-            values: vec![s.study_instance_uid.clone()],
+            values: vec![s.study_instance_uid],
         },
     );
     a.insert(NUM_STUDY_SERIES.into(), number(s.num_series));
@@ -217,14 +217,14 @@ fn study_view_with(
         MODALITIES_IN_STUDY.into(),
         AttrValue {
             vr: "CS".into(),
-            values: s.modalities.iter().cloned().collect(),
+            values: s.modalities.into_iter().collect(),
         },
     );
     a.insert(
         SOP_CLASSES_IN_STUDY.into(),
         AttrValue {
             vr: "UI".into(),
-            values: s.sop_classes.iter().cloned().collect(),
+            values: s.sop_classes.into_iter().collect(),
         },
     );
     if with_patient {
@@ -246,7 +246,7 @@ fn series_view(index: &dyn Index, s: &SeriesRecord) -> Result<Attributes, Storag
     );
     a.insert(NUM_SERIES_INSTANCES.into(), number(s.num_instances));
     if let Some(study) = index.study(&s.study_instance_uid)? {
-        fill(&mut a, &study_view(index, &study)?);
+        fill(&mut a, &study_view(index, study)?);
     }
     Ok(a)
 }
@@ -301,7 +301,7 @@ pub fn execute(
                 for uid in &uids {
                     if let Some(s) = index.study(uid)? {
                         if study_may_match(query, &s)
-                            && !emit(study_view_with(index, &s, with_patient)?)
+                            && !emit(study_view_with(index, s, with_patient)?)
                         {
                             return Ok(());
                         }
