@@ -199,23 +199,19 @@ fn negotiate_instances(
     }))
 }
 
-/// Write one instance as a part in `target`: the stored file as is, or re-encoded.
-fn write_instance(
-    ctx: &Ctx,
-    w: &PartWriter,
-    rec: &InstanceRecord,
-    target: &str,
-    base: &str,
-) -> Result<(), String> {
-    let location = instance_url(base, rec);
-    let part_type = format!("application/dicom; transfer-syntax={target}");
-    let fail = |e: &dyn std::fmt::Display| format!("instance {}: {e}", rec.sop_instance_uid);
+/// An instance ready to be sent: the stored file, or its re-encoded bytes.
+enum Prepared {
+    Stored,
+    Encoded { head: Vec<u8>, dataset: Vec<u8> },
+}
+
+/// Re-encode an instance for `target` when it is not stored that way (CPU-heavy: done ahead of
+/// the writer, see `write_instances`).
+fn prepare(ctx: &Ctx, rec: &InstanceRecord, target: &str) -> Result<Prepared, String> {
     if target == rec.transfer_syntax_uid {
-        let reader = ctx.store.blobs.open(&rec.blob).map_err(|e| fail(&e))?;
-        w.begin(&part_type, Some(&location))
-            .map_err(|_| "client gone".to_string())?;
-        return w.copy_from(reader).map_err(|e| fail(&e));
+        return Ok(Prepared::Stored);
     }
+    let fail = |e: &dyn std::fmt::Display| format!("instance {}: {e}", rec.sop_instance_uid);
     let obj = read_instance(ctx.store.blobs.as_ref(), &rec.blob, false).map_err(|e| fail(&e))?;
     let dataset = encode_as(obj, &rec.transfer_syntax_uid, target).map_err(|e| fail(&e))?;
     let head = file_header(&FileMetaFields {
@@ -225,10 +221,71 @@ fn write_instance(
         source_ae_title: None,
     })
     .map_err(|e| fail(&e))?;
-    w.begin(&part_type, Some(&location))
-        .map_err(|_| "client gone".to_string())?;
-    w.bytes(head).map_err(|_| "client gone".to_string())?;
-    w.bytes(dataset).map_err(|_| "client gone".to_string())
+    Ok(Prepared::Encoded { head, dataset })
+}
+
+/// Write one prepared instance as a part.
+fn send_instance(
+    ctx: &Ctx,
+    w: &PartWriter,
+    rec: &InstanceRecord,
+    target: &str,
+    prepared: Prepared,
+) -> Result<(), String> {
+    let location = instance_url(&ctx.base, rec);
+    let part_type = format!("application/dicom; transfer-syntax={target}");
+    let gone = |_| "client gone".to_string();
+    match prepared {
+        Prepared::Stored => {
+            let reader = ctx
+                .store
+                .blobs
+                .open(&rec.blob)
+                .map_err(|e| format!("instance {}: {e}", rec.sop_instance_uid))?;
+            w.begin(&part_type, Some(&location)).map_err(gone)?;
+            w.copy_from(reader)
+                .map_err(|e| format!("instance {}: {e}", rec.sop_instance_uid))
+        }
+        Prepared::Encoded { head, dataset } => {
+            w.begin(&part_type, Some(&location)).map_err(gone)?;
+            w.bytes(head).map_err(gone)?;
+            w.bytes(dataset).map_err(gone)
+        }
+    }
+}
+
+/// Send instances in order. When some must be re-encoded, a second thread prepares the next
+/// ones while this one writes, so decoding overlaps with sending (a few instances ahead).
+fn write_instances(
+    ctx: &Ctx,
+    w: &PartWriter,
+    records: &[InstanceRecord],
+    syntax: &Syntax,
+) -> Result<(), String> {
+    let target = |rec: &InstanceRecord| syntax.target(&rec.transfer_syntax_uid).to_string();
+    if records.iter().all(|r| target(r) == r.transfer_syntax_uid) {
+        for rec in records {
+            send_instance(ctx, w, rec, &target(rec), Prepared::Stored)?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, String>>(2);
+        scope.spawn(move || {
+            for rec in records {
+                if tx.send(prepare(ctx, rec, &target(rec))).is_err() {
+                    return;
+                }
+            }
+        });
+        for rec in records {
+            let prepared = rx
+                .recv()
+                .map_err(|_| "instance preparation stopped".to_string())??;
+            send_instance(ctx, w, rec, &target(rec), prepared)?;
+        }
+        Ok(())
+    })
 }
 
 /// `GET /studies/{study}[/series/{series}[/instances/{instance}]]`
@@ -255,12 +312,8 @@ pub async fn retrieve(
             return Ok(not_modified);
         }
     }
-    let base = ctx.base.clone();
     let mut response = multipart::stream("application/dicom", move |w| {
-        for rec in &records {
-            write_instance(&ctx, w, rec, syntax.target(&rec.transfer_syntax_uid), &base)?;
-        }
-        Ok(())
+        write_instances(&ctx, w, &records, &syntax)
     });
     if let Some(tag) = &single_tag {
         set_cache_headers(&mut response, tag);
