@@ -264,7 +264,11 @@ fn qido_answers_with_json_pages_includefield_and_warnings() {
     )
     .json();
     assert_eq!(str_of(&with[0], "00081030"), description);
-    assert_eq!(str_of(&with[0], "00080060"), "CT", "Modality from the study's series");
+    assert_eq!(
+        str_of(&with[0], "00080060"),
+        "CT",
+        "Modality from the study's series"
+    );
 
     // Paging with limit/offset walks the same list without overlap.
     let mut paged = Vec::new();
