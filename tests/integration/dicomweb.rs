@@ -135,13 +135,6 @@ fn str_of(v: &Value, tag: &str) -> String {
     first(v, tag).as_str().unwrap_or_default().to_string()
 }
 
-fn samples_without_jpegls() -> Vec<PathBuf> {
-    sample_files()
-        .into_iter()
-        .filter(|p| !p.ends_with(JPEG_LS))
-        .collect()
-}
-
 fn sample(name: &str) -> PathBuf {
     samples().join(name)
 }
@@ -201,7 +194,7 @@ fn stow(server: &Server, path: &str, parts: &[(&str, &[u8])]) -> Resp {
 fn dicomweb_client_searches_retrieves_and_stores() {
     let (_tmp, data) = data_dir();
     let server = Server::start(&data);
-    let files = samples_without_jpegls();
+    let files = sample_files();
     let out = run(python()
         .arg(repo().join("tests/support/dicomweb_check.py"))
         .arg("--url")
@@ -413,21 +406,17 @@ fn wado_retrieves_stored_files_transcodes_and_caches() {
         .parts()
         .iter()
         .all(|(h, _)| h.contains("Content-Location: http://127.0.0.1:")));
-    // JPEG-LS has no decoder yet: the default syntax is refused with the reason, as stored works.
+    // JPEG-LS is decoded (CharLS) for the default syntax; as stored it is sent untouched.
     let ls = instance_path(&sample(JPEG_LS));
-    let refused = get(&server, &ls, "multipart/related; type=application/dicom");
-    assert_eq!(refused.status, 406);
-    assert!(
-        refused.text().contains("1.2.840.10008.1.2.4.80"),
-        "{}",
-        refused.text()
-    );
+    let decoded = get(&server, &ls, "multipart/related; type=application/dicom");
+    assert_eq!(decoded.status, 200);
+    assert!(decoded.parts()[0].0.contains(EXPLICIT_LE));
     let raw = get(
         &server,
         &ls,
         "multipart/related; type=application/dicom; transfer-syntax=*",
     );
-    assert_eq!(raw.status, 200);
+    assert!(raw.parts()[0].0.contains("1.2.840.10008.1.2.4.80"));
     // Unknown UIDs and UIDs not under the path are 404.
     assert_eq!(get(&server, "/studies/1.2.3.4", "*/*").status, 404);
     let wrong_study = path.replacen(&study["/studies/".len()..], "1.2.3", 1);

@@ -472,8 +472,7 @@ fn compressed_instances_are_decoded_for_an_uncompressed_only_destination() {
         );
     }
 
-    // CT study: implicit (sent as is), deflated (re-encoded), JPEG 2000 (decoded),
-    // JPEG-LS (no decoder here: failed and listed).
+    // CT study: implicit (sent as is), deflated (re-encoded), JPEG 2000 and JPEG-LS (decoded).
     let (study, _) = study_of(&server, "ct_jpegls_lossless.dcm");
     let v = scu(&[
         "move",
@@ -482,14 +481,33 @@ fn compressed_instances_are_decoded_for_an_uncompressed_only_destination() {
         "DEST",
         &json!({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}).to_string(),
     ]);
-    assert_eq!(v["status"], 0xB000, "{v}");
+    assert_eq!(v["status"], 0, "{v}");
     assert_eq!(
         (v["completed"].as_u64(), v["failed"].as_u64()),
-        (Some(3), Some(1)),
+        (Some(4), Some(0)),
         "{v}"
     );
+    // Lossless JPEG-LS: our decode (CharLS) equals dcmtk's dcmdjpls decode of the original.
     let (jls, _) = file_uids(&samples().join("ct_jpegls_lossless.dcm"));
-    assert_eq!(v["failed_uids"], json!([jls]));
+    let received = dest
+        .files()
+        .into_iter()
+        .find(|f| file_uids(f).0 == jls)
+        .expect("JPEG-LS moved");
+    let reference = tmp.path().join("jls.dcmdjpls");
+    let out = run(dcmtk("dcmdjpls")
+        .arg(samples().join("ct_jpegls_lossless.dcm"))
+        .arg(&reference));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (same_shape, max_diff) = compare_pixels(&received, &reference);
+    assert!(
+        same_shape && max_diff == 0.0,
+        "JPEG-LS decode differs: {max_diff}"
+    );
     let (j2k, _) = file_uids(&samples().join("ct_jpeg2000_lossless.dcm"));
     let received = dest
         .files()
