@@ -4,6 +4,7 @@
 mod api;
 pub mod dicomweb;
 mod error;
+pub mod render;
 mod viewer;
 
 use std::path::PathBuf;
