@@ -113,6 +113,10 @@ pub struct FileConfig {
     pub cors_origins: Vec<String>,
     /// Largest STOW-RS request body in bytes [default: 4 GiB].
     pub max_stow_bytes: Option<u64>,
+    /// Threads decoding and rendering images [default: one per core].
+    pub render_threads: Option<usize>,
+    /// Rendered thumbnails kept in memory [default: 4096].
+    pub thumbnail_cache_entries: Option<usize>,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -151,6 +155,8 @@ pub struct ServeSettings {
     pub public_url: Option<String>,
     pub cors_origins: Vec<String>,
     pub max_stow_bytes: u64,
+    pub render_threads: usize,
+    pub thumbnail_cache_entries: usize,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -250,6 +256,8 @@ impl ServeArgs {
             public_url: self.public_url.clone().or(file.public_url),
             cors_origins: file.cors_origins,
             max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
+            render_threads: file.render_threads.unwrap_or(0),
+            thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
         })
     }
 }

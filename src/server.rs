@@ -84,9 +84,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             tracing::warn!(dir = %dir.display(), "viewer directory has no index.html");
         }
     }
-    let app = pacs_viewer_api::router(pacs_viewer_api::ApiState {
-        store: store.clone(),
-        config: Arc::new(pacs_viewer_api::ApiConfig {
+    let api = pacs_viewer_api::ApiState::new(
+        store.clone(),
+        pacs_viewer_api::ApiConfig {
             public_url: settings.public_url.clone(),
             max_stow_bytes: settings.max_stow_bytes,
             cors_origins: settings.cors_origins.clone(),
@@ -95,8 +95,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
                 case_insensitive_names: settings.case_insensitive_names,
             },
             local_addr: http_local.to_string(),
-        }),
-    });
+            render_threads: settings.render_threads,
+            thumbnail_cache_entries: settings.thumbnail_cache_entries,
+        },
+    )
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let app = pacs_viewer_api::router(api);
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)

@@ -1,10 +1,11 @@
 """Reference 8-bit renderer for DICOM images, for testing the server's rendered/thumbnail output.
 
-usage:  render_reference.py FILE [--frame N] [--window C,W[,FUNC]] --out out.png
+usage:  render_reference.py FILE [--frame N] [--window C,W[,FUNC]] [--decoder PLUGIN] --out out.png
         render_reference.py --self-test
         (FUNC: linear | linear-exact | sigmoid; the DICOM spellings LINEAR_EXACT etc. work too)
 
-import: render(path_or_dataset, frame=1, window=None) -> numpy uint8, HxW (grayscale) or HxWx3 (RGB)
+import: render(path_or_dataset, frame=1, window_spec=None, rounding="round", decoding_plugin="")
+        -> numpy uint8, HxW (grayscale) or HxWx3 (RGB)
 
 Pipeline (DICOM PS3.3 C.11.1 Modality LUT, C.11.2.1.2 VOI LUT / window, C.7.6.3.1.5 palette):
 
@@ -26,7 +27,8 @@ grayscale (MONOCHROME1/2), per frame, in float64:
        LINEAR_EXACT: x <= c - w/2 -> 0;  x > c + w/2 -> 255;
                      else y = ((x - c) / w + 0.5) * 255                         (needs w > 0)
        SIGMOID:      y = 255 / (1 + exp(-4 * (x - c) / w))                      (needs w > 0)
-  4. y is rounded half-up (floor(y + 0.5)) and clipped to 0..255;
+  4. y is rounded half-up (floor(y + 0.5)) and clipped to 0..255 (dcmtk's dcm2pnm truncates
+     instead: render(..., rounding="floor") reproduces it);
   5. MONOCHROME1 is inverted after the VOI step: y = 255 - y.
 PALETTE COLOR: the stored value indexes each of the Red/Green/Blue Palette Color LUTs
   (values below the first mapped value take the first entry, above the last take the last entry);
@@ -114,8 +116,9 @@ def window(x: np.ndarray, center: float, width: float, function: str = "LINEAR")
     return y
 
 
-def _to_u8(y: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
+def _to_u8(y: np.ndarray, rounding: str = "round") -> np.ndarray:
+    y = np.floor(y + 0.5) if rounding == "round" else np.floor(y)
+    return np.clip(y, 0, 255).astype(np.uint8)
 
 
 def modality_values(ds: Dataset, stored: np.ndarray) -> np.ndarray:
@@ -152,19 +155,25 @@ def voi(ds: Dataset, x: np.ndarray, win=None) -> np.ndarray:
     return (x - lo) / (hi - lo) * 255.0
 
 
-def decode_frame(ds: Dataset, frame: int = 1) -> tuple[np.ndarray, str]:
+def decode_frame(ds: Dataset, frame: int = 1, decoding_plugin: str = "") -> tuple[np.ndarray, str]:
     """(stored values of one frame, photometric interpretation of those values)."""
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if not 1 <= frame <= frames:
         raise IndexError(f"frame {frame} out of range 1..{frames}")
-    arr = pixel_array(ds, index=frame - 1, raw=True)
+    arr = pixel_array(ds, index=frame - 1, raw=True, decoding_plugin=decoding_plugin)
     return arr, str(ds.PhotometricInterpretation).strip()
 
 
-def render(src, frame: int = 1, window_spec=None) -> np.ndarray:
+def render(src, frame: int = 1, window_spec=None, rounding: str = "round",
+           decoding_plugin: str = "") -> np.ndarray:
     """Render one frame (1-based) of a file path or Dataset to uint8 (HxW or HxWx3).
 
     window_spec: None or (center, width[, function]) with function linear|linear-exact|sigmoid.
+    rounding: "round" (half up, the reference) or "floor" (what dcmtk's dcm2pnm does for
+    grayscale: it truncates, and for MONOCHROME1 truncates the inverted value, floor(255 - y));
+    used only to cross-check the formulas exactly.
+    decoding_plugin: pydicom decoding plugin ("pylibjpeg", "pillow", ...); "" lets pydicom choose.
+    JPEG decoders differ by a few levels, so pin it when comparing with expected/*.npy.
     """
     ds = src if isinstance(src, Dataset) else dcmread(src)
     if window_spec is not None:
@@ -172,7 +181,7 @@ def render(src, frame: int = 1, window_spec=None) -> np.ndarray:
         if len(window_spec) == 2:
             window_spec = (*window_spec, "LINEAR")
         window_spec = (float(window_spec[0]), float(window_spec[1]), FUNCTIONS[window_spec[2]])
-    arr, pi = decode_frame(ds, frame)
+    arr, pi = decode_frame(ds, frame, decoding_plugin)
     if pi == "PALETTE COLOR":
         out = []
         for colour in ("Red", "Green", "Blue"):
@@ -192,10 +201,11 @@ def render(src, frame: int = 1, window_spec=None) -> np.ndarray:
         return arr.astype(np.uint8)
     if pi not in ("MONOCHROME1", "MONOCHROME2"):
         raise ValueError(f"unsupported photometric interpretation {pi}")
-    y = _to_u8(voi(ds, modality_values(ds, arr), window_spec))
-    if pi == "MONOCHROME1":
-        y = 255 - y
-    return y
+    y = voi(ds, modality_values(ds, arr), window_spec)
+    if rounding == "floor":
+        return _to_u8(255.0 - y if pi == "MONOCHROME1" else y, "floor")
+    y = _to_u8(y)
+    return 255 - y if pi == "MONOCHROME1" else y
 
 
 def write_png(img: np.ndarray, path: str) -> None:
@@ -313,13 +323,14 @@ def main(argv=None) -> None:
     ap.add_argument("file")
     ap.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
     ap.add_argument("--window", help="C,W[,FUNC] with FUNC linear|linear-exact|sigmoid")
+    ap.add_argument("--decoder", default="", help="pydicom decoding plugin (pylibjpeg, pillow, ...)")
     ap.add_argument("--out", required=True, help="output PNG")
     args = ap.parse_args(argv)
     win = None
     if args.window:
         parts = args.window.split(",")
         win = (float(parts[0]), float(parts[1]), parts[2].strip() if len(parts) > 2 else "linear")
-    img = render(args.file, args.frame, win)
+    img = render(args.file, args.frame, win, decoding_plugin=args.decoder)
     write_png(img, args.out)
     print(f"{args.out}: {img.shape[1]}x{img.shape[0]} {'RGB' if img.ndim == 3 else 'L'}")
 

@@ -32,6 +32,10 @@ pub struct ApiConfig {
     /// A static viewer build (e.g. OHIF's `dist/`) served at `/viewer`.
     pub viewer_dir: Option<PathBuf>,
     pub match_options: MatchOptions,
+    /// Rendering threads (0: one per core).
+    pub render_threads: usize,
+    /// Thumbnails kept in memory.
+    pub thumbnail_cache_entries: usize,
     /// `host:port` the HTTP listener is bound to (for URLs when a request names no host).
     pub local_addr: String,
 }
@@ -41,6 +45,24 @@ pub struct ApiConfig {
 pub struct ApiState {
     pub store: Arc<Store>,
     pub config: Arc<ApiConfig>,
+    pub render: render::pool::RenderPool,
+    pub thumbnails: Arc<render::thumbnails::ThumbnailCache>,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<Store>, config: ApiConfig) -> Result<ApiState, ApiError> {
+        let render = render::pool::RenderPool::new(config.render_threads)
+            .map_err(|e| ApiError::Internal(format!("starting the render pool: {e}")))?;
+        let thumbnails = Arc::new(render::thumbnails::ThumbnailCache::new(
+            config.thumbnail_cache_entries,
+        ));
+        Ok(ApiState {
+            store,
+            config: Arc::new(config),
+            render,
+            thumbnails,
+        })
+    }
 }
 
 /// Compress JSON answers only: DICOM files and pixel data gain little and cost CPU.

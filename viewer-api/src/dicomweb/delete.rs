@@ -18,11 +18,13 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let resource = Resource::from_path(&p)?;
     let store = s.store.clone();
+    let thumbnails = s.thumbnails.clone();
     let removed = blocking(move || {
         Ok((|| {
             let records = resolve(store.index.as_ref(), &resource)?;
             let uids: Vec<String> = records.into_iter().map(|r| r.sop_instance_uid).collect();
             let removed = store.index.delete_instances(&uids)?;
+            thumbnails.evict(&uids);
             for rec in &removed {
                 if let Err(e) = store.blobs.delete(&rec.blob) {
                     tracing::warn!(blob = %rec.blob, error = %e, "deleted instance's file not removed");

@@ -6,6 +6,7 @@ pub mod media;
 mod multipart;
 mod pixels;
 pub mod qido;
+mod rendered;
 mod stow;
 pub mod urls;
 mod wado;
@@ -112,6 +113,26 @@ pub fn routes(max_stow_bytes: u64) -> Router<ApiState> {
         .route(&format!("{instance}/metadata"), get(wado::metadata))
         .route(&format!("{instance}/frames/{{frames}}"), get(wado::frames))
         .route(&format!("{instance}/bulk/{{*path}}"), get(wado::bulk))
+        .route("/studies/{study}/rendered", get(rendered::rendered))
+        .route("/studies/{study}/thumbnail", get(rendered::thumbnail))
+        .route(
+            "/studies/{study}/series/{series}/rendered",
+            get(rendered::rendered),
+        )
+        .route(
+            "/studies/{study}/series/{series}/thumbnail",
+            get(rendered::thumbnail),
+        )
+        .route(&format!("{instance}/rendered"), get(rendered::rendered))
+        .route(&format!("{instance}/thumbnail"), get(rendered::thumbnail))
+        .route(
+            &format!("{instance}/frames/{{frames}}/rendered"),
+            get(rendered::rendered),
+        )
+        .route(
+            &format!("{instance}/frames/{{frames}}/thumbnail"),
+            get(rendered::thumbnail),
+        )
         .route("/series", get(search_all_series))
         .route("/instances", get(search_all_instances))
 }

@@ -447,7 +447,7 @@ fn negotiate_frames(ranges: &[MediaRange], stored: &str) -> Result<FrameSyntax, 
 }
 
 /// Parse `1,3,5` (1-based frame numbers).
-fn parse_frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
+pub(super) fn parse_frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
     let frames: Vec<u32> = text
         .split(',')
         .map(|f| f.trim().parse::<u32>())
