@@ -50,7 +50,7 @@ from pydicom.dataelem import DataElement  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.encaps import generate_frames  # noqa: E402
 from pydicom.pixels import convert_color_space, pixel_array  # noqa: E402
-from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000, JPEG2000Lossless  # noqa: E402
+from pydicom.uid import UID, JPEG2000, JPEG2000Lossless  # noqa: E402
 
 SC = "1.2.840.10008.5.1.4.1.1.7"            # Secondary Capture Image
 MF_BYTE = "1.2.840.10008.5.1.4.1.1.7.2"     # Multi-frame Grayscale Byte SC
@@ -362,7 +362,8 @@ def build(c: Corpus) -> None:
     rle("rle_u16_multiframe", ds, a, "3 frames, one fragment per frame")
     rgb5 = colour_image(R, C, 36)
     rle("rle_rgb", colour_ds(c, "rle_rgb", "rle", rgb5, "RGB", 0), rgb5,
-        "8-bit RGB (3 segments R, G, B); the RLE file header says planar configuration as dcmcrle wrote it")
+        "8-bit RGB: 3 segments (R, G, B planes, as RLE always stores colour, PS3.5 G.2) while the "
+        "header keeps PlanarConfiguration 0 as dcmcrle wrote it, describing the decoded layout")
 
     # ---- JPEG (dcmcjpeg) -------------------------------------------------------------------------
     def jpeg(name, ds, source, args, lossless, note, series="jpeg", tool="dcmcjpeg"):
@@ -654,6 +655,7 @@ def verify(c: Corpus, item: dict) -> dict:
             rec[k] = item[k]
 
     if item.get("broken"):
+        rec["lossless"] = None
         rec["broken"] = True
         rec["expected_error"] = item["expected_error"]
         obs = {"pydicom": describe_error(lambda: pixel_array(path))}
@@ -716,7 +718,8 @@ def verify(c: Corpus, item: dict) -> dict:
                 check("pydicom + pylibjpeg-libjpeg (YBR, before colour conversion)", alt, ref_raw)
                 alt = convert_color_space(alt.copy(), "YBR_FULL", "RGB", per_frame=True)
             check("pydicom + pylibjpeg-libjpeg", alt, ref)
-            check("pillow direct (libjpeg-turbo does YCbCr->RGB)", pillow_jpeg(path), ref)
+            check("pillow direct (libjpeg-turbo, its own YCbCr->RGB)" if is_ybr else "pillow direct (libjpeg-turbo)",
+                  pillow_jpeg(path), ref)
             if is_ybr:
                 ybr_dcmtk = numpy_native(dcmtk_native(c, name, "dcmdjpeg", "+cn"))
                 check("dcmdjpeg +cn (YBR, before colour conversion)", ybr_dcmtk, ref_raw)

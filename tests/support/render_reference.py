@@ -41,7 +41,6 @@ grayscale only). Rounding differs between renderers, so compare server output wi
 +-1 (plus the decoder tolerance for lossy transfer syntaxes).
 """
 import argparse
-import os
 import sys
 
 import numpy as np

@@ -16,7 +16,7 @@ use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption, WindowLevel};
 use image::{DynamicImage, GenericImageView};
 
-pub use encode::Format;
+pub use encode::{encode as encode_image, Format};
 pub use options::{RenderOptions, Viewport, Window};
 
 /// Why a frame could not be rendered.
