@@ -50,7 +50,10 @@ fn window_and_encode(c: &mut Criterion) {
         b.iter(|| render::render_image(&ct, 1, Some(&window)).map(|i| i.width()))
     });
     let img = render::render_image(&ct, 1, Some(&window)).expect("render");
-    for (label, format) in [("encode JPEG q90", Format::Jpeg), ("encode PNG", Format::Png)] {
+    for (label, format) in [
+        ("encode JPEG q90", Format::Jpeg),
+        ("encode PNG", Format::Png),
+    ] {
         group.bench_function(label, |b| {
             b.iter(|| render::encode_image(&img, format, 90).map(|v| v.len()))
         });

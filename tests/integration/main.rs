@@ -10,5 +10,6 @@ mod echo;
 mod find;
 mod import;
 mod lifecycle;
+mod pixels;
 mod retrieve;
 mod store;

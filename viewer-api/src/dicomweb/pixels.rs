@@ -62,6 +62,14 @@ fn native_frame_len(obj: &DefaultDicomObject) -> Result<usize, FrameError> {
     if bits == 0 || bits % 8 != 0 {
         return Err(FrameError::Attribute("BitsAllocated"));
     }
+    let packed_422 = obj
+        .get(tags::PHOTOMETRIC_INTERPRETATION)
+        .and_then(|e| e.value().to_str().ok())
+        .is_some_and(|p| p.trim_end_matches([' ', '\0']) == "YBR_FULL_422");
+    if packed_422 && samples == 3 {
+        // Y1 Y2 Cb Cr per pair of pixels (PS3.3 C.7.6.3.1.2).
+        return Ok(rows * cols * 2 * bits / 8);
+    }
     Ok(rows * cols * samples * bits / 8)
 }
 

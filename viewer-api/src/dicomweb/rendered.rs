@@ -249,23 +249,36 @@ pub async fn rendered(
     Ok(with_warnings(response, &ignored))
 }
 
-/// The instance and frame that stand for a resource in a thumbnail: the middle image of a
-/// series, the first series of a study, the middle frame of a multi-frame instance.
-fn representative(
+/// Most instances tried for a thumbnail before giving up (some may not be renderable).
+const THUMBNAIL_TRIES: usize = 4;
+
+/// The instances and frames that may stand for a resource in a thumbnail, best first: the
+/// middle image of the first series (the middle frame of a multi-frame instance), then its
+/// neighbours, then the other series.
+fn representatives(
     records: &[InstanceRecord],
     frames: Option<&[u32]>,
-) -> Option<(InstanceRecord, u32)> {
-    let first_series = &records.first()?.series_instance_uid;
-    let series: Vec<&InstanceRecord> = records
-        .iter()
-        .filter(|r| &r.series_instance_uid == first_series)
-        .collect();
-    let rec = series.get(series.len() / 2).copied()?.clone();
-    let frame = match frames {
-        Some(list) => *list.first()?,
-        None => frames_of(&rec).div_ceil(2),
+) -> Vec<(InstanceRecord, u32)> {
+    let Some(first) = records.first() else {
+        return Vec::new();
     };
-    Some((rec, frame))
+    let (mut series, others): (Vec<&InstanceRecord>, Vec<&InstanceRecord>) = records
+        .iter()
+        .partition(|r| r.series_instance_uid == first.series_instance_uid);
+    let middle = series.len() / 2;
+    series.rotate_left(middle);
+    series
+        .into_iter()
+        .chain(others)
+        .take(THUMBNAIL_TRIES)
+        .map(|rec| {
+            let frame = match frames {
+                Some(list) => list.first().copied().unwrap_or(1),
+                None => frames_of(rec).div_ceil(2),
+            };
+            (rec.clone(), frame)
+        })
+        .collect()
 }
 
 /// `GET .../thumbnail` at study, series, instance or frames level.
@@ -294,8 +307,12 @@ pub async fn thumbnail(
         Ok(resolve(index.as_ref(), &resource).map(|r| viewing_order(index.as_ref(), r)))
     })
     .await??;
-    let (rec, frame) = representative(&records, frames.as_deref())
-        .ok_or_else(|| ApiError::NotAcceptable("nothing to show: no image instances".into()))?;
+    let candidates = representatives(&records, frames.as_deref());
+    let Some((rec, frame)) = candidates.first().cloned() else {
+        return Err(ApiError::NotAcceptable(
+            "nothing to show: no image instances".into(),
+        ));
+    };
     let variant = format!("{}|{frame}|{query}", format.media_type());
     if let Some(hit) = s
         .thumbnails
@@ -304,10 +321,22 @@ pub async fn thumbnail(
         return Ok(with_warnings(image_response(format, hit, true), &ignored));
     }
     let st = s.clone();
-    let rec2 = rec.clone();
     let image = s
         .render
-        .run(move || render_one(&st, &rec2, frame, &options))
+        .run(move || {
+            // The first that renders; the first error when none does.
+            let mut first_error = None;
+            for (rec, frame) in &candidates {
+                match render_one(&st, rec, *frame, &options) {
+                    Ok(image) => return Ok(image),
+                    Err(e) => {
+                        tracing::warn!(sop = %rec.sop_instance_uid, error = %e, "thumbnail candidate not renderable");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            Err(first_error.unwrap_or(ApiError::NotFound("image")))
+        })
         .await
         .ok_or_else(|| ApiError::Internal("rendering failed".into()))??;
     let image = Bytes::from(image);

@@ -463,6 +463,20 @@ pub(super) fn parse_frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
     Ok(frames)
 }
 
+/// A frame that could not be produced: the client's mistake (4xx), a syntax we cannot decode
+/// (406), or stored data we cannot read (500); each names the transfer syntax.
+fn frame_error_for(e: FrameError, transfer_syntax: &str) -> ApiError {
+    match e {
+        FrameError::Truncated { .. } | FrameError::Unsplittable(_) | FrameError::Attribute(_) => {
+            ApiError::Internal(format!("stored as {transfer_syntax}: {e}"))
+        }
+        FrameError::Decode { .. } if can_transcode(transfer_syntax, EXPLICIT_LE) => {
+            ApiError::Internal(e.to_string())
+        }
+        other => frame_error(other),
+    }
+}
+
 fn frame_error(e: FrameError) -> ApiError {
     match e {
         FrameError::OutOfRange { .. } | FrameError::NoPixelData => {
@@ -496,10 +510,12 @@ async fn send_frames(
     if let Some(not_modified) = not_modified(&headers, &tag) {
         return Ok(not_modified);
     }
-    // Read and check before answering, so a bad frame number is a 4xx, not a cut stream.
+    // Read, check and produce the first frame before answering, so a bad frame number or an
+    // undecodable instance is a 4xx/5xx with its reason, not a cut stream.
     let blobs = s.store.blobs.clone();
     let rec2 = rec.clone();
-    let (obj, frames) = blocking(move || {
+    let decode = syntax.decode;
+    let (obj, frames, first) = blocking(move || {
         Ok((|| {
             let obj = read_instance(blobs.as_ref(), &rec2.blob, false)?;
             if obj.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
@@ -507,7 +523,13 @@ async fn send_frames(
             }
             let frames = frames.unwrap_or_else(|| (1..=pixels::frame_count(&obj)).collect());
             pixels::check_frames(&obj, &frames).map_err(frame_error)?;
-            Ok::<_, ApiError>((obj, frames))
+            let first = if decode {
+                pixels::decoded_frame(&obj, frames[0], &rec2.transfer_syntax_uid)
+            } else {
+                pixels::stored_frame(&obj, frames[0])
+            }
+            .map_err(|e| frame_error_for(e, &rec2.transfer_syntax_uid))?;
+            Ok::<_, ApiError>((obj, frames, first))
         })())
     })
     .await??;
@@ -525,13 +547,17 @@ async fn send_frames(
     let one_part = whole_value && (syntax.decode || is_native(&stored));
     let mut response = multipart::stream(&part_type_main, move |w| {
         let gone = |_| "client gone".to_string();
+        let mut first = Some(first);
         for (i, f) in frames.iter().enumerate() {
-            let bytes = if syntax.decode {
-                pixels::decoded_frame(&obj, *f, &stored)
-            } else {
-                pixels::stored_frame(&obj, *f)
-            }
-            .map_err(|e| e.to_string())?;
+            let bytes = match first.take() {
+                Some(b) => b,
+                None => if syntax.decode {
+                    pixels::decoded_frame(&obj, *f, &stored)
+                } else {
+                    pixels::stored_frame(&obj, *f)
+                }
+                .map_err(|e| e.to_string())?,
+            };
             if !one_part {
                 w.begin(&syntax.part_type, Some(&format!("{base}/frames/{f}")))
                     .map_err(gone)?;
@@ -648,7 +674,7 @@ mod tests {
         .is_err());
         assert!(negotiate_frames(
             &parse_accept(Some("multipart/related; type=application/octet-stream")),
-            "1.2.840.10008.1.2.4.80"
+            "1.2.840.10008.1.2.4.201"
         )
         .is_err());
     }

@@ -6,6 +6,7 @@
 //! Everything here is CPU work meant for the rayon pool in [`pool`], never a tokio thread.
 
 mod encode;
+mod native;
 mod options;
 mod palette;
 pub mod pool;
@@ -64,11 +65,21 @@ pub fn render_image(
             count,
         });
     }
-    let ts = obj.meta().transfer_syntax().to_string();
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    if pacs_storage::transcode::is_native(&ts) {
+        native::check_native_frame(obj, frame)?;
+        if let Some(rendered) = native::render(obj, frame, window) {
+            return rendered;
+        }
+    }
     let decoded = obj
         .decode_pixel_data_frame(frame - 1)
         .map_err(|e| RenderError::Decode {
-            transfer_syntax: ts.trim_end_matches('\0').to_string(),
+            transfer_syntax: ts.clone(),
             detail: pacs_storage::error_chain(&e),
         })?;
     if palette::is_palette(obj) {
