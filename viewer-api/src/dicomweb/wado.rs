@@ -674,7 +674,7 @@ mod tests {
         .is_err());
         assert!(negotiate_frames(
             &parse_accept(Some("multipart/related; type=application/octet-stream")),
-            "1.2.840.10008.1.2.4.201"
+            "1.2.840.10008.1.2.4.100"
         )
         .is_err());
     }
