@@ -7,19 +7,20 @@
 #    `GET /dicom-web/studies/{s}/series/{se}/instances/{i}/rendered?window=C,W,linear`
 #    (Accept: image/jpeg), the window different on every request of the whole run (no request is
 #    ever repeated, so no cache can answer: the renderer is measured), quality at both servers'
-#    default (90 for both);
+#    default (90 for both). Orthanc's plugin (1.7) takes `window` only with all three values
+#    (center, width, function): both servers get `,linear`;
 #  - 1, 2 and 8 connections (wrk -t1 -c1, -t2 -c2, -t2 -c8), DURATION seconds each after a
 #    WARMUP-second run at the same connection count; servers alternate per row.
 # Prints a markdown table: images/s of both servers, the ratio, p50/p99 latency, each server's
-# CPU time per image, wrk's CPU share; a row with any non-200 answer or socket error fails loudly
-# (and the script exits 1). Target: pacs >= 2x Orthanc now, 3x as the goal; scaling with cores.
+# CPU time per image, wrk's CPU share and other processes' CPU use during the row; a row with any
+# non-200 answer or socket error fails loudly (and the script exits 1). Target: pacs >= 2x Orthanc now, 3x as the goal; scaling with cores.
 #
 # usage: benches/rendered.sh
 #   env: DURATION (10 s per row), WARMUP (2 s), COUNT (200 instances), CONNECTIONS ("1 2 8"),
 #        IDLE_WAIT (30: seconds to wait before each row for other processes to leave the CPUs
-#        idle, under 0.15 cores busy over 1 s; 0 disables), BENCH_DIR (keep generated input files there between runs), PACS_BIN
-#        (target/release/pacs; copied before the run so a rebuild cannot swap it mid-run),
-#        ORTHANC (/usr/sbin/Orthanc)
+#        idle, under 0.15 cores busy over 1 s; 0 disables), BENCH_DIR (keep generated input
+#        files there between runs), PACS_BIN (target/release/pacs; copied before the run so a
+#        rebuild cannot swap it mid-run), ORTHANC (/usr/sbin/Orthanc)
 # needs: scripts/setup test, a release build, `apt-get install wrk dcmtk orthanc orthanc-dicomweb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -166,6 +167,8 @@ for i in range(count):
     print(f"/dicom-web/studies/{study}/series/{series}/instances/{inst}/rendered")
 PY
 [ "$(wc -l <"$TMP/paths.txt")" = "$COUNT" ] || { echo "could not list the instance URLs" >&2; exit 1; }
+note "gen_instances.py gives all $COUNT instances the same pixel data (one phantom, noise seeded alike); each is still read and decoded from its own file on every request"
+note "Orthanc's DICOMweb plugin accepts \`window\` only as center,width,function: both servers get \`window=C,W,linear\`; default JPEG quality is 90 on both (no \`quality\` sent)"
 
 # ---- the wrk script ----------------------------------------------------------------------------
 # Request n asks for instance n % COUNT with window center -100 + n % 499 and width
@@ -358,7 +361,8 @@ for server, name in (("orthanc", "Orthanc"), ("pacs", "pacs")):
     if base:
         scale = ", ".join(f"{runs[(server, c)]['rate'] / base['rate']:.2f}x at {c}"
                           for c in conns[1:] if (server, c) in runs)
-        print(f"- {name}: scaling over {conns[0]} connection: {scale}; mean answer "
+        scale = f"scaling over {conns[0]} connection(s): {scale}; " if scale else ""
+        print(f"- {name}: {scale}mean answer "
               f"{base['kb']:.1f} KB (sample at window 40.5,400.5: {int(samples.get(server, 0)) / 1024:.1f} KB)")
 busy = [k for k, r in runs.items() if r["other"] > 0.2]
 if busy:
