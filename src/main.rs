@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{ServeArgs, StoreArgs};
 
+/// mimalloc: large pixel buffers are reused instead of being unmapped and faulted back in on
+/// every request (benches/rendered.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pacs",

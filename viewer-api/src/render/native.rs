@@ -73,14 +73,29 @@ fn frame_bytes(obj: &DefaultDicomObject, l: &Layout, frame: u32) -> Result<Vec<u
 }
 
 /// Check a native frame's size before decoding (a short or mislabelled Pixel Data gets a
-/// reason rather than a decoder's index error).
+/// reason rather than a decoder's index error). Reads lengths only: no pixel copy.
 pub fn check_native_frame(obj: &DefaultDicomObject, frame: u32) -> Result<(), RenderError> {
-    match layout(obj) {
-        Some(l) if l.bits % 8 == 0 && l.bits > 0 => frame_bytes(obj, &l, frame).map(|_| ()),
-        _ => Err(RenderError::Convert(
-            "Rows, Columns or BitsAllocated missing or invalid".into(),
-        )),
+    let l = layout(obj)
+        .filter(|l| l.bits % 8 == 0 && l.bits > 0)
+        .ok_or_else(|| {
+            RenderError::Convert("Rows, Columns or BitsAllocated missing or invalid".into())
+        })?;
+    let held = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
+        Some(dicom_core::value::Value::Primitive(p)) => p.calculate_byte_len(),
+        _ => return Err(RenderError::NoPixelData),
+    };
+    let end = frame as usize * l.frame_len();
+    if held < end {
+        return Err(RenderError::Convert(format!(
+            "pixel data holds {held} bytes; frame {frame} of {}x{} {} with {} bits allocated needs bytes {}..{end}",
+            l.cols,
+            l.rows,
+            l.photometric,
+            l.bits,
+            end - l.frame_len()
+        )));
     }
+    Ok(())
 }
 
 /// Render natively stored frames dicom-pixeldata gets wrong; None when it handles them.
