@@ -119,6 +119,15 @@ fn viewing_order(
     recs
 }
 
+/// The image instances of a resource in viewing order (404 when the resource is unknown).
+async fn image_records(s: &ApiState, resource: Resource) -> Result<Vec<InstanceRecord>, ApiError> {
+    let index = s.store.index.clone();
+    blocking(move || {
+        Ok(resolve(index.as_ref(), &resource).map(|r| viewing_order(index.as_ref(), r)))
+    })
+    .await?
+}
+
 fn render_one(
     s: &ApiState,
     rec: &InstanceRecord,
@@ -169,12 +178,8 @@ pub async fn rendered(
     let ignored = options
         .parse_query(q.as_deref().unwrap_or_default())
         .map_err(ApiError::BadRequest)?;
-    let index = s.store.index.clone();
     let single_instance = resource.instance.is_some();
-    let records = blocking(move || {
-        Ok(resolve(index.as_ref(), &resource).map(|r| viewing_order(index.as_ref(), r)))
-    })
-    .await??;
+    let records = image_records(&s, resource).await?;
     if records.is_empty() {
         return Err(ApiError::NotAcceptable(
             "nothing to render: no image instances".into(),
@@ -302,11 +307,7 @@ pub async fn thumbnail(
             source: None,
         });
     }
-    let index = s.store.index.clone();
-    let records = blocking(move || {
-        Ok(resolve(index.as_ref(), &resource).map(|r| viewing_order(index.as_ref(), r)))
-    })
-    .await??;
+    let records = image_records(&s, resource).await?;
     let candidates = representatives(&records, frames.as_deref());
     let Some((rec, frame)) = candidates.first().cloned() else {
         return Err(ApiError::NotAcceptable(
