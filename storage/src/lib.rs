@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod blob;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod ingest;
 pub mod part10;
@@ -17,6 +18,7 @@ pub mod transcode;
 
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};
+pub use events::{Delivery, DeliveryState, Event, EventKind, Outbox};
 pub use index::{Index, RocksIndex, SecondaryKey, Statistics};
 pub use ingest::{
     error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor,

@@ -1,6 +1,7 @@
 //! The study index: records per level, secondary keys for queries, and statistics.
 
 mod keys;
+mod outbox;
 mod rocks;
 mod writeset;
 

@@ -13,7 +13,9 @@ use super::keys::{index_prefix, uid_of_entry, value_of_entry};
 use super::writeset::WriteSet;
 use super::{DuplicatePolicy, Index, Lookup, NewInstance, SecondaryKey, Statistics, StoreDecision};
 use crate::error::StorageError;
+use crate::events::{EventKind, NewEvent};
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+use std::collections::BTreeMap;
 
 pub(crate) const CF_PATIENTS: &str = "patients";
 pub(crate) const CF_STUDIES: &str = "studies";
@@ -21,6 +23,9 @@ pub(crate) const CF_SERIES: &str = "series";
 pub(crate) const CF_INSTANCES: &str = "instances";
 pub(crate) const CF_SECONDARY: &str = "secondary";
 pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_EVENTS: &str = "events";
+pub(crate) const CF_UNSTABLE: &str = "unstable";
+pub(crate) const CF_DELIVERIES: &str = "deliveries";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -28,6 +33,9 @@ const ALL_CFS: &[&str] = &[
     CF_INSTANCES,
     CF_SECONDARY,
     CF_META,
+    CF_EVENTS,
+    CF_UNSTABLE,
+    CF_DELIVERIES,
 ];
 const STATS_KEY: &[u8] = b"statistics";
 
@@ -49,9 +57,29 @@ impl std::fmt::Debug for RocksIndex {
 }
 
 impl RocksIndex {
-    /// Write a batch's changes and the statistics as one synced RocksDB write.
-    fn commit(&self, ws: WriteSet<'_>, context: &'static str) -> Result<(), StorageError> {
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serialize read-modify-write batches (index changes, events, stability).
+    pub(crate) fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Write a batch's changes, its events (the outbox) and the statistics as one synced
+    /// RocksDB write.
+    fn commit(
+        &self,
+        ws: WriteSet<'_>,
+        events: Vec<crate::events::NewEvent>,
+        unstable: impl FnOnce(&mut rocksdb::WriteBatch) -> Result<(), StorageError>,
+        context: &'static str,
+    ) -> Result<(), StorageError> {
         let (mut batch, stats) = ws.into_batch()?;
+        self.append_events(&mut batch, events)?;
+        unstable(&mut batch)?;
         let meta = self.cf(CF_META)?;
         let stats_bytes =
             serde_json::to_vec(&stats).map_err(|source| StorageError::CorruptRecord {
@@ -165,36 +193,56 @@ impl Index for RocksIndex {
         items: Vec<NewInstance>,
         policy: DuplicatePolicy,
     ) -> Result<Vec<StoreDecision>, StorageError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self.lock_writes();
         let mut ws = WriteSet::new(self, self.statistics()?);
         let mut decisions = Vec::with_capacity(items.len());
+        let mut events = Vec::new();
+        let mut touched: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
         for item in items {
             let sop = item.record.sop_instance_uid.clone();
-            match (ws.instance(&sop)?, policy) {
-                (Some(_), DuplicatePolicy::Keep) => decisions.push(StoreDecision::Duplicate),
-                (Some(old), DuplicatePolicy::Overwrite) => {
-                    ws.remove_instance(&old)?;
-                    ws.add_instance(item)?;
-                    decisions.push(StoreDecision::Replaced { old_blob: old.blob });
-                }
-                (None, _) => {
-                    ws.add_instance(item)?;
-                    decisions.push(StoreDecision::Stored);
-                }
+            let existing = ws.instance(&sop)?;
+            if existing.is_some() && policy == DuplicatePolicy::Keep {
+                decisions.push(StoreDecision::Duplicate);
+                continue;
             }
+            let study = item.record.study_instance_uid.clone();
+            let series = item.record.series_instance_uid.clone();
+            if let Some(old) = &existing {
+                ws.remove_instance(old)?;
+            }
+            ws.add_instance(item)?;
+            // The study's patient, as the write set settled it (a study keeps its first patient).
+            let patient_key = ws
+                .instance(&sop)?
+                .map(|r| r.patient_key)
+                .unwrap_or_default();
+            events.push(NewEvent {
+                kind: EventKind::InstanceStored,
+                study_instance_uid: study.clone(),
+                series_instance_uid: Some(series.clone()),
+                sop_instance_uid: Some(sop),
+                patient_key: patient_key.clone(),
+            });
+            let entry = touched.entry(study).or_insert((patient_key, Vec::new()));
+            if !entry.1.contains(&series) {
+                entry.1.push(series);
+            }
+            decisions.push(match existing {
+                Some(old) => StoreDecision::Replaced { old_blob: old.blob },
+                None => StoreDecision::Stored,
+            });
         }
-        self.commit(ws, "committing an ingest batch")?;
+        self.commit(
+            ws,
+            events,
+            |batch| self.touch_unstable(batch, touched),
+            "committing an ingest batch",
+        )?;
         Ok(decisions)
     }
 
     fn delete_instances(&self, uids: &[String]) -> Result<Vec<InstanceRecord>, StorageError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self.lock_writes();
         let mut ws = WriteSet::new(self, self.statistics()?);
         let mut removed = Vec::with_capacity(uids.len());
         for uid in uids {
@@ -204,7 +252,42 @@ impl Index for RocksIndex {
             }
         }
         ws.refresh_modalities(&removed)?;
-        self.commit(ws, "committing a deletion")?;
+        let mut events: Vec<NewEvent> = removed
+            .iter()
+            .map(|r| NewEvent {
+                kind: EventKind::InstanceDeleted,
+                study_instance_uid: r.study_instance_uid.clone(),
+                series_instance_uid: Some(r.series_instance_uid.clone()),
+                sop_instance_uid: Some(r.sop_instance_uid.clone()),
+                patient_key: r.patient_key.clone(),
+            })
+            .collect();
+        let mut gone = Vec::new();
+        let studies: BTreeMap<&str, &str> = removed
+            .iter()
+            .map(|r| (r.study_instance_uid.as_str(), r.patient_key.as_str()))
+            .collect();
+        for (study, patient_key) in studies {
+            if !ws.study_exists(study)? {
+                gone.push(study.to_string());
+                events.push(NewEvent {
+                    kind: EventKind::StudyDeleted,
+                    study_instance_uid: study.to_string(),
+                    series_instance_uid: None,
+                    sop_instance_uid: None,
+                    patient_key: patient_key.to_string(),
+                });
+            }
+        }
+        self.commit(
+            ws,
+            events,
+            |batch| {
+                gone.iter()
+                    .try_for_each(|study| self.forget_unstable(batch, study))
+            },
+            "committing a deletion",
+        )?;
         Ok(removed)
     }
 

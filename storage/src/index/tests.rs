@@ -277,3 +277,93 @@ fn deleting_instances_updates_counts_modalities_and_empties_levels() {
         (1, 1, 1, 2, 20)
     );
 }
+
+#[test]
+fn the_outbox_records_changes_in_commit_order_with_stability_and_deliveries() {
+    use crate::events::{Delivery, DeliveryState, EventKind, Outbox};
+    let (_dir, index) = open();
+    index
+        .store_instances(
+            vec![
+                item("P1", "1.1", "1.1.1", "1.1.1.1", "CT", 10),
+                item("P1", "1.1", "1.1.2", "1.1.2.1", "SR", 5),
+            ],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+    // A duplicate kept is not a change: no event.
+    index
+        .store_instances(
+            vec![item("P1", "1.1", "1.1.1", "1.1.1.1", "CT", 10)],
+            DuplicatePolicy::Keep,
+        )
+        .expect("store");
+    let events = index.events_after(0, 100).expect("events");
+    assert_eq!(
+        events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
+        [
+            (1, EventKind::InstanceStored),
+            (2, EventKind::InstanceStored)
+        ]
+    );
+    assert_eq!(events[1].sop_instance_uid.as_deref(), Some("1.1.2.1"));
+
+    // Not quiet yet: nothing; quiet: one SeriesStable per series and a StudyStable, once.
+    let now = events[1].time_ms;
+    assert!(index.mark_stable(now, 60_000).expect("stable").is_empty());
+    let stable = index.mark_stable(now + 60_000, 60_000).expect("stable");
+    let kinds: Vec<EventKind> = stable.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::SeriesStable,
+            EventKind::SeriesStable,
+            EventKind::StudyStable
+        ]
+    );
+    assert_eq!(stable[2].seq, 5);
+    assert!(index
+        .mark_stable(now + 120_000, 60_000)
+        .expect("again")
+        .is_empty());
+
+    // Deleting the study: InstanceDeleted each, then StudyDeleted.
+    index
+        .delete_instances(&["1.1.1.1".into(), "1.1.2.1".into()])
+        .expect("delete");
+    let tail: Vec<EventKind> = index
+        .events_after(5, 100)
+        .expect("events")
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            EventKind::InstanceDeleted,
+            EventKind::InstanceDeleted,
+            EventKind::StudyDeleted
+        ]
+    );
+    assert_eq!(index.last_seq().expect("seq"), 8);
+
+    // Worker cursors and deliveries, atomically.
+    let e = &index.events_after(0, 1).expect("first")[0];
+    let d = Delivery::new("ehr", e);
+    index
+        .advance("ehr", 1, std::slice::from_ref(&d))
+        .expect("advance");
+    assert_eq!(index.cursor("ehr").expect("cursor"), 1);
+    assert_eq!(index.cursor("billing").expect("cursor"), 0);
+    let mut done = index.delivery("ehr", 1).expect("read").expect("exists");
+    assert_eq!(done.state, DeliveryState::Pending);
+    done.state = DeliveryState::Delivered;
+    index.put_delivery(&done).expect("put");
+    let listed = index.deliveries(Some("ehr"), None, 10).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, DeliveryState::Delivered);
+    assert!(index
+        .deliveries(Some("billing"), None, 10)
+        .expect("list")
+        .is_empty());
+}

@@ -230,6 +230,11 @@ impl<'a> WriteSet<'a> {
         Ok(())
     }
 
+    /// Whether the study still exists after this batch's changes.
+    pub(crate) fn study_exists(&mut self, uid: &str) -> Result<bool, StorageError> {
+        Ok(self.studies.get(self.index, CF_STUDIES, uid)?.is_some())
+    }
+
     /// After removals: each surviving study's ModalitiesInStudy from its remaining series.
     pub(crate) fn refresh_modalities(
         &mut self,
