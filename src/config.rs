@@ -117,6 +117,8 @@ pub struct FileConfig {
     pub render_threads: Option<usize>,
     /// Rendered thumbnails kept in memory [default: 4096].
     pub thumbnail_cache_entries: Option<usize>,
+    /// Seconds without a new instance before SeriesStable/StudyStable [default: 60].
+    pub stable_after_secs: Option<f64>,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -157,6 +159,7 @@ pub struct ServeSettings {
     pub max_stow_bytes: u64,
     pub render_threads: usize,
     pub thumbnail_cache_entries: usize,
+    pub stable_after: Duration,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -258,6 +261,9 @@ impl ServeArgs {
             max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
             render_threads: file.render_threads.unwrap_or(0),
             thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
+            stable_after: Duration::from_secs_f64(
+                file.stable_after_secs.unwrap_or(60.0).clamp(0.1, 86_400.0),
+            ),
         })
     }
 }

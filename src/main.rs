@@ -5,6 +5,7 @@ mod dimse;
 mod error;
 mod import;
 mod server;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -101,6 +101,11 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
     let app = pacs_viewer_api::router(api);
+    let stability = tokio::spawn(crate::workers::stability::run(
+        store.outbox.clone(),
+        settings.stable_after,
+        shutdown.clone(),
+    ));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -111,6 +116,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     signals.wait().await;
     tracing::info!("shutting down: no new associations; finishing in-flight stores");
     shutdown.cancel();
+    let _ = stability.await;
     let _ = dimse_task.await;
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::error::StorageError;
+use crate::events::Outbox;
 use crate::index::{DuplicatePolicy, Index, RocksIndex};
 use crate::ingest::Ingestor;
 
@@ -15,6 +16,8 @@ pub struct StoreOptions {
 
 pub struct Store {
     pub index: Arc<dyn Index>,
+    /// The event outbox (written by the index's batches).
+    pub outbox: Arc<dyn Outbox>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     data_dir: PathBuf,
@@ -28,11 +31,14 @@ impl Store {
             .map_err(|e| StorageError::io("creating data directory", &data_dir, e))?;
         // The index first: its lock tells us whether another process owns this directory
         // before we touch the blob staging area.
-        let index: Arc<dyn Index> = Arc::new(RocksIndex::open(data_dir.join("index"))?);
+        let rocks = Arc::new(RocksIndex::open(data_dir.join("index"))?);
+        let index: Arc<dyn Index> = rocks.clone();
+        let outbox: Arc<dyn Outbox> = rocks;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let ingestor = Ingestor::new(index.clone(), blobs.clone(), options.duplicate_policy);
         Ok(Store {
             index,
+            outbox,
             blobs,
             ingestor,
             data_dir,

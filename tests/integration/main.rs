@@ -7,6 +7,7 @@ mod access;
 mod bad_input;
 mod dicomweb;
 mod echo;
+mod events;
 mod find;
 mod import;
 mod lifecycle;

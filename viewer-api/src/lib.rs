@@ -4,6 +4,7 @@
 mod api;
 pub mod dicomweb;
 mod error;
+mod events_api;
 pub mod render;
 mod viewer;
 
@@ -110,10 +111,13 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// All routes of the HTTP API.
 pub fn router(state: ApiState) -> Router {
     let config = state.config.clone();
-    let mut app = Router::new().merge(api::routes()).nest(
-        dicomweb::DICOMWEB_ROOT,
-        dicomweb::routes(config.max_stow_bytes),
-    );
+    let mut app = Router::new()
+        .merge(api::routes())
+        .merge(events_api::routes())
+        .nest(
+            dicomweb::DICOMWEB_ROOT,
+            dicomweb::routes(config.max_stow_bytes),
+        );
     if let Some(dir) = &config.viewer_dir {
         app = app.merge(viewer::routes(dir.clone()));
     }
