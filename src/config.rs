@@ -83,6 +83,56 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 }
 
+/// `[workers.*]` sections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    pub ehr: Option<TargetConfig>,
+}
+
+/// Where and how a worker delivers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Base URL of the target (for the EHR: its FHIR base).
+    pub url: String,
+    /// Bearer token sent with each request.
+    pub token: Option<String>,
+    /// Attempts before a delivery is dead [default: 8].
+    pub max_attempts: Option<u32>,
+    /// First retry delay in ms, doubled per attempt [default: 1000].
+    pub backoff_ms: Option<u64>,
+    /// Longest retry delay in ms [default: 300000].
+    pub max_backoff_ms: Option<u64>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl WorkersConfig {
+    fn checked(self) -> Result<WorkersConfig, ConfigError> {
+        if let Some(t) = &self.ehr {
+            let ok = (t.url.starts_with("http://") || t.url.starts_with("https://"))
+                && t.url.len() > "https://".len();
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "workers.ehr.url {:?} must be an http:// or https:// URL",
+                    t.url
+                )));
+            }
+            if t.max_attempts == Some(0) {
+                return Err(ConfigError::Invalid(
+                    "workers.ehr.max_attempts must be at least 1".into(),
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// The `pacs.toml` file: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +169,9 @@ pub struct FileConfig {
     pub thumbnail_cache_entries: Option<usize>,
     /// Seconds without a new instance before SeriesStable/StudyStable [default: 60].
     pub stable_after_secs: Option<f64>,
+    /// Worker modules delivering events to hospital systems.
+    #[serde(default)]
+    pub workers: WorkersConfig,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -160,6 +213,7 @@ pub struct ServeSettings {
     pub render_threads: usize,
     pub thumbnail_cache_entries: usize,
     pub stable_after: Duration,
+    pub workers: WorkersConfig,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -261,6 +315,7 @@ impl ServeArgs {
             max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
             render_threads: file.render_threads.unwrap_or(0),
             thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
+            workers: file.workers.checked()?,
             stable_after: Duration::from_secs_f64(
                 file.stable_after_secs.unwrap_or(60.0).clamp(0.1, 86_400.0),
             ),

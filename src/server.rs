@@ -106,6 +106,25 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         settings.stable_after,
         shutdown.clone(),
     ));
+    let mut worker_tasks = Vec::new();
+    if let Some(target) = settings.workers.ehr.clone().filter(|t| t.enabled) {
+        let wado_base = match &settings.public_url {
+            Some(u) => format!("{}/dicom-web", u.trim_end_matches('/')),
+            None => format!("http://{http_local}/dicom-web"),
+        };
+        let dispatcher = crate::workers::dispatch::Dispatcher {
+            worker: Arc::new(crate::workers::ehr::EhrWorker {
+                fhir_base: target.url.clone(),
+                bearer: target.token.clone(),
+                wado_base,
+            }),
+            store: store.clone(),
+            retry: crate::workers::dispatch::RetryPolicy::from_target(&target),
+            client: crate::workers::dispatch::http_client()?,
+        };
+        tracing::info!(url = %target.url, "EHR worker delivering ImagingStudy");
+        worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    }
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -117,6 +136,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     tracing::info!("shutting down: no new associations; finishing in-flight stores");
     shutdown.cancel();
     let _ = stability.await;
+    for t in worker_tasks {
+        let _ = t.await;
+    }
     let _ = dimse_task.await;
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())

@@ -14,3 +14,4 @@ mod lifecycle;
 mod pixels;
 mod retrieve;
 mod store;
+mod workers;

@@ -1,0 +1,239 @@
+//! Workers against a real HTTP receiver (an axum app on a loopback port inside the test): what
+//! they send, retries when the receiver fails, and delivery after kill -9 with the same
+//! idempotency key.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::Value;
+
+use crate::support::*;
+
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    uri: String,
+    key: String,
+    body: String,
+    status: u16,
+}
+
+/// A loopback HTTP server recording every request; answers 500 while `failures` > 0.
+struct Receiver {
+    port: u16,
+    log: Arc<Mutex<Vec<Received>>>,
+    failures: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start(failures: usize) -> Receiver {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let log = Arc::new(Mutex::new(Vec::<Received>::new()));
+        let failures = Arc::new(AtomicUsize::new(failures));
+        let (l, f) = (log.clone(), failures.clone());
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (l, f) = (l.clone(), f.clone());
+                async move {
+                    let fail = f
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let status = if fail {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::CREATED
+                    };
+                    l.lock().expect("log").push(Received {
+                        method: method.to_string(),
+                        uri: uri.to_string(),
+                        key: headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string(),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        status: status.as_u16(),
+                    });
+                    status
+                }
+            },
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            port,
+            log,
+            failures,
+            _runtime: runtime,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Wait until `pred` holds for what was received.
+    fn wait(
+        &self,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+        server: &Server,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.received();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: received {got:#?}\nserver log:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn config(data: &Path, receiver_port: u16) -> PathBuf {
+    let path = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "stable_after_secs = 0.5\n\n[workers.ehr]\nurl = \"http://127.0.0.1:{receiver_port}/fhir\"\nbackoff_ms = 100\nmax_backoff_ms = 400\n"
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn start(data: &Path, config: &Path) -> Server {
+    Server::start_with(
+        data,
+        ServerOptions {
+            extra_args: &["--config", config.to_str().expect("utf-8")],
+            ..Default::default()
+        },
+    )
+}
+
+fn ct_study() -> Vec<PathBuf> {
+    [
+        "ct_16bit_signed_implicit.dcm",
+        "ct_jpegls_lossless.dcm",
+        "ct_deflated.dcm",
+        "ct_jpeg2000_lossless.dcm",
+    ]
+    .iter()
+    .map(|f| samples().join(f))
+    .collect()
+}
+
+fn delivered(r: &[Received]) -> bool {
+    r.iter().any(|x| x.status == 201)
+}
+
+#[test]
+fn ehr_gets_an_imaging_study_once_the_study_is_stable_retried_until_accepted() {
+    let receiver = Receiver::start(2);
+    let (_tmp, data) = data_dir();
+    let server = start(&data, &config(&data, receiver.port));
+    let files = ct_study();
+    storescu(&server, &files);
+    let got = receiver.wait("an accepted ImagingStudy", delivered, &server);
+
+    // Two refusals, then accepted: three attempts of one delivery, one key.
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 500, 201]
+    );
+    assert!(got.iter().all(|r| r.key == got[0].key && !r.key.is_empty()));
+    let ct = &files[0];
+    let rec = server.json(&format!("/api/instances/{}", file_uids(ct).0));
+    let study = rec["study_instance_uid"].as_str().expect("study");
+    assert_eq!(got[2].method, "PUT");
+    assert_eq!(
+        got[2].uri,
+        format!("/fhir/ImagingStudy?identifier=urn:dicom:uid%7Curn:oid:{study}")
+    );
+    let r: Value = serde_json::from_str(&got[2].body).expect("FHIR JSON");
+    assert_eq!(r["resourceType"], "ImagingStudy");
+    assert_eq!(r["status"], "available");
+    assert_eq!(r["identifier"][0]["value"], format!("urn:oid:{study}"));
+    let study_rec = server.json(&format!("/api/studies/{study}"));
+    let patient_id = study_rec["study"]["attributes"]["00100020"]["values"][0]
+        .as_str()
+        .expect("PatientID");
+    assert_eq!(r["subject"]["identifier"]["value"], patient_id);
+    assert_eq!(r["numberOfInstances"], 4);
+    assert_eq!(r["numberOfSeries"], 1);
+    assert_eq!(r["modality"][0]["code"], "CT");
+    assert_eq!(r["series"][0]["numberOfInstances"], 4);
+    assert_eq!(r["series"][0]["instance"].as_array().map(Vec::len), Some(4));
+    assert!(r["started"].as_str().is_some_and(|s| s.len() >= 10));
+    assert_eq!(r["endpoint"][0]["reference"], "#wado");
+    assert_eq!(
+        r["contained"][0]["address"],
+        format!(
+            "http://127.0.0.1:{}/dicom-web/studies/{study}",
+            server.http_port
+        )
+    );
+
+    // The delivery record says the same.
+    let events = server.json("/api/events?worker=ehr");
+    let d = &events[0];
+    assert_eq!(d["state"], "delivered", "{events}");
+    assert_eq!(d["attempts"], 3);
+    assert_eq!(d["idempotency_key"], got[0].key.as_str());
+}
+
+#[test]
+fn a_delivery_interrupted_by_kill9_completes_after_restart_with_the_same_key() {
+    let receiver = Receiver::start(usize::MAX);
+    let (_tmp, data) = data_dir();
+    let cfg = config(&data, receiver.port);
+    let mut server = start(&data, &cfg);
+    storescu(&server, &ct_study());
+    let failed = receiver.wait("a first attempt", |r| !r.is_empty(), &server);
+    server.kill9();
+    receiver.failures.store(0, Ordering::SeqCst);
+    let server = start(&data, &cfg);
+    let got = receiver.wait("delivery after restart", delivered, &server);
+    let ok = got.iter().find(|r| r.status == 201).expect("accepted");
+    assert_eq!(
+        ok.key, failed[0].key,
+        "same idempotency key across the restart"
+    );
+    assert_eq!(got.iter().filter(|r| r.status == 201).count(), 1);
+}
+
+#[test]
+fn a_bad_worker_url_stops_the_server_with_a_reason() {
+    let (_tmp, data) = data_dir();
+    let cfg = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(&cfg, "[workers.ehr]\nurl = \"ftp://ehr\"\n").expect("config");
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_pacs"))
+        .args(["serve", "--dicom-port", "0", "--http-port", "0", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("workers.ehr.url"), "{err}");
+}
