@@ -237,3 +237,41 @@ fn a_bad_worker_url_stops_the_server_with_a_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("workers.ehr.url"), "{err}");
 }
+
+#[test]
+fn the_ehr_can_search_imaging_studies_over_fhir() {
+    let (_tmp, data) = data_dir();
+    let server = Server::start(&data);
+    storescu(&server, &sample_files());
+    let ct = samples().join("ct_16bit_signed_implicit.dcm");
+    let rec = server.json(&format!("/api/instances/{}", file_uids(&ct).0));
+    let study = rec["study_instance_uid"]
+        .as_str()
+        .expect("study")
+        .to_string();
+    let study_rec = server.json(&format!("/api/studies/{study}"));
+    let pid = study_rec["study"]["attributes"]["00100020"]["values"][0]
+        .as_str()
+        .expect("PatientID")
+        .to_string();
+
+    let by_patient = server.json(&format!("/fhir/ImagingStudy?patient={pid}"));
+    assert_eq!(by_patient["resourceType"], "Bundle");
+    assert_eq!(by_patient["type"], "searchset");
+    assert_eq!(by_patient["total"], 1, "{by_patient}");
+    let r = &by_patient["entry"][0]["resource"];
+    assert_eq!(r["identifier"][0]["value"], format!("urn:oid:{study}"));
+    assert_eq!(r["numberOfInstances"], 4);
+    let by_uid = server.json(&format!(
+        "/fhir/ImagingStudy?identifier=urn:dicom:uid%7Curn:oid:{study}"
+    ));
+    assert_eq!(by_uid["total"], 1);
+    assert_eq!(server.json("/fhir/ImagingStudy?modality=MR")["total"], 1);
+    assert_eq!(server.json("/fhir/ImagingStudy")["total"], 4);
+    assert_eq!(
+        server.json("/fhir/ImagingStudy?started=ge2100-01-01")["total"],
+        0
+    );
+    let (code, body) = server.http("/fhir/ImagingStudy?color=blue");
+    assert_eq!(code, 400, "{body}");
+}

@@ -5,6 +5,8 @@ mod api;
 pub mod dicomweb;
 mod error;
 mod events_api;
+pub mod fhir;
+mod fhir_api;
 pub mod render;
 mod viewer;
 
@@ -114,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
     let mut app = Router::new()
         .merge(api::routes())
         .merge(events_api::routes())
+        .merge(fhir_api::routes())
         .nest(
             dicomweb::DICOMWEB_ROOT,
             dicomweb::routes(config.max_stow_bytes),
