@@ -88,6 +88,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct WorkersConfig {
     pub ehr: Option<TargetConfig>,
+    pub billing: Option<TargetConfig>,
+    pub pharmacy: Option<TargetConfig>,
 }
 
 /// Where and how a worker delivers.
@@ -114,19 +116,24 @@ fn enabled_by_default() -> bool {
 
 impl WorkersConfig {
     fn checked(self) -> Result<WorkersConfig, ConfigError> {
-        if let Some(t) = &self.ehr {
+        for (name, target) in [
+            ("ehr", &self.ehr),
+            ("billing", &self.billing),
+            ("pharmacy", &self.pharmacy),
+        ] {
+            let Some(t) = target else { continue };
             let ok = (t.url.starts_with("http://") || t.url.starts_with("https://"))
                 && t.url.len() > "https://".len();
             if !ok {
                 return Err(ConfigError::Invalid(format!(
-                    "workers.ehr.url {:?} must be an http:// or https:// URL",
+                    "workers.{name}.url {:?} must be an http:// or https:// URL",
                     t.url
                 )));
             }
             if t.max_attempts == Some(0) {
-                return Err(ConfigError::Invalid(
-                    "workers.ehr.max_attempts must be at least 1".into(),
-                ));
+                return Err(ConfigError::Invalid(format!(
+                    "workers.{name}.max_attempts must be at least 1"
+                )));
             }
         }
         Ok(self)

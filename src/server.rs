@@ -106,23 +106,19 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         settings.stable_after,
         shutdown.clone(),
     ));
+    let wado_base = match &settings.public_url {
+        Some(u) => format!("{}/dicom-web", u.trim_end_matches('/')),
+        None => format!("http://{http_local}/dicom-web"),
+    };
     let mut worker_tasks = Vec::new();
-    if let Some(target) = settings.workers.ehr.clone().filter(|t| t.enabled) {
-        let wado_base = match &settings.public_url {
-            Some(u) => format!("{}/dicom-web", u.trim_end_matches('/')),
-            None => format!("http://{http_local}/dicom-web"),
-        };
+    for (target, worker) in crate::workers::configured(&settings.workers, &wado_base) {
         let dispatcher = crate::workers::dispatch::Dispatcher {
-            worker: Arc::new(crate::workers::ehr::EhrWorker {
-                fhir_base: target.url.clone(),
-                bearer: target.token.clone(),
-                wado_base,
-            }),
+            worker,
             store: store.clone(),
             retry: crate::workers::dispatch::RetryPolicy::from_target(&target),
             client: crate::workers::dispatch::http_client()?,
         };
-        tracing::info!(url = %target.url, "EHR worker delivering ImagingStudy");
+        tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }
     let http_shutdown = shutdown.clone();

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pacs_storage::{Delivery, DeliveryState, Event, Store};
 use tokio_util::sync::CancellationToken;
 
-use super::{Outgoing, Worker};
+use super::{Outgoing, Prepared, Worker};
 
 /// How a worker's deliveries are retried.
 #[derive(Debug, Clone)]
@@ -188,9 +188,15 @@ impl Dispatcher {
             })
             .await;
         let outgoing = match prepared {
-            Ok(Some(Ok(Some(out)))) => out,
-            Ok(Some(Ok(None))) | Ok(None) => {
+            Ok(Some(Ok(Prepared::Send(out)))) => out,
+            Ok(Some(Ok(Prepared::Skip))) | Ok(None) => {
                 d.state = DeliveryState::Skipped;
+                return;
+            }
+            Ok(Some(Ok(Prepared::Hold(reason)))) => {
+                tracing::warn!(worker = self.worker.name(), seq = d.seq, %reason, "held");
+                d.state = DeliveryState::Held;
+                d.last_error = Some(reason);
                 return;
             }
             Ok(Some(Err(e))) | Err(e) => return self.failed(d, e),

@@ -4,7 +4,7 @@
 use pacs_storage::{Event, EventKind, Store};
 use pacs_viewer_api::fhir::imaging_study;
 
-use super::{Outgoing, Worker};
+use super::{Outgoing, Prepared, Worker};
 
 pub struct EhrWorker {
     /// FHIR base, e.g. https://ehr.example.org/fhir
@@ -23,12 +23,12 @@ impl Worker for EhrWorker {
         event.kind == EventKind::StudyStable
     }
 
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Option<Outgoing>, String> {
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
         let Some(resource) = imaging_study(store, &event.study_instance_uid, &self.wado_base)?
         else {
-            return Ok(None);
+            return Ok(Prepared::Skip);
         };
-        Ok(Some(Outgoing {
+        Ok(Prepared::Send(Outgoing {
             method: reqwest::Method::PUT,
             url: format!(
                 "{}/ImagingStudy?identifier=urn:dicom:uid%7Curn:oid:{}",

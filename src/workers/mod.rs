@@ -2,11 +2,45 @@
 //! hospital system through the dispatcher (at least once, in order per study, retried, dead
 //! letters kept), plus the stability detector that emits the quiet-period events.
 
+pub mod billing;
 pub mod dispatch;
 pub mod ehr;
+pub mod pharmacy;
 pub mod stability;
 
 use pacs_storage::{Event, Store};
+
+/// The enabled workers of the configuration, with their targets.
+pub fn configured(
+    config: &crate::config::WorkersConfig,
+    wado_base: &str,
+) -> Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> {
+    let enabled = |t: &Option<crate::config::TargetConfig>| t.clone().filter(|t| t.enabled);
+    let mut out: Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> = Vec::new();
+    if let Some(t) = enabled(&config.ehr) {
+        let w = ehr::EhrWorker {
+            fhir_base: t.url.clone(),
+            bearer: t.token.clone(),
+            wado_base: wado_base.to_string(),
+        };
+        out.push((t, std::sync::Arc::new(w)));
+    }
+    if let Some(t) = enabled(&config.billing) {
+        let w = billing::BillingWorker {
+            url: t.url.clone(),
+            bearer: t.token.clone(),
+        };
+        out.push((t, std::sync::Arc::new(w)));
+    }
+    if let Some(t) = enabled(&config.pharmacy) {
+        let w = pharmacy::PharmacyWorker {
+            url: t.url.clone(),
+            bearer: t.token.clone(),
+        };
+        out.push((t, std::sync::Arc::new(w)));
+    }
+    out
+}
 
 /// One request to a target system.
 #[derive(Debug, Clone)]
@@ -18,10 +52,73 @@ pub struct Outgoing {
     pub bearer: Option<String>,
 }
 
+/// What a worker makes of one event.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Send(Outgoing),
+    /// Nothing to send for this event.
+    Skip,
+    /// Deliberately not sent; the reason is recorded and listed (`state=held`).
+    Hold(String),
+}
+
 /// A worker: which events it wants and what it sends for one (built on a blocking thread, with
-/// the store at hand). `Ok(None)`: nothing to send for this event.
+/// the store at hand).
 pub trait Worker: Send + Sync {
     fn name(&self) -> &str;
     fn wants(&self, event: &Event) -> bool;
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Option<Outgoing>, String>;
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String>;
+}
+
+/// The headers (no pixels) of the first instance of each series of a study: where the data
+/// set attributes the index does not keep (sequences, contrast, allergies) are read from.
+pub fn study_headers(
+    store: &Store,
+    study_uid: &str,
+) -> Result<Vec<dicom_object::DefaultDicomObject>, String> {
+    let e = |e: pacs_storage::StorageError| e.to_string();
+    let mut out = Vec::new();
+    let series = store
+        .index
+        .scan_secondary(
+            &pacs_storage::SecondaryKey::SeriesOfStudy(study_uid.into()),
+            usize::MAX,
+        )
+        .map_err(e)?;
+    for s in series {
+        let first = store
+            .index
+            .scan_secondary(&pacs_storage::SecondaryKey::InstancesOfSeries(s), 1)
+            .map_err(e)?;
+        for sop in first {
+            if let Some(rec) = store.index.instance(&sop).map_err(e)? {
+                out.push(
+                    pacs_storage::part10::read_instance(store.blobs.as_ref(), &rec.blob, true)
+                        .map_err(e)?,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A text attribute of a data set, trimmed; None when absent or empty.
+pub fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|v| v.trim_end_matches(['\0', ' ']).trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The FHIR subject reference of a study's patient (by identifier).
+pub fn subject(attrs: &pacs_storage::records::Attributes) -> serde_json::Value {
+    use pacs_storage::records::first_value;
+    let issuer = first_value(attrs, "00100021");
+    serde_json::json!({
+        "identifier": {
+            "system": if issuer.is_empty() { "urn:pacs:patient-id".to_string() } else { format!("urn:pacs:issuer:{issuer}") },
+            "value": first_value(attrs, "00100020"),
+        },
+        "display": first_value(attrs, "00100010"),
+    })
 }

@@ -63,6 +63,9 @@ pub enum DeliveryState {
     Dead,
     /// The worker had nothing to send for this event.
     Skipped,
+    /// Not sent on purpose until someone acts (e.g. a billing hold); the reason is in
+    /// `last_error`. A retry sends it again.
+    Held,
 }
 
 /// Delivery of one event to one worker.

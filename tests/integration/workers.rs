@@ -275,3 +275,123 @@ fn the_ehr_can_search_imaging_studies_over_fhir() {
     let (code, body) = server.http("/fhir/ImagingStudy?color=blue");
     assert_eq!(code, 400, "{body}");
 }
+
+#[test]
+fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() {
+    let receiver = Receiver::start(0);
+    let (tmp, data) = data_dir();
+    let studies_dir = tmp.path().join("clinical");
+    let out = run(python()
+        .arg(repo().join("tests/support/make_clinical.py"))
+        .arg(&studies_dir));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uids: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let cfg = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stable_after_secs = 0.5\n[workers.billing]\nurl = \"http://127.0.0.1:{p}/billing\"\n[workers.pharmacy]\nurl = \"http://127.0.0.1:{p}/pharmacy\"\n",
+            p = receiver.port
+        ),
+    )
+    .expect("config");
+    let server = start(&data, &cfg);
+    storescu(&server, &files_under(&studies_dir));
+    let to = |path: &'static str| move |r: &Received| r.uri == path;
+    let got = receiver.wait(
+        "2 billing and 3 pharmacy transactions",
+        |r| {
+            r.iter().filter(|x| to("/billing")(x)).count() == 2
+                && r.iter().filter(|x| to("/pharmacy")(x)).count() == 3
+        },
+        &server,
+    );
+    let bundles = |path: &'static str| -> Vec<Value> {
+        got.iter()
+            .filter(|r| to(path)(r))
+            .map(|r| serde_json::from_str(&r.body).expect("bundle"))
+            .collect()
+    };
+    let subject_of =
+        |b: &Value| b["entry"][0]["resource"]["subject"]["identifier"]["value"].clone();
+
+    // Billing: A charged by its procedure code, C by its requested procedure; B held.
+    let billing = bundles("/billing");
+    assert!(billing.iter().all(|b| b["type"] == "transaction"));
+    let a = billing
+        .iter()
+        .find(|b| subject_of(b) == "ALLERGY1")
+        .expect("A billed");
+    let charge = &a["entry"][0]["resource"];
+    assert_eq!(charge["resourceType"], "ChargeItem");
+    assert_eq!(charge["code"]["coding"][0]["code"], "71260");
+    assert_eq!(charge["identifier"][0]["value"], "ACC-A1-71260");
+    assert_eq!(charge["performer"][0]["actor"]["display"], "TECH^TOM");
+    assert_eq!(a["entry"][0]["request"]["method"], "PUT");
+    let c = billing
+        .iter()
+        .find(|b| subject_of(b) == "PET3")
+        .expect("C billed");
+    assert_eq!(
+        c["entry"][0]["resource"]["code"]["coding"][0]["code"],
+        "78815"
+    );
+    let held = server.json("/api/events?worker=billing&state=held");
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{held}");
+    let reason = held[0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("no AccessionNumber") && reason.contains("no procedure code"),
+        "{reason}"
+    );
+    assert_eq!(held[0]["study_instance_uid"], uids["b"]);
+
+    // Pharmacy: three administrations; the iodinated contrast given to the allergic patient
+    // comes with a DetectedIssue.
+    let pharmacy = bundles("/pharmacy");
+    let a = pharmacy
+        .iter()
+        .find(|b| subject_of(b) == "ALLERGY1")
+        .expect("A");
+    let admin = &a["entry"][0]["resource"];
+    assert_eq!(admin["resourceType"], "MedicationAdministration");
+    assert_eq!(admin["medicationCodeableConcept"]["text"], "OMNIPAQUE 350");
+    assert_eq!(admin["dosage"]["dose"]["value"], 80.0);
+    assert_eq!(admin["dosage"]["route"]["text"], "IV");
+    let alert = &a["entry"][1]["resource"];
+    assert_eq!(alert["resourceType"], "DetectedIssue");
+    assert_eq!(alert["severity"], "high");
+    assert!(alert["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("Iodinated contrast - hives")));
+    let b = pharmacy
+        .iter()
+        .find(|b| subject_of(b) == "NOACC2")
+        .expect("B");
+    assert_eq!(
+        b["entry"].as_array().map(Vec::len),
+        Some(1),
+        "no allergy, no alert"
+    );
+    assert_eq!(
+        b["entry"][0]["resource"]["medicationCodeableConcept"]["text"],
+        "GADAVIST"
+    );
+    let c = pharmacy
+        .iter()
+        .find(|b| subject_of(b) == "PET3")
+        .expect("C");
+    assert_eq!(c["entry"][0]["resource"]["dosage"]["dose"]["unit"], "Bq");
+    assert_eq!(
+        c["entry"][0]["resource"]["dosage"]["dose"]["value"],
+        370_000_000.0
+    );
+    // Every delivery has its own idempotency key.
+    let mut keys: Vec<&str> = got.iter().map(|r| r.key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), got.len());
+}

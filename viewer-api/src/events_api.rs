@@ -144,8 +144,9 @@ fn parse_state(s: &str) -> Result<DeliveryState, ApiError> {
         "delivered" => Ok(DeliveryState::Delivered),
         "dead" => Ok(DeliveryState::Dead),
         "skipped" => Ok(DeliveryState::Skipped),
+        "held" => Ok(DeliveryState::Held),
         other => Err(ApiError::BadRequest(format!(
-            "state {other:?} is not pending, delivered, dead or skipped"
+            "state {other:?} is not pending, delivered, dead, skipped or held"
         ))),
     }
 }

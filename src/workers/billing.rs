@@ -1,0 +1,128 @@
+//! Billing worker: on StudyStable, one FHIR ChargeItem per performed procedure (procedure code
+//! from ProcedureCodeSequence, else RequestedProcedureCodeSequence), sent as a transaction of
+//! conditional updates keyed by accession + code, so a study billed twice is still one charge.
+//! A study without an accession number or a procedure code is held, with the reason, instead
+//! of sent: the denial is caught before the claim goes out.
+
+use dicom_dictionary_std::tags;
+use pacs_storage::records::first_value;
+use pacs_storage::{Event, EventKind, Store};
+use serde_json::{json, Value};
+
+use super::{study_headers, subject, text, Outgoing, Prepared, Worker};
+
+pub struct BillingWorker {
+    /// FHIR base of the billing system.
+    pub url: String,
+    pub bearer: Option<String>,
+}
+
+/// (code, scheme, meaning) of a code sequence's items.
+fn codes(
+    obj: &dicom_object::InMemDicomObject,
+    tag: dicom_core::Tag,
+) -> Vec<(String, String, String)> {
+    let Some(items) = obj.get(tag).and_then(|e| e.value().items()) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| {
+            Some((
+                text(i, tags::CODE_VALUE)?,
+                text(i, tags::CODING_SCHEME_DESIGNATOR).unwrap_or_default(),
+                text(i, tags::CODE_MEANING).unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+impl Worker for BillingWorker {
+    fn name(&self) -> &str {
+        "billing"
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        event.kind == EventKind::StudyStable
+    }
+
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
+        let study_uid = &event.study_instance_uid;
+        let Some(study) = store.index.study(study_uid).map_err(|e| e.to_string())? else {
+            return Ok(Prepared::Skip);
+        };
+        let a = &study.attributes;
+        let accession = first_value(a, "00080050").trim().to_string();
+        let headers = study_headers(store, study_uid)?;
+        let mut procedures: Vec<(String, String, String)> = Vec::new();
+        for h in &headers {
+            let mut found = codes(h, tags::PROCEDURE_CODE_SEQUENCE);
+            if found.is_empty() {
+                found = codes(h, tags::REQUESTED_PROCEDURE_CODE_SEQUENCE);
+            }
+            for c in found {
+                if !procedures.iter().any(|p| p.0 == c.0 && p.1 == c.1) {
+                    procedures.push(c);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        if accession.is_empty() {
+            missing.push("no AccessionNumber");
+        }
+        if procedures.is_empty() {
+            missing
+                .push("no procedure code (ProcedureCodeSequence / RequestedProcedureCodeSequence)");
+        }
+        if !missing.is_empty() {
+            return Ok(Prepared::Hold(format!(
+                "billing hold for study {study_uid}: {}",
+                missing.join(", ")
+            )));
+        }
+        let performer = headers
+            .iter()
+            .find_map(|h| text(h, tags::PERFORMING_PHYSICIAN_NAME));
+        let date = first_value(a, "00080020");
+        let occurrence =
+            (date.len() == 8).then(|| format!("{}-{}-{}", &date[..4], &date[4..6], &date[6..8]));
+        let entries: Vec<Value> = procedures
+            .iter()
+            .map(|(code, scheme, meaning)| {
+                let id = format!("{accession}-{code}");
+                let mut charge = json!({
+                    "resourceType": "ChargeItem",
+                    "identifier": [{"system": "urn:pacs:charge", "value": id}],
+                    "status": "billable",
+                    "code": {"coding": [{"system": scheme, "code": code, "display": meaning}], "text": meaning},
+                    "subject": subject(a),
+                    "quantity": {"value": 1},
+                    "supportingInformation": [{"identifier": {"system": "urn:dicom:uid", "value": format!("urn:oid:{study_uid}")}}],
+                    "extension": [
+                        {"url": "urn:pacs:accession", "valueString": accession},
+                        {"url": "urn:pacs:modalities", "valueString": study.modalities.iter().cloned().collect::<Vec<_>>().join("\\\\")},
+                        {"url": "urn:pacs:series-count", "valueInteger": study.num_series},
+                        {"url": "urn:pacs:instance-count", "valueInteger": study.num_instances},
+                    ],
+                });
+                if let Some(d) = &occurrence {
+                    charge["occurrenceDateTime"] = json!(d);
+                }
+                if let Some(p) = &performer {
+                    charge["performer"] = json!([{"actor": {"display": p}}]);
+                }
+                json!({
+                    "resource": charge,
+                    "request": {"method": "PUT", "url": format!("ChargeItem?identifier=urn:pacs:charge%7C{id}")},
+                })
+            })
+            .collect();
+        Ok(Prepared::Send(Outgoing {
+            method: reqwest::Method::POST,
+            url: self.url.trim_end_matches('/').to_string(),
+            content_type: "application/fhir+json",
+            body: json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+            bearer: self.bearer.clone(),
+        }))
+    }
+}
