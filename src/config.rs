@@ -90,6 +90,11 @@ pub struct WorkersConfig {
     pub ehr: Option<TargetConfig>,
     pub billing: Option<TargetConfig>,
     pub pharmacy: Option<TargetConfig>,
+    /// External AI service (DICOMweb base receiving stable series by STOW-RS).
+    pub ai: Option<TargetConfig>,
+    /// Built-in quality analyzers (blank/saturated images, missing slices, orientation)
+    /// [default: on].
+    pub quality: Option<bool>,
 }
 
 /// Where and how a worker delivers.
@@ -120,6 +125,7 @@ impl WorkersConfig {
             ("ehr", &self.ehr),
             ("billing", &self.billing),
             ("pharmacy", &self.pharmacy),
+            ("ai", &self.ai),
         ] {
             let Some(t) = target else { continue };
             let ok = (t.url.starts_with("http://") || t.url.starts_with("https://"))
@@ -322,7 +328,11 @@ impl ServeArgs {
             max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
             render_threads: file.render_threads.unwrap_or(0),
             thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
-            workers: file.workers.checked()?,
+            workers: {
+                let mut w = file.workers.checked()?;
+                w.quality.get_or_insert(true);
+                w
+            },
             stable_after: Duration::from_secs_f64(
                 file.stable_after_secs.unwrap_or(60.0).clamp(0.1, 86_400.0),
             ),

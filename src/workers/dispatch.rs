@@ -193,6 +193,11 @@ impl Dispatcher {
                 d.state = DeliveryState::Skipped;
                 return;
             }
+            Ok(Some(Ok(Prepared::Done))) => {
+                d.attempts += 1;
+                d.state = DeliveryState::Delivered;
+                return;
+            }
             Ok(Some(Ok(Prepared::Hold(reason)))) => {
                 tracing::warn!(worker = self.worker.name(), seq = d.seq, %reason, "held");
                 d.state = DeliveryState::Held;
@@ -234,8 +239,8 @@ impl Dispatcher {
             .client
             .request(out.method.clone(), &out.url)
             .header("Idempotency-Key", key)
-            .header("Content-Type", out.content_type)
-            .body(out.body.to_string());
+            .header("Content-Type", out.content_type.as_str())
+            .body(out.body.clone());
         if let Some(token) = &out.bearer {
             req = req.bearer_auth(token);
         }

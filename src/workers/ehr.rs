@@ -28,16 +28,15 @@ impl Worker for EhrWorker {
         else {
             return Ok(Prepared::Skip);
         };
-        Ok(Prepared::Send(Outgoing {
-            method: reqwest::Method::PUT,
-            url: format!(
+        Ok(Prepared::Send(Outgoing::fhir(
+            reqwest::Method::PUT,
+            format!(
                 "{}/ImagingStudy?identifier=urn:dicom:uid%7Curn:oid:{}",
                 self.fhir_base.trim_end_matches('/'),
                 event.study_instance_uid
             ),
-            content_type: "application/fhir+json",
-            body: resource,
-            bearer: self.bearer.clone(),
-        }))
+            &resource,
+            self.bearer.clone(),
+        )))
     }
 }

@@ -2,10 +2,12 @@
 //! hospital system through the dispatcher (at least once, in order per study, retried, dead
 //! letters kept), plus the stability detector that emits the quiet-period events.
 
+pub mod ai;
 pub mod billing;
 pub mod dispatch;
 pub mod ehr;
 pub mod pharmacy;
+pub mod quality;
 pub mod stability;
 
 use pacs_storage::{Event, Store};
@@ -32,6 +34,25 @@ pub fn configured(
         };
         out.push((t, std::sync::Arc::new(w)));
     }
+    if let Some(t) = enabled(&config.ai) {
+        let w = ai::AiWorker {
+            url: t.url.clone(),
+            bearer: t.token.clone(),
+        };
+        out.push((t, std::sync::Arc::new(w)));
+    }
+    if let Some(true) = config.quality {
+        // Local analyzers: no target; retried like the others if the store fails.
+        let t = crate::config::TargetConfig {
+            enabled: true,
+            url: "local:".into(),
+            token: None,
+            max_attempts: Some(3),
+            backoff_ms: Some(1000),
+            max_backoff_ms: Some(10_000),
+        };
+        out.push((t, std::sync::Arc::new(quality::QualityWorker)));
+    }
     if let Some(t) = enabled(&config.pharmacy) {
         let w = pharmacy::PharmacyWorker {
             url: t.url.clone(),
@@ -47,15 +68,35 @@ pub fn configured(
 pub struct Outgoing {
     pub method: reqwest::Method,
     pub url: String,
-    pub content_type: &'static str,
-    pub body: serde_json::Value,
+    pub content_type: String,
+    pub body: Vec<u8>,
     pub bearer: Option<String>,
+}
+
+impl Outgoing {
+    /// A FHIR JSON request.
+    pub fn fhir(
+        method: reqwest::Method,
+        url: String,
+        body: &serde_json::Value,
+        bearer: Option<String>,
+    ) -> Outgoing {
+        Outgoing {
+            method,
+            url,
+            content_type: "application/fhir+json".into(),
+            body: body.to_string().into_bytes(),
+            bearer,
+        }
+    }
 }
 
 /// What a worker makes of one event.
 #[derive(Debug, Clone)]
 pub enum Prepared {
     Send(Outgoing),
+    /// Handled here, nothing to send (e.g. built-in analyzers writing flags).
+    Done,
     /// Nothing to send for this event.
     Skip,
     /// Deliberately not sent; the reason is recorded and listed (`state=held`).

@@ -171,13 +171,12 @@ impl Worker for PharmacyWorker {
                 }));
             }
         }
-        Ok(Prepared::Send(Outgoing {
-            method: reqwest::Method::POST,
-            url: self.url.trim_end_matches('/').to_string(),
-            content_type: "application/fhir+json",
-            body: json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
-            bearer: self.bearer.clone(),
-        }))
+        Ok(Prepared::Send(Outgoing::fhir(
+            reqwest::Method::POST,
+            self.url.trim_end_matches('/').to_string(),
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+            self.bearer.clone(),
+        )))
     }
 }
 

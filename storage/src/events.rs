@@ -139,3 +139,38 @@ pub trait Outbox: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Delivery>, crate::StorageError>;
 }
+
+/// A finding about a study: from the built-in quality analyzers or an external AI service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    pub id: String,
+    pub study_instance_uid: String,
+    pub label: String,
+    /// 0.0 ..= 1.0
+    pub score: f64,
+    pub severity: Severity,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_instance_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sop_instance_uid: Option<String>,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// Flags per study and the read marks of the worklist.
+pub trait Flags: Send + Sync {
+    fn add_flag(&self, flag: &Flag) -> Result<(), crate::StorageError>;
+    fn flags(&self, study: &str) -> Result<Vec<Flag>, crate::StorageError>;
+    fn mark_read(&self, study: &str, read: bool) -> Result<(), crate::StorageError>;
+    fn is_read(&self, study: &str) -> Result<bool, crate::StorageError>;
+}

@@ -18,7 +18,7 @@ pub mod transcode;
 
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};
-pub use events::{Delivery, DeliveryState, Event, EventKind, Outbox};
+pub use events::{Delivery, DeliveryState, Event, EventKind, Flag, Flags, Outbox, Severity};
 pub use index::{Index, RocksIndex, SecondaryKey, Statistics};
 pub use ingest::{
     error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::error::StorageError;
-use crate::events::Outbox;
+use crate::events::{Flags, Outbox};
 use crate::index::{DuplicatePolicy, Index, RocksIndex};
 use crate::ingest::Ingestor;
 
@@ -18,6 +18,8 @@ pub struct Store {
     pub index: Arc<dyn Index>,
     /// The event outbox (written by the index's batches).
     pub outbox: Arc<dyn Outbox>,
+    /// Findings per study and worklist read marks.
+    pub flags: Arc<dyn Flags>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     data_dir: PathBuf,
@@ -33,12 +35,14 @@ impl Store {
         // before we touch the blob staging area.
         let rocks = Arc::new(RocksIndex::open(data_dir.join("index"))?);
         let index: Arc<dyn Index> = rocks.clone();
-        let outbox: Arc<dyn Outbox> = rocks;
+        let outbox: Arc<dyn Outbox> = rocks.clone();
+        let flags: Arc<dyn Flags> = rocks;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let ingestor = Ingestor::new(index.clone(), blobs.clone(), options.duplicate_policy);
         Ok(Store {
             index,
             outbox,
+            flags,
             blobs,
             ingestor,
             data_dir,

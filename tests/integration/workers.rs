@@ -395,3 +395,147 @@ fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() 
     keys.dedup();
     assert_eq!(keys.len(), got.len());
 }
+
+#[test]
+fn quality_flags_ai_results_and_the_worklist() {
+    let receiver = Receiver::start(0);
+    let (tmp, data) = data_dir();
+    let dir = tmp.path().join("quality");
+    let out = run(python()
+        .arg(repo().join("tests/support/make_quality.py"))
+        .arg(&dir));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uids: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let (gap, clean) = (
+        uids["gap"].as_str().expect("gap").to_string(),
+        uids["clean"].as_str().expect("clean").to_string(),
+    );
+    let cfg = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stable_after_secs = 0.5\n[workers.ai]\nurl = \"http://127.0.0.1:{}/ai\"\n",
+            receiver.port
+        ),
+    )
+    .expect("config");
+    let server = start(&data, &cfg);
+    storescu(&server, &files_under(&dir));
+
+    // The AI service receives each stable series by STOW-RS.
+    let got = receiver.wait("two series sent to the AI", |r| r.len() >= 2, &server);
+    assert!(got
+        .iter()
+        .all(|r| r.method == "POST" && r.uri == "/ai/studies"));
+    let parts: Vec<usize> = got
+        .iter()
+        .map(|r| r.body.matches("Content-Type: application/dicom").count())
+        .collect();
+    assert!(parts.contains(&5) && parts.contains(&4), "{parts:?}");
+
+    // The built-in analyzers flag the gap, the blank and the saturated image; not the clean one.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flags = loop {
+        let f = server.json(&format!("/api/studies/{gap}/flags"));
+        if f.as_array().map(Vec::len).unwrap_or(0) >= 3 {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "flags: {f}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let labels: Vec<String> = flags
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|f| f["label"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("missing slices: about 1 ")),
+        "{labels:?}"
+    );
+    assert!(labels.iter().any(|l| l == "blank image"), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("saturated image")),
+        "{labels:?}"
+    );
+    assert!(flags
+        .as_array()
+        .expect("array")
+        .iter()
+        .all(|f| f["source"] == "pacs-quality"));
+    assert_eq!(
+        server.json(&format!("/api/studies/{clean}/flags")),
+        serde_json::json!([])
+    );
+
+    // An AI result posted back; malformed ones are refused with a reason.
+    let post = |study: &str, body: &str| -> (u16, String) {
+        let out = run(std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                body,
+            ])
+            .arg(format!(
+                "http://127.0.0.1:{}/api/studies/{study}/flags",
+                server.http_port
+            )));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (b, c) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (c.trim().parse().unwrap_or(0), b.to_string())
+    };
+    let (code, body) = post(
+        &clean,
+        r#"{"label":"suspected pneumothorax","score":0.93,"severity":"critical","source":"acme-ai"}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    for bad in [
+        r#"{"label":"x","score":1.5,"severity":"high","source":"a"}"#,
+        r#"{"label":"x","score":0.5,"severity":"urgent","source":"a"}"#,
+        r#"{"score":0.5,"severity":"high","source":"a"}"#,
+        "not json",
+    ] {
+        let (code, body) = post(&clean, bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    assert_eq!(
+        post(
+            "1.2.3.999",
+            r#"{"label":"x","score":0.5,"severity":"high","source":"a"}"#
+        )
+        .0,
+        404
+    );
+
+    // Worklist: the critical AI finding first, then the quality-flagged study; read ones leave.
+    let wl = server.json("/api/worklist");
+    assert_eq!(wl[0]["study_instance_uid"], clean.as_str(), "{wl}");
+    assert_eq!(wl[0]["highest_severity"], "critical");
+    assert_eq!(wl[1]["study_instance_uid"], gap.as_str());
+    let out = run(std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .arg(format!(
+            "http://127.0.0.1:{}/api/studies/{clean}/read",
+            server.http_port
+        )));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "204");
+    let wl = server.json("/api/worklist");
+    assert_eq!(wl[0]["study_instance_uid"], gap.as_str(), "{wl}");
+    assert!(wl
+        .as_array()
+        .expect("array")
+        .iter()
+        .all(|s| s["study_instance_uid"] != clean.as_str()));
+}

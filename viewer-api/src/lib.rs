@@ -7,6 +7,7 @@ mod error;
 mod events_api;
 pub mod fhir;
 mod fhir_api;
+mod flags_api;
 pub mod render;
 mod viewer;
 
@@ -117,6 +118,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(api::routes())
         .merge(events_api::routes())
         .merge(fhir_api::routes())
+        .merge(flags_api::routes())
         .nest(
             dicomweb::DICOMWEB_ROOT,
             dicomweb::routes(config.max_stow_bytes),

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::rocks::{
-    RocksIndex, CF_DELIVERIES, CF_EVENTS, CF_META, CF_SERIES, CF_STUDIES, CF_UNSTABLE,
+    RocksIndex, CF_DELIVERIES, CF_EVENTS, CF_FLAGS, CF_META, CF_SERIES, CF_STUDIES, CF_UNSTABLE,
 };
 use crate::error::StorageError;
 use crate::events::{Delivery, Event, EventKind, NewEvent, Outbox, Unstable};
@@ -289,5 +289,58 @@ impl Outbox for RocksIndex {
             out.push(d);
         }
         Ok(out)
+    }
+}
+
+fn flag_key(study: &str, id: &str) -> Vec<u8> {
+    format!("{study}\0{id}").into_bytes()
+}
+
+impl crate::events::Flags for RocksIndex {
+    fn add_flag(&self, flag: &crate::events::Flag) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            &self.cf(CF_FLAGS)?,
+            flag_key(&flag.study_instance_uid, &flag.id),
+            encode(CF_FLAGS, &flag.id, flag)?,
+        );
+        self.write_synced(batch, "recording a flag")
+    }
+
+    fn flags(&self, study: &str) -> Result<Vec<crate::events::Flag>, StorageError> {
+        let cf = self.cf(CF_FLAGS)?;
+        let prefix = format!("{study}\0").into_bytes();
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(
+            &cf,
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(StorageError::db("reading flags"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(CF_FLAGS, study, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn mark_read(&self, study: &str, read: bool) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let key = format!("read\0{study}").into_bytes();
+        let meta = self.cf(CF_META)?;
+        if read {
+            batch.put_cf(&meta, key, []);
+        } else {
+            batch.delete_cf(&meta, key);
+        }
+        self.write_synced(batch, "marking a study read")
+    }
+
+    fn is_read(&self, study: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .db()
+            .get_pinned_cf(&self.cf(CF_META)?, format!("read\0{study}").as_bytes())
+            .map_err(StorageError::db("reading a read mark"))?
+            .is_some())
     }
 }

@@ -26,6 +26,7 @@ pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_EVENTS: &str = "events";
 pub(crate) const CF_UNSTABLE: &str = "unstable";
 pub(crate) const CF_DELIVERIES: &str = "deliveries";
+pub(crate) const CF_FLAGS: &str = "flags";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -36,6 +37,7 @@ const ALL_CFS: &[&str] = &[
     CF_EVENTS,
     CF_UNSTABLE,
     CF_DELIVERIES,
+    CF_FLAGS,
 ];
 const STATS_KEY: &[u8] = b"statistics";
 

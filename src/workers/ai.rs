@@ -1,0 +1,63 @@
+//! External AI: each stable series is sent to the AI service with STOW-RS (as stored); the
+//! service posts its findings back to `POST /api/studies/{uid}/flags`.
+
+use pacs_storage::{Event, EventKind, SecondaryKey, Store};
+
+use super::{Outgoing, Prepared, Worker};
+
+pub struct AiWorker {
+    /// The AI service's DICOMweb base; instances go to `{url}/studies`.
+    pub url: String,
+    pub bearer: Option<String>,
+}
+
+impl Worker for AiWorker {
+    fn name(&self) -> &str {
+        "ai"
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        event.kind == EventKind::SeriesStable
+    }
+
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
+        let e = |e: pacs_storage::StorageError| e.to_string();
+        let Some(series) = &event.series_instance_uid else {
+            return Ok(Prepared::Skip);
+        };
+        let boundary = format!("pacs-ai-{}", event.seq);
+        let mut body = Vec::new();
+        let mut parts = 0;
+        for sop in store
+            .index
+            .scan_secondary(&SecondaryKey::InstancesOfSeries(series.clone()), usize::MAX)
+            .map_err(e)?
+        {
+            let Some(rec) = store.index.instance(&sop).map_err(e)? else {
+                continue;
+            };
+            let mut file = Vec::new();
+            std::io::Read::read_to_end(&mut store.blobs.open(&rec.blob).map_err(e)?, &mut file)
+                .map_err(|err| format!("reading {sop}: {err}"))?;
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(&file);
+            body.extend_from_slice(b"\r\n");
+            parts += 1;
+        }
+        if parts == 0 {
+            return Ok(Prepared::Skip);
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        Ok(Prepared::Send(Outgoing {
+            method: reqwest::Method::POST,
+            url: format!("{}/studies", self.url.trim_end_matches('/')),
+            content_type: format!(
+                "multipart/related; type=\"application/dicom\"; boundary={boundary}"
+            ),
+            body,
+            bearer: self.bearer.clone(),
+        }))
+    }
+}
