@@ -92,6 +92,8 @@ pub struct WorkersConfig {
     pub pharmacy: Option<TargetConfig>,
     /// External AI service (DICOMweb base receiving stable series by STOW-RS).
     pub ai: Option<TargetConfig>,
+    /// Patient portal receiving "results available" notices with share links.
+    pub portal: Option<TargetConfig>,
     /// Built-in quality analyzers (blank/saturated images, missing slices, orientation)
     /// [default: on].
     pub quality: Option<bool>,
@@ -126,6 +128,7 @@ impl WorkersConfig {
             ("billing", &self.billing),
             ("pharmacy", &self.pharmacy),
             ("ai", &self.ai),
+            ("portal", &self.portal),
         ] {
             let Some(t) = target else { continue };
             let ok = (t.url.starts_with("http://") || t.url.starts_with("https://"))
@@ -182,6 +185,8 @@ pub struct FileConfig {
     pub thumbnail_cache_entries: Option<usize>,
     /// Seconds without a new instance before SeriesStable/StudyStable [default: 60].
     pub stable_after_secs: Option<f64>,
+    /// Lifetime of patient portal share links in hours [default: 72].
+    pub share_link_hours: Option<f64>,
     /// Worker modules delivering events to hospital systems.
     #[serde(default)]
     pub workers: WorkersConfig,
@@ -227,6 +232,7 @@ pub struct ServeSettings {
     pub thumbnail_cache_entries: usize,
     pub stable_after: Duration,
     pub workers: WorkersConfig,
+    pub share_link_ttl: Duration,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -333,6 +339,12 @@ impl ServeArgs {
                 w.quality.get_or_insert(true);
                 w
             },
+            share_link_ttl: Duration::from_secs_f64(
+                file.share_link_hours
+                    .unwrap_or(72.0)
+                    .clamp(0.001, 24.0 * 365.0)
+                    * 3600.0,
+            ),
             stable_after: Duration::from_secs_f64(
                 file.stable_after_secs.unwrap_or(60.0).clamp(0.1, 86_400.0),
             ),

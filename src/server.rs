@@ -84,6 +84,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             tracing::warn!(dir = %dir.display(), "viewer directory has no index.html");
         }
     }
+    let share_secret = crate::workers::share_secret(&settings.store.data)?;
     let api = pacs_viewer_api::ApiState::new(
         store.clone(),
         pacs_viewer_api::ApiConfig {
@@ -97,6 +98,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             local_addr: http_local.to_string(),
             render_threads: settings.render_threads,
             thumbnail_cache_entries: settings.thumbnail_cache_entries,
+            share_secret: share_secret.clone(),
         },
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
@@ -111,7 +113,11 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         None => format!("http://{http_local}/dicom-web"),
     };
     let mut worker_tasks = Vec::new();
-    for (target, worker) in crate::workers::configured(&settings.workers, &wado_base) {
+    let share = crate::workers::ShareSettings {
+        secret: share_secret.clone(),
+        ttl_secs: settings.share_link_ttl.as_secs().max(1),
+    };
+    for (target, worker) in crate::workers::configured(&settings.workers, &wado_base, &share) {
         let dispatcher = crate::workers::dispatch::Dispatcher {
             worker,
             store: store.clone(),

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod dispatch;
 pub mod ehr;
 pub mod pharmacy;
+pub mod portal;
 pub mod quality;
 pub mod stability;
 
@@ -16,6 +17,7 @@ use pacs_storage::{Event, Store};
 pub fn configured(
     config: &crate::config::WorkersConfig,
     wado_base: &str,
+    share: &ShareSettings,
 ) -> Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> {
     let enabled = |t: &Option<crate::config::TargetConfig>| t.clone().filter(|t| t.enabled);
     let mut out: Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> = Vec::new();
@@ -31,6 +33,16 @@ pub fn configured(
         let w = billing::BillingWorker {
             url: t.url.clone(),
             bearer: t.token.clone(),
+        };
+        out.push((t, std::sync::Arc::new(w)));
+    }
+    if let Some(t) = enabled(&config.portal) {
+        let w = portal::PortalWorker {
+            url: t.url.clone(),
+            bearer: t.token.clone(),
+            secret: share.secret.clone(),
+            public_base: wado_base.trim_end_matches("/dicom-web").to_string(),
+            link_ttl_secs: share.ttl_secs,
         };
         out.push((t, std::sync::Arc::new(w)));
     }
@@ -61,6 +73,36 @@ pub fn configured(
         out.push((t, std::sync::Arc::new(w)));
     }
     out
+}
+
+/// The key and lifetime of portal share links.
+pub struct ShareSettings {
+    pub secret: Vec<u8>,
+    pub ttl_secs: u64,
+}
+
+/// The share-link key: `<data>/share.key`, made once (32 random bytes, owner-only).
+pub fn share_secret(data: &std::path::Path) -> Result<Vec<u8>, crate::error::AppError> {
+    let path = data.join("share.key");
+    if let Ok(key) = std::fs::read(&path) {
+        if key.len() >= 32 {
+            return Ok(key);
+        }
+    }
+    let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(crate::error::AppError::Io)?;
+    f.write_all(&key).map_err(crate::error::AppError::Io)?;
+    f.sync_all().map_err(crate::error::AppError::Io)?;
+    Ok(key)
 }
 
 /// One request to a target system.

@@ -539,3 +539,73 @@ fn quality_flags_ai_results_and_the_worklist() {
         .iter()
         .all(|s| s["study_instance_uid"] != clean.as_str()));
 }
+
+#[test]
+fn the_portal_link_opens_its_study_only_and_expires() {
+    let receiver = Receiver::start(0);
+    let (_tmp, data) = data_dir();
+    let cfg = data.parent().expect("parent").join("pacs.toml");
+    // Links live 3 seconds here, so expiry can be watched.
+    std::fs::write(
+        &cfg,
+        format!(
+            "stable_after_secs = 0.3\nshare_link_hours = 0.001\n[workers.portal]\nurl = \"http://127.0.0.1:{}/portal/notices\"\n",
+            receiver.port
+        ),
+    )
+    .expect("config");
+    let server = start(&data, &cfg);
+    storescu(&server, &ct_study());
+    let got = receiver.wait("a portal notice", |r| !r.is_empty(), &server);
+    let notice: Value = serde_json::from_str(&got[0].body).expect("JSON notice");
+    assert_eq!(notice["type"], "results-available");
+    assert_eq!(notice["modalities"], serde_json::json!(["CT"]));
+    let study = notice["study_instance_uid"]
+        .as_str()
+        .expect("study")
+        .to_string();
+    let link = notice["link"].as_str().expect("link").to_string();
+    let prefix = format!("http://127.0.0.1:{}/api/share/", server.http_port);
+    assert!(link.starts_with(&prefix), "{link}");
+    let token = &link[prefix.len()..];
+
+    let get = |path: &str| -> (u16, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = dir.path().join("b");
+        let out = run(std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-w", "%{http_code}", "-o"])
+            .arg(&body)
+            .arg(path));
+        let code = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (code, std::fs::read(&body).unwrap_or_default())
+    };
+    let (code, body) = get(&link);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let summary: Value = serde_json::from_slice(&body).expect("summary");
+    assert_eq!(summary["study_instance_uid"], study.as_str());
+    assert_eq!(summary["series"].as_array().map(Vec::len), Some(1));
+    let (code, thumb) = get(summary["thumbnail"].as_str().expect("thumbnail"));
+    assert_eq!(code, 200);
+    assert_eq!(&thumb[..2], &[0xFF, 0xD8]);
+    // The token opens nothing else: a series of another study is not found through it, and an
+    // altered token is refused.
+    let mr = samples().join("mr_explicit.dcm");
+    storescu(&server, std::slice::from_ref(&mr));
+    let other = server.json(&format!("/api/instances/{}", file_uids(&mr).0));
+    let other_series = other["series_instance_uid"].as_str().expect("series");
+    assert_eq!(
+        get(&format!("{link}/series/{other_series}/thumbnail")).0,
+        404
+    );
+    let mut forged = token.to_string();
+    forged.replace_range(0..1, if forged.starts_with('A') { "B" } else { "A" });
+    assert_eq!(get(&format!("{prefix}{forged}")).0, 403);
+    // After its lifetime (3.6 s), the link is refused.
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, body) = get(&link);
+    assert_eq!(code, 403);
+    assert!(String::from_utf8_lossy(&body).contains("expired"));
+}

@@ -9,6 +9,8 @@ pub mod fhir;
 mod fhir_api;
 mod flags_api;
 pub mod render;
+pub mod share;
+mod share_api;
 mod viewer;
 
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ pub struct ApiConfig {
     pub render_threads: usize,
     /// Thumbnails kept in memory.
     pub thumbnail_cache_entries: usize,
+    /// Key of the portal's share links (HMAC-SHA256).
+    pub share_secret: Vec<u8>,
     /// `host:port` the HTTP listener is bound to (for URLs when a request names no host).
     pub local_addr: String,
 }
@@ -119,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(events_api::routes())
         .merge(fhir_api::routes())
         .merge(flags_api::routes())
+        .merge(share_api::routes())
         .nest(
             dicomweb::DICOMWEB_ROOT,
             dicomweb::routes(config.max_stow_bytes),

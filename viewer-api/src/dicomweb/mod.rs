@@ -6,7 +6,7 @@ pub mod media;
 mod multipart;
 mod pixels;
 pub mod qido;
-mod rendered;
+pub(crate) mod rendered;
 mod stow;
 pub mod urls;
 mod wado;
