@@ -66,6 +66,19 @@ impl Dispatcher {
             Err(e) => tracing::error!(worker = %name, error = %e, "cannot read pending deliveries"),
         }
         loop {
+            let name2 = name.clone();
+            match self
+                .blocking(move |store| store.outbox.take_retries(&name2))
+                .await
+            {
+                Ok(retried) => {
+                    for d in retried {
+                        tracing::info!(worker = %name, seq = d.seq, "retry requested");
+                        pending.insert(d.seq, d);
+                    }
+                }
+                Err(e) => tracing::error!(worker = %name, error = %e, "reading retries failed"),
+            }
             if let Err(e) = self.intake(&mut pending).await {
                 tracing::error!(worker = %name, error = %e, "reading the outbox failed");
             }

@@ -131,6 +131,10 @@ pub trait Outbox: Send + Sync {
     /// Record a delivery's new state (synced).
     fn put_delivery(&self, delivery: &Delivery) -> Result<(), crate::StorageError>;
     fn delivery(&self, worker: &str, seq: u64) -> Result<Option<Delivery>, crate::StorageError>;
+    /// Put a delivery back to pending and tell its worker (which holds its queue in memory).
+    fn retry(&self, worker: &str, seq: u64) -> Result<Option<Delivery>, crate::StorageError>;
+    /// Deliveries put back by `retry` since the worker last asked.
+    fn take_retries(&self, worker: &str) -> Result<Vec<Delivery>, crate::StorageError>;
     /// Deliveries in (worker, seq) order, optionally of one worker, after a (worker, seq).
     fn deliveries(
         &self,

@@ -32,6 +32,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(failures: usize) -> Receiver {
+        Receiver::start_on(0, failures)
+    }
+
+    /// On a given port (0: any), so a test can start it after the server that sends to it.
+    fn start_on(port: u16, failures: usize) -> Receiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -68,7 +73,7 @@ impl Receiver {
             },
         );
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         runtime.spawn(async move {
@@ -608,4 +613,80 @@ fn the_portal_link_opens_its_study_only_and_expires() {
     let (code, body) = get(&link);
     assert_eq!(code, 403);
     assert!(String::from_utf8_lossy(&body).contains("expired"));
+}
+
+#[test]
+fn dead_letters_wait_for_a_retry_and_a_receiver_that_was_down_gets_its_delivery() {
+    // A port nobody listens on yet: the EHR is down when the study becomes stable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let billing = Receiver::start(usize::MAX);
+    let (_tmp, data) = data_dir();
+    let cfg = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "stable_after_secs = 0.3\n[workers.ehr]\nurl = \"http://127.0.0.1:{port}/fhir\"\nbackoff_ms = 200\nmax_backoff_ms = 400\n[workers.billing]\nurl = \"http://127.0.0.1:{}/billing\"\nmax_attempts = 2\nbackoff_ms = 100\n",
+            billing.port
+        ),
+    )
+    .expect("config");
+    let server = start(&data, &cfg);
+    let clinical = {
+        let dir = data.parent().expect("parent").join("clinical");
+        let out = run(python()
+            .arg(repo().join("tests/support/make_clinical.py"))
+            .arg(&dir));
+        assert!(out.status.success());
+        dir.join("a_ct_contrast_allergy.dcm")
+    };
+    storescu(&server, std::slice::from_ref(&clinical));
+
+    // Billing refuses twice: the delivery is dead and waits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let d = server.json("/api/events?worker=billing&state=dead");
+        if d.as_array().is_some_and(|a| !a.is_empty()) {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(dead[0]["attempts"], 2);
+    assert!(dead[0]["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("500")));
+    assert_eq!(billing.received().len(), 2);
+
+    // The EHR comes up: its delivery goes through on a later attempt, unaffected by billing.
+    let ehr = Receiver::start_on(port, 0);
+    let got = ehr.wait("the delayed ImagingStudy", delivered, &server);
+    assert_eq!(got.len(), 1);
+    let ehr_events = server.json("/api/events?worker=ehr");
+    assert_eq!(ehr_events[0]["state"], "delivered");
+    assert!(
+        ehr_events[0]["attempts"].as_u64().unwrap_or(0) >= 2,
+        "{ehr_events}"
+    );
+
+    // A retry of the dead letter, once billing accepts: delivered, same key.
+    billing.failures.store(0, Ordering::SeqCst);
+    let seq = dead[0]["seq"].as_u64().expect("seq");
+    let out = run(std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .arg(format!(
+            "http://127.0.0.1:{}/api/events/billing/{seq}/retry",
+            server.http_port
+        )));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let got = billing.wait("the retried charge", delivered, &server);
+    assert!(got.iter().all(|r| r.key == got[0].key));
+    let after = server.json("/api/events?worker=billing");
+    assert_eq!(after[0]["state"], "delivered", "{after}");
 }

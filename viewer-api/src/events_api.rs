@@ -193,17 +193,7 @@ async fn retry(
     Path((worker, seq)): Path<(String, u64)>,
 ) -> Result<Json<Value>, ApiError> {
     let store = s.store.clone();
-    let updated = blocking(move || {
-        let Some(mut d) = store.outbox.delivery(&worker, seq)? else {
-            return Ok(None);
-        };
-        d.state = DeliveryState::Pending;
-        d.attempts = 0;
-        d.next_attempt_ms = 0;
-        store.outbox.put_delivery(&d)?;
-        Ok(Some(d))
-    })
-    .await?;
+    let updated = blocking(move || store.outbox.retry(&worker, seq)).await?;
     updated
         .map(|d| Json(json!(d)))
         .ok_or(ApiError::NotFound("delivery"))

@@ -261,6 +261,57 @@ impl Outbox for RocksIndex {
             .transpose()
     }
 
+    fn retry(&self, worker: &str, seq: u64) -> Result<Option<Delivery>, StorageError> {
+        let Some(mut d) = self.delivery(worker, seq)? else {
+            return Ok(None);
+        };
+        d.state = crate::events::DeliveryState::Pending;
+        d.attempts = 0;
+        d.next_attempt_ms = 0;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            &self.cf(CF_DELIVERIES)?,
+            delivery_key(worker, seq),
+            encode(CF_DELIVERIES, &d.idempotency_key, &d)?,
+        );
+        let mut marker = format!("retry\0{worker}\0").into_bytes();
+        marker.extend_from_slice(&seq.to_be_bytes());
+        batch.put_cf(&self.cf(CF_META)?, marker, []);
+        self.write_synced(batch, "queueing a retry")?;
+        Ok(Some(d))
+    }
+
+    fn take_retries(&self, worker: &str) -> Result<Vec<Delivery>, StorageError> {
+        let meta = self.cf(CF_META)?;
+        let prefix = format!("retry\0{worker}\0").into_bytes();
+        let mut markers = Vec::new();
+        for item in self.db().iterator_cf(
+            &meta,
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        ) {
+            let (k, _) = item.map_err(StorageError::db("reading retry markers"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            markers.push(k.to_vec());
+        }
+        if markers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut batch = WriteBatch::default();
+        for k in markers {
+            if let Ok(seq) = <[u8; 8]>::try_from(&k[prefix.len()..]) {
+                if let Some(d) = self.delivery(worker, u64::from_be_bytes(seq))? {
+                    out.push(d);
+                }
+            }
+            batch.delete_cf(&meta, k);
+        }
+        self.write_synced(batch, "taking retry markers")?;
+        Ok(out)
+    }
+
     fn deliveries(
         &self,
         worker: Option<&str>,

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Cost of the worker modules on ingest, and how late their deliveries arrive.
+#  - COUNT (2000) generated 512x512 16-bit CT instances (tests/support/gen_instances.py), 20
+#    studies of 2 series of 50, sent in file order with dcmtk storescu over 1 association and
+#    over 4 in parallel (each a contiguous quarter: whole studies), to a fresh `pacs` each time;
+#  - "none": pacs.toml `[workers] quality = false` (no worker at all; stable_after_secs stays at
+#    its default, so no stability event fires during the run either);
+#  - "all": stable_after_secs = STABLE_AFTER (2) and ehr, billing, pharmacy, portal and ai
+#    pointed at a local threaded HTTP receiver (benches/workers_receiver.py, 200/201 to all),
+#    quality analyzers on (default). Studies go stable while later ones are still arriving, so
+#    the workers run during the ingest as well as after it;
+#  - after each "all" ingest, waits (at most WAIT s) until every StudyStable/SeriesStable event
+#    has a settled delivery for each worker wanting it, then reads the outbox
+#    (GET /api/outbox), the delivery records (GET /api/events?worker=W) and the receiver's log.
+# Prints markdown tables: ingest instances/s none vs all (median of ROUNDS, rounds alternate the
+# order), the ratio and whether all-workers ingest is < 10% slower; per run, the time from the
+# end of the ingest to the last delivery and until everything settled; delivery lag
+# (receiver arrival - event time_ms) p50/p99/max per worker; delivered/held/skipped/dead counts.
+#
+# usage: benches/workers.sh
+#   env: ROUNDS (3), COUNT (2000, a multiple of 400), STABLE_AFTER (2 s), WAIT (120 s),
+#        BENCH_DIR (keep the generated instances there between runs), PACS_BIN
+#        (target/release/pacs; copied first so a rebuild cannot swap it mid-run)
+# needs: scripts/setup test, a release build, dcmtk (storescu), curl, bc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+COUNT="${COUNT:-2000}"
+STABLE_AFTER="${STABLE_AFTER:-2}"
+WAIT="${WAIT:-120}"
+SEED=workers
+export TCP_NODELAY=1   # dcmtk reads this: no Nagle stalls on the client side
+PY=.venv/bin/python
+BIN="${PACS_BIN:-target/release/pacs}"
+HELPER=benches/workers_receiver.py
+[ -x "$PY" ] || scripts/setup test
+for tool in /usr/bin/storescu curl bc; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dcmtk curl bc)" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "no $BIN (cargo build --release)" >&2; exit 1; }
+[ $((COUNT % 400)) = 0 ] || { echo "COUNT must be a multiple of 400 (whole studies of 100 per association)" >&2; exit 1; }
+STARTED=$(date +%s)
+CLK_TCK=$(getconf CLK_TCK)
+
+TMP=$(mktemp -d /tmp/pacs-workers.XXXXXX)
+GEN="${BENCH_DIR:-$TMP/gen}"
+RES="$TMP/results"
+mkdir -p "$GEN" "$RES"
+PIDS=()
+cleanup() {
+  local pid p
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 1 100); do
+    pid=""
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && pid=$p; done
+    [ -z "$pid" ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date +%T)] $*" >&2; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # PID: user + system clock ticks so far
+busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }   # all CPUs
+stop() { # PID: TERM, wait, forget
+  local pid=$1 p keep=()
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" != "$pid" ] && keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+cp "$BIN" "$TMP/pacs"
+log "pacs: $BIN built $(date -r "$BIN" '+%F %T'), tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' + uncommitted changes'); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- input data ------------------------------------------------------------------------------
+DATA="$GEN/$SEED-$COUNT"
+if [ ! -f "$DATA/.done" ]; then
+  log "generating $COUNT 512x512 16-bit CT instances ($((COUNT / 100)) studies x 2 series x 50) ..."
+  rm -rf "$DATA"
+  $PY tests/support/gen_instances.py "$DATA" "$COUNT" --per-series 50 --series-per-study 2 \
+    --seed "$SEED"
+  touch "$DATA/.done"
+fi
+# File order = study order (ct000000.dcm ...). One association sends them all in that order;
+# four associations get a contiguous quarter each (whole studies), as four modalities would.
+mapfile -t FILES < <(find "$DATA" -name 'ct*.dcm' | sort)
+[ "${#FILES[@]}" = "$COUNT" ] || { echo "expected $COUNT files in $DATA, found ${#FILES[@]}" >&2; exit 1; }
+QUARTER=$((COUNT / 4))
+MB=$(du -sb --exclude=.done "$DATA" | awk '{printf "%.0f", $1 / 1e6}')
+
+# start_pacs DATA_DIR CONFIG LOG: sets PACS_PID PACS_DICOM PACS_HTTP
+start_pacs() {
+  PACS_LOG=warn,pacs::server=info "$TMP/pacs" serve --data "$1" --config "$2" --ae-title PACS \
+    --dicom-bind 127.0.0.1 --dicom-port 0 --http-bind 127.0.0.1 --http-port 0 2>"$3" &
+  PACS_PID=$!
+  PIDS+=("$PACS_PID")
+  PACS_DICOM=""; PACS_HTTP=""
+  for _ in $(seq 1 300); do
+    PACS_DICOM=$(sed -n 's/.*DICOM listening on [^ ]*:\([0-9]*\).*/\1/p' "$3" | head -1)
+    PACS_HTTP=$(sed -n 's/.*HTTP listening on [^ ]*:\([0-9]*\).*/\1/p' "$3" | head -1)
+    [ -n "$PACS_DICOM" ] && [ -n "$PACS_HTTP" ] && return 0
+    kill -0 "$PACS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "pacs did not start; log:" >&2; cat "$3" >&2; return 1
+}
+
+# start_receiver DIR: sets RECV_PID RECV_PORT (log in DIR/received.jsonl)
+start_receiver() {
+  $PY "$HELPER" serve "$1/receiver.port" "$1/received.jsonl" 2>"$1/receiver.err" &
+  RECV_PID=$!
+  PIDS+=("$RECV_PID")
+  for _ in $(seq 1 100); do
+    [ -f "$1/receiver.port" ] && { RECV_PORT=$(cat "$1/receiver.port"); return 0; }
+    kill -0 "$RECV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "receiver did not start:" >&2; cat "$1/receiver.err" >&2; return 1
+}
+
+# send ASSOCS PORT LOGFILE: storescu, all files on one association or a quarter on each of four
+send() {
+  local i pids=() rc=0
+  if [ "$1" = 1 ]; then
+    /usr/bin/storescu -aet BENCH -aec PACS 127.0.0.1 "$2" "${FILES[@]}" >>"$3" 2>&1 || rc=$?
+  else
+    for i in 0 1 2 3; do
+      /usr/bin/storescu -aet BENCH -aec PACS 127.0.0.1 "$2" \
+        "${FILES[@]:$((i * QUARTER)):$QUARTER}" >>"$3" 2>&1 &
+      pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || rc=$?; done
+  fi
+  return "$rc"
+}
+
+# run ROUND MODE ASSOCS: one fresh server, one timed ingest (and for "all", the deliveries)
+run() {
+  local round=$1 mode=$2 assocs=$3 dir t0 t1 c0 c1 b0 b1 stored rec
+  dir="$RES/r$round-$mode-$assocs"
+  mkdir -p "$dir"
+  if [ "$mode" = all ]; then
+    start_receiver "$dir"
+    local base="http://127.0.0.1:$RECV_PORT"
+    cat >"$dir/pacs.toml" <<EOF
+stable_after_secs = $STABLE_AFTER
+[workers.ehr]
+url = "$base/fhir"
+[workers.billing]
+url = "$base/billing"
+[workers.pharmacy]
+url = "$base/pharmacy"
+[workers.portal]
+url = "$base/portal"
+[workers.ai]
+url = "$base/ai"
+EOF
+  else
+    printf '[workers]\nquality = false\n' >"$dir/pacs.toml"
+  fi
+  sync   # the previous run's writes must not drain into this one
+  start_pacs "$dir/data" "$dir/pacs.toml" "$dir/pacs.log"
+  c0=$(cpu_ticks "$PACS_PID"); b0=$(busy_ticks)
+  t0=$(date +%s.%N)
+  if ! send "$assocs" "$PACS_DICOM" "$dir/storescu.log"; then
+    echo "storescu failed (round $round, $mode, $assocs assoc):" >&2; tail -20 "$dir/storescu.log" >&2; exit 1
+  fi
+  t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$PACS_PID"); b1=$(busy_ticks)
+  stored=$(curl -sf "http://127.0.0.1:$PACS_HTTP/api/statistics")
+  local secs cpu busy
+  secs=$(echo "$t1 - $t0" | bc -l)
+  cpu=$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)
+  busy=$(echo "($b1 - $b0) / $CLK_TCK / $secs" | bc -l)
+  log "round $round, $mode, $assocs assoc: $(printf '%.2f s, %.0f inst/s, pacs CPU %.1f s' "$secs" "$(echo "$COUNT / $secs" | bc -l)" "$cpu"); index: $stored"
+  rec=$(printf '{"round": %d, "mode": "%s", "assocs": %d, "ingest_s": %.4f, "ingest_start": %s, "ingest_end": %s, "pacs_cpu_ingest": %.2f, "busy_cores": %.3f, "detail": "%s"' \
+    "$round" "$mode" "$assocs" "$secs" "$t0" "$t1" "$cpu" "$busy" "$dir/detail.json")
+  if [ "$mode" = all ]; then
+    $PY "$HELPER" wait "$PACS_HTTP" "$dir/received.jsonl" "$dir/detail.json" "$WAIT"
+    local total
+    total=$(echo "($(cpu_ticks "$PACS_PID") - $c0) / $CLK_TCK" | bc -l)
+    rec+=$(printf ', "pacs_cpu_total": %.2f' "$total")
+    log "  deliveries settled $(printf '%.1f' "$(echo "$(date +%s.%N) - $t1" | bc -l)") s after the ingest ended; $(wc -l <"$dir/received.jsonl") requests received; pacs CPU to settled ${total%.*} s"
+    grep -E ' (ERROR|error) ' "$dir/pacs.log" | head -3 >&2 || true
+  fi
+  echo "$rec}" >>"$RES/runs.jsonl"
+  stop "$PACS_PID"
+  [ "$mode" = all ] && stop "$RECV_PID"
+  rm -rf "$dir/data"
+}
+
+printf '{"count": %d, "mb": %d, "stable_after": %s}\n' "$COUNT" "$MB" "$STABLE_AFTER" >"$RES/meta.json"
+for round in $(seq 1 "$ROUNDS"); do
+  # Alternate which configuration goes first, so drift in the machine hits both alike.
+  if [ $((round % 2)) = 1 ]; then order="none all"; else order="all none"; fi
+  for assocs in 1 4; do
+    for mode in $order; do
+      run "$round" "$mode" "$assocs"
+    done
+  done
+done
+
+$PY "$HELPER" summary "$RES"
+echo
+echo "($COUNT instances, $MB MB, $((COUNT / 100)) studies x 2 series x 50; stable_after_secs = $STABLE_AFTER in the all-workers runs; $(nproc) cores, load average at end $(cut -d' ' -f1-3 /proc/loadavg); total runtime $(( $(date +%s) - STARTED )) s)"
