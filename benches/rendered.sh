@@ -52,25 +52,8 @@ GEN="${BENCH_DIR:-$TMP/gen}"
 RES="$TMP/results"
 mkdir -p "$GEN" "$RES"
 PIDS=()
-cleanup() {
-  local pid p
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for _ in $(seq 1 100); do
-    pid=""
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && pid=$p; done
-    [ -z "$pid" ] && break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# cleanup on exit: stop everything in PIDS, remove TMP.
+. "$(dirname "$0")/common.sh"
 
 log() { echo "[$(date +%T)] $*" >&2; }
 note() { echo "$*" >>"$RES/notes.txt"; log "note: $*"; }

@@ -8,6 +8,7 @@ use dicom_pixeldata::PixelDecoder;
 use pacs_storage::part10::read_instance;
 use pacs_storage::records::{first_value, InstanceRecord};
 use pacs_storage::{Event, EventKind, Flag, SecondaryKey, Severity, Store};
+use rayon::prelude::*;
 
 use super::{Prepared, Worker};
 
@@ -203,9 +204,14 @@ impl Worker for QualityWorker {
             .filter(|r| !first_value(&r.attributes, "00280010").is_empty())
             .collect();
         let step = images.len().div_ceil(MAX_PIXEL_CHECKS).max(1);
-        for rec in images.iter().step_by(step) {
-            findings.extend(pixel_finding(event, store, rec));
-        }
+        let sampled: Vec<&InstanceRecord> = images.into_iter().step_by(step).collect();
+        // Decoding is the heavy part: on the rayon pool (one thread per core), in parallel.
+        findings.extend(
+            sampled
+                .par_iter()
+                .filter_map(|rec| pixel_finding(event, store, rec))
+                .collect::<Vec<_>>(),
+        );
         for f in &findings {
             store.flags.add_flag(f).map_err(e)?;
             tracing::info!(study = %f.study_instance_uid, label = %f.label, "quality flag");
