@@ -162,8 +162,13 @@ pub async fn reject_busy(stream: TcpStream, settings: Arc<DimseSettings>) {
         };
         let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
     }
-    pdus.close_gracefully(LINGER).await;
+    // The peer closes once it has read the rejection; a loaded peer (pynetdicom on a busy
+    // machine) can take seconds, and closing first makes it report an abort instead.
+    pdus.close_gracefully(REJECT_LINGER).await;
 }
+
+/// How long a rejected peer gets to read the A-ASSOCIATE-RJ and close.
+const REJECT_LINGER: Duration = Duration::from_secs(15);
 
 /// Run one association to its end. Never panics on peer input; logs one line at the end.
 pub async fn serve(
