@@ -16,6 +16,10 @@ impl Worker for AiWorker {
         "ai"
     }
 
+    fn yields_to_ingest(&self) -> bool {
+        true
+    }
+
     fn wants(&self, event: &Event) -> bool {
         event.kind == EventKind::SeriesStable
     }

@@ -48,6 +48,8 @@ fn now_ms() -> u64 {
 
 const POLL: Duration = Duration::from_millis(200);
 const INTAKE: usize = 256;
+/// Heavy workers start once no instance has arrived for this long.
+const INGEST_QUIET_MS: u64 = 1000;
 
 pub struct Dispatcher {
     pub worker: Arc<dyn Worker>,
@@ -157,6 +159,12 @@ impl Dispatcher {
         shutdown: &CancellationToken,
     ) {
         let now = now_ms();
+        // Heavy workers wait until instances stop arriving (they catch up in the quiet).
+        if self.worker.yields_to_ingest()
+            && now.saturating_sub(self.store.ingestor.last_activity_ms()) < INGEST_QUIET_MS
+        {
+            return;
+        }
         let mut blocked_studies: HashSet<String> = HashSet::new();
         let mut due = Vec::new();
         for d in pending.values() {

@@ -149,6 +149,11 @@ pub enum Prepared {
 /// the store at hand).
 pub trait Worker: Send + Sync {
     fn name(&self) -> &str;
+    /// CPU- or I/O-heavy work (decoding, whole-series uploads) that waits while instances are
+    /// arriving, so it does not slow ingest; light workers deliver at once.
+    fn yields_to_ingest(&self) -> bool {
+        false
+    }
     fn wants(&self, event: &Event) -> bool;
     fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String>;
 }

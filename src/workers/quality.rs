@@ -179,6 +179,10 @@ impl Worker for QualityWorker {
         "quality"
     }
 
+    fn yields_to_ingest(&self) -> bool {
+        true
+    }
+
     fn wants(&self, event: &Event) -> bool {
         event.kind == EventKind::SeriesStable
     }

@@ -82,6 +82,9 @@ pub struct Ingestor {
     policy: DuplicatePolicy,
     jobs: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// When an instance last started arriving (ms since the epoch), so background work can
+    /// yield to ingest.
+    last_activity_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Ingestor {
@@ -98,7 +101,14 @@ impl Ingestor {
             policy,
             jobs: Some(tx),
             writer,
+            last_activity_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
+    }
+
+    /// When an instance was last handed to the ingest path (ms since the epoch; 0: never).
+    pub fn last_activity_ms(&self) -> u64 {
+        self.last_activity_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Store one staged instance. Blocking: call from a blocking thread.
@@ -108,6 +118,13 @@ impl Ingestor {
         source: &IngestSource,
         expected: &Expected,
     ) -> Result<Ingested, IngestError> {
+        self.last_activity_ms.store(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let checked = check_staged(&staged, expected);
         let (parsed, transfer_syntax_uid, size) = match checked {
             Ok(v) => v,
