@@ -83,22 +83,6 @@ elif [ "$BIG_STUDIES" -gt 0 ]; then
   note "pacs @$BIG_STUDIES will be skipped: no target/release/deps/qr_populate-* (cargo bench --bench qr_populate --no-run)"
 fi
 
-# start_pacs DATA_DIR LOG: sets PACS_PID PACS_DICOM PACS_HTTP
-start_pacs() {
-  PACS_LOG=warn,pacs::server=info "$BIN" serve --data "$1" --ae-title PACS \
-    --dicom-bind 127.0.0.1 --dicom-port 0 --http-bind 127.0.0.1 --http-port 0 2>"$2" &
-  PACS_PID=$!
-  PIDS+=("$PACS_PID")
-  PACS_DICOM=""; PACS_HTTP=""
-  for _ in $(seq 1 300); do
-    PACS_DICOM=$(sed -n 's/.*DICOM listening on [^ ]*:\([0-9]*\).*/\1/p' "$2" | head -1)
-    PACS_HTTP=$(sed -n 's/.*HTTP listening on [^ ]*:\([0-9]*\).*/\1/p' "$2" | head -1)
-    [ -n "$PACS_DICOM" ] && [ -n "$PACS_HTTP" ] && return 0
-    kill -0 "$PACS_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "pacs did not start; log:" >&2; cat "$2" >&2; return 1
-}
 pacs_has_dicomweb() { # HTTP_PORT
   local code
   code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/dicom+json' \
@@ -164,7 +148,7 @@ if [ "$HAVE_ORTHANC" = 1 ]; then
 fi
 if [ "$HAVE_PACS" = 1 ]; then
   log "starting pacs ..."
-  start_pacs "$TMP/pacs-data" "$TMP/pacs.log"
+  start_pacs "$BIN" "$TMP/pacs-data" "$TMP/pacs.log"
   if pacs_has_dicomweb "$PACS_HTTP"; then
     ingest pacs PACS "$PACS_DICOM"
     log "pacs holds: $(curl -s "http://127.0.0.1:$PACS_HTTP/api/statistics" | tr -d ' \n')"
@@ -244,7 +228,7 @@ if [ "$HAVE_PACS" = 1 ] && [ "$BIG_STUDIES" -gt 0 ]; then
   if [ -n "$QRPOP" ]; then
     log "populating a $BIG_STUDIES-study index with $QRPOP ..."
     if "$QRPOP" "$TMP/pacs-big" "$BIG_STUDIES" 10 >&2; then
-      start_pacs "$TMP/pacs-big" "$TMP/pacs-big.log"
+      start_pacs "$BIN" "$TMP/pacs-big" "$TMP/pacs-big.log"
       log "pacs holds: $(curl -s "http://127.0.0.1:$PACS_HTTP/api/statistics" | tr -d ' \n')"
       log "QIDO-RS on pacs, $BIG_STUDIES-study population ..."
       $PY benches/dicomweb_load.py qido "http://127.0.0.1:$PACS_HTTP/dicom-web" "$BIG_STUDIES" \

@@ -66,22 +66,6 @@ note "machine: $NPROC cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' 
 cp "$BIN" "$TMP/pacs"
 note "pacs: $BIN built $(date -r "$BIN" '+%F %T'), tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' + uncommitted changes'); Orthanc $("$ORTHANC" --version 2>/dev/null | head -1 | awk '{print $NF}') + DICOMweb plugin, defaults (HttpThreadsCount 50)"
 
-# start_pacs DATA_DIR LOG: sets PACS_PID PACS_DICOM PACS_HTTP
-start_pacs() {
-  PACS_LOG=warn,pacs::server=info "$TMP/pacs" serve --data "$1" --ae-title PACS \
-    --dicom-bind 127.0.0.1 --dicom-port 0 --http-bind 127.0.0.1 --http-port 0 2>"$2" &
-  PACS_PID=$!
-  PIDS+=("$PACS_PID")
-  PACS_DICOM=""; PACS_HTTP=""
-  for _ in $(seq 1 300); do
-    PACS_DICOM=$(sed -n 's/.*DICOM listening on [^ ]*:\([0-9]*\).*/\1/p' "$2" | head -1)
-    PACS_HTTP=$(sed -n 's/.*HTTP listening on [^ ]*:\([0-9]*\).*/\1/p' "$2" | head -1)
-    [ -n "$PACS_DICOM" ] && [ -n "$PACS_HTTP" ] && return 0
-    kill -0 "$PACS_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "pacs did not start; log:" >&2; cat "$2" >&2; return 1
-}
 
 # start_orthanc DIR: sets ORTHANC_PID ORTHANC_DICOM ORTHANC_HTTP
 . "$(dirname "$0")/orthanc.sh"
@@ -173,7 +157,7 @@ start_orthanc "$TMP/orthanc"
 send orthanc ORTHANC "$ORTHANC_DICOM" "$DATA"
 log "Orthanc holds: $(curl -s "http://127.0.0.1:$ORTHANC_HTTP/statistics" | tr -d ' \n')"
 log "starting pacs ..."
-start_pacs "$TMP/pacs-data" "$TMP/pacs.log"
+start_pacs "$TMP/pacs" "$TMP/pacs-data" "$TMP/pacs.log"
 send pacs PACS "$PACS_DICOM" "$DATA"
 log "pacs holds: $(curl -s "http://127.0.0.1:$PACS_HTTP/api/statistics" | tr -d ' \n')"
 SERVERS=("orthanc $ORTHANC_HTTP $ORTHANC_PID" "pacs $PACS_HTTP $PACS_PID")

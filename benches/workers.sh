@@ -96,22 +96,7 @@ mapfile -t FILES < <(find "$DATA" -name 'ct*.dcm' | sort)
 QUARTER=$((COUNT / 4))
 MB=$(du -sb --exclude=.done "$DATA" | awk '{printf "%.0f", $1 / 1e6}')
 
-# start_pacs DATA_DIR CONFIG LOG: sets PACS_PID PACS_DICOM PACS_HTTP
-start_pacs() {
-  PACS_LOG=warn,pacs::server=info "$TMP/pacs" serve --data "$1" --config "$2" --ae-title PACS \
-    --dicom-bind 127.0.0.1 --dicom-port 0 --http-bind 127.0.0.1 --http-port 0 2>"$3" &
-  PACS_PID=$!
-  PIDS+=("$PACS_PID")
-  PACS_DICOM=""; PACS_HTTP=""
-  for _ in $(seq 1 300); do
-    PACS_DICOM=$(sed -n 's/.*DICOM listening on [^ ]*:\([0-9]*\).*/\1/p' "$3" | head -1)
-    PACS_HTTP=$(sed -n 's/.*HTTP listening on [^ ]*:\([0-9]*\).*/\1/p' "$3" | head -1)
-    [ -n "$PACS_DICOM" ] && [ -n "$PACS_HTTP" ] && return 0
-    kill -0 "$PACS_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "pacs did not start; log:" >&2; cat "$3" >&2; return 1
-}
+# start_pacs (benches/common.sh): BIN DATA_DIR LOG [--config FILE]
 
 # start_receiver DIR: sets RECV_PID RECV_PORT (log in DIR/received.jsonl)
 start_receiver() {
@@ -190,7 +175,7 @@ run() {
     write_config "$mode" "$dir/pacs.toml"
   fi
   sync   # the previous run's writes must not drain into this one
-  start_pacs "$dir/data" "$dir/pacs.toml" "$dir/pacs.log"
+  start_pacs "$TMP/pacs" "$dir/data" "$dir/pacs.log" --config "$dir/pacs.toml"
   [ -n "$RECV_PID" ] && r0=$(cpu_ticks "$RECV_PID")
   c0=$(cpu_ticks "$PACS_PID"); b0=$(busy_ticks); children_cpu s0
   t0=$(date +%s.%N)
