@@ -84,8 +84,8 @@ impl Worker for BillingWorker {
             .iter()
             .find_map(|h| text(h, tags::PERFORMING_PHYSICIAN_NAME));
         let date = first_value(a, "00080020");
-        let occurrence =
-            (date.len() == 8).then(|| format!("{}-{}-{}", &date[..4], &date[4..6], &date[6..8]));
+        let occurrence = (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| format!("{}-{}-{}", &date[..4], &date[4..6], &date[6..8]));
         let entries: Vec<Value> = procedures
             .iter()
             .map(|(code, scheme, meaning)| {

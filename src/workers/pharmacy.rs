@@ -134,7 +134,7 @@ impl Worker for PharmacyWorker {
                 admin["dosage"]["dose"] = json!({"value": v, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit});
             }
             let date = pacs_storage::records::first_value(&study.attributes, "00080020");
-            if date.len() == 8 {
+            if date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) {
                 admin["effectiveDateTime"] =
                     json!(format!("{}-{}-{}", &date[..4], &date[4..6], &date[6..8]));
             }
