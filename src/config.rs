@@ -187,6 +187,9 @@ pub struct FileConfig {
     pub stable_after_secs: Option<f64>,
     /// Lifetime of patient portal share links in hours [default: 72].
     pub share_link_hours: Option<f64>,
+    /// Serve HTTP on a non-loopback address although it has no authentication yet
+    /// [default: false: such a bind is refused].
+    pub allow_unauthenticated_http: Option<bool>,
     /// Worker modules delivering events to hospital systems.
     #[serde(default)]
     pub workers: WorkersConfig,
@@ -309,6 +312,19 @@ impl ServeArgs {
                 "max_pdu must be 4096..=16777216".into(),
             ));
         }
+        let http_bind = self
+            .http_bind
+            .or(file.http_bind)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        // Secure by default: the HTTP API serves patient data and has no authentication yet,
+        // so it stays on loopback (behind a TLS proxy) unless the site says otherwise.
+        if !http_bind.is_loopback() && !file.allow_unauthenticated_http.unwrap_or(false) {
+            return Err(ConfigError::Invalid(format!(
+                "HTTP on {http_bind} would expose patient data without authentication: bind \
+                 127.0.0.1 (the default) behind a TLS reverse proxy, or set \
+                 allow_unauthenticated_http = true in the config file"
+            )));
+        }
         Ok(ServeSettings {
             store,
             ae_title,
@@ -317,10 +333,7 @@ impl ServeArgs {
                 .or(file.dicom_bind)
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),
             dicom_port: self.dicom_port.or(file.dicom_port).unwrap_or(11112),
-            http_bind: self
-                .http_bind
-                .or(file.http_bind)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            http_bind,
             http_port: self.http_port.or(file.http_port).unwrap_or(8080),
             max_associations,
             max_pdu,
@@ -402,5 +415,29 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn remote_http_without_authentication_is_refused_unless_allowed() {
+        let remote = ServeArgs {
+            http_bind: Some(IpAddr::from([0, 0, 0, 0])),
+            ..Default::default()
+        };
+        let Err(ConfigError::Invalid(why)) = remote.resolve() else {
+            panic!("a non-loopback HTTP bind without authentication must be refused");
+        };
+        assert!(why.contains("without authentication"), "{why}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("pacs.toml");
+        std::fs::write(&cfg, "allow_unauthenticated_http = true\n").expect("write");
+        let allowed = ServeArgs {
+            store: StoreArgs {
+                config: Some(cfg),
+                ..Default::default()
+            },
+            http_bind: Some(IpAddr::from([0, 0, 0, 0])),
+            ..Default::default()
+        };
+        assert!(allowed.resolve().is_ok());
     }
 }
