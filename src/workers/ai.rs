@@ -1,9 +1,9 @@
 //! External AI: each stable series is sent to the AI service with STOW-RS (as stored); the
 //! service posts its findings back to `POST /api/studies/{uid}/flags`.
 
-use pacs_storage::{Event, EventKind, SecondaryKey, Store};
+use pacs_storage::{Event, EventKind, Store};
 
-use super::{Outgoing, Prepared, Worker};
+use super::{series_records, Outgoing, Prepared, Worker};
 
 pub struct AiWorker {
     /// The AI service's DICOMweb base; instances go to `{url}/studies`.
@@ -32,14 +32,8 @@ impl Worker for AiWorker {
         let boundary = format!("pacs-ai-{}", event.seq);
         let mut body = Vec::new();
         let mut parts = 0;
-        for sop in store
-            .index
-            .scan_secondary(&SecondaryKey::InstancesOfSeries(series.clone()), usize::MAX)
-            .map_err(e)?
-        {
-            let Some(rec) = store.index.instance(&sop).map_err(e)? else {
-                continue;
-            };
+        for rec in series_records(store, series)? {
+            let sop = &rec.sop_instance_uid;
             let mut file = Vec::new();
             std::io::Read::read_to_end(&mut store.blobs.open(&rec.blob).map_err(e)?, &mut file)
                 .map_err(|err| format!("reading {sop}: {err}"))?;

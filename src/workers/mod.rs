@@ -190,6 +190,26 @@ pub fn study_headers(
     Ok(out)
 }
 
+/// The instance records of a series, in index order.
+pub fn series_records(
+    store: &Store,
+    series: &str,
+) -> Result<Vec<pacs_storage::InstanceRecord>, String> {
+    let e = |e: pacs_storage::StorageError| e.to_string();
+    let mut out = Vec::new();
+    for sop in store
+        .index
+        .scan_secondary(
+            &pacs_storage::SecondaryKey::InstancesOfSeries(series.into()),
+            usize::MAX,
+        )
+        .map_err(e)?
+    {
+        out.extend(store.index.instance(&sop).map_err(e)?);
+    }
+    Ok(out)
+}
+
 /// A text attribute of a data set, trimmed; None when absent or empty.
 pub fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
     obj.get(tag)

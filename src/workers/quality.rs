@@ -7,10 +7,10 @@
 use dicom_pixeldata::PixelDecoder;
 use pacs_storage::part10::read_instance;
 use pacs_storage::records::{first_value, InstanceRecord};
-use pacs_storage::{Event, EventKind, Flag, SecondaryKey, Severity, Store};
+use pacs_storage::{Event, EventKind, Flag, Severity, Store};
 use rayon::prelude::*;
 
-use super::{Prepared, Worker};
+use super::{series_records, Prepared, Worker};
 
 /// Images whose pixels are checked per series (the rest are sampled out).
 const MAX_PIXEL_CHECKS: usize = 64;
@@ -192,16 +192,7 @@ impl Worker for QualityWorker {
         let Some(series) = &event.series_instance_uid else {
             return Ok(Prepared::Skip);
         };
-        let mut recs = Vec::new();
-        for sop in store
-            .index
-            .scan_secondary(&SecondaryKey::InstancesOfSeries(series.clone()), usize::MAX)
-            .map_err(e)?
-        {
-            if let Some(r) = store.index.instance(&sop).map_err(e)? {
-                recs.push(r);
-            }
-        }
+        let recs = series_records(store, series)?;
         let mut findings = geometry_findings(event, &recs);
         let images: Vec<&InstanceRecord> = recs
             .iter()

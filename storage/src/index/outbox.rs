@@ -17,6 +17,9 @@ use crate::events::{Delivery, Event, EventKind, NewEvent, Outbox, Unstable};
 
 const SEQ_KEY: &[u8] = b"event_seq";
 
+/// A raw key and value read from RocksDB.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 fn cursor_key(worker: &str) -> Vec<u8> {
     format!("cursor\0{worker}").into_bytes()
 }
@@ -139,6 +142,28 @@ impl RocksIndex {
     ) -> Result<(), StorageError> {
         batch.delete_cf(&self.cf(CF_UNSTABLE)?, study.as_bytes());
         Ok(())
+    }
+
+    /// Keys and values of `cf` starting with `prefix`, in key order.
+    fn scan_prefix(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        context: &'static str,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        let handle = self.cf(cf)?;
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(
+            &handle,
+            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(StorageError::db(context))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
     }
 
     fn write_synced(&self, batch: WriteBatch, context: &'static str) -> Result<(), StorageError> {
@@ -284,17 +309,11 @@ impl Outbox for RocksIndex {
     fn take_retries(&self, worker: &str) -> Result<Vec<Delivery>, StorageError> {
         let meta = self.cf(CF_META)?;
         let prefix = format!("retry\0{worker}\0").into_bytes();
-        let mut markers = Vec::new();
-        for item in self.db().iterator_cf(
-            &meta,
-            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-        ) {
-            let (k, _) = item.map_err(StorageError::db("reading retry markers"))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            markers.push(k.to_vec());
-        }
+        let markers: Vec<Box<[u8]>> = self
+            .scan_prefix(CF_META, &prefix, "reading retry markers")?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         if markers.is_empty() {
             return Ok(Vec::new());
         }
@@ -359,20 +378,11 @@ impl crate::events::Flags for RocksIndex {
     }
 
     fn flags(&self, study: &str) -> Result<Vec<crate::events::Flag>, StorageError> {
-        let cf = self.cf(CF_FLAGS)?;
         let prefix = format!("{study}\0").into_bytes();
-        let mut out = Vec::new();
-        for item in self.db().iterator_cf(
-            &cf,
-            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-        ) {
-            let (k, v) = item.map_err(StorageError::db("reading flags"))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            out.push(decode(CF_FLAGS, study, &v)?);
-        }
-        Ok(out)
+        self.scan_prefix(CF_FLAGS, &prefix, "reading flags")?
+            .iter()
+            .map(|(_, v)| decode(CF_FLAGS, study, v))
+            .collect()
     }
 
     fn mark_read(&self, study: &str, read: bool) -> Result<(), StorageError> {
