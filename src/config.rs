@@ -193,6 +193,28 @@ pub struct FileConfig {
     /// Worker modules delivering events to hospital systems.
     #[serde(default)]
     pub workers: WorkersConfig,
+    /// HTTPS for the HTTP API and DICOM TLS on its own port.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: PEM certificate chain and key; HTTPS replaces plain HTTP, DICOM TLS listens
+/// beside the plain DICOM port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Serve the HTTP API over HTTPS [default: true].
+    pub https: Option<bool>,
+    /// DICOM TLS port (0 picks a free port) [default: 2762].
+    pub dicom_port: Option<u16>,
+    /// Listen for DICOM TLS [default: true].
+    pub dicom: Option<bool>,
+    /// CA (PEM) that DICOM peers' certificates must chain to: mutual TLS for DIMSE.
+    pub dicom_client_ca: Option<PathBuf>,
+    /// CA (PEM) for HTTPS client certificates: a verified certificate whose common name is a
+    /// local account (a service account) authenticates as that account.
+    pub http_client_ca: Option<PathBuf>,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -236,6 +258,7 @@ pub struct ServeSettings {
     pub stable_after: Duration,
     pub workers: WorkersConfig,
     pub share_link_ttl: Duration,
+    pub tls: Option<TlsConfig>,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -252,6 +275,28 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path,
         source: Box::new(source),
     })
+}
+
+/// Paths in `[tls]` are relative to the config file's folder, like a site expects.
+fn resolve_relative(mut t: TlsConfig, config_file: Option<&Path>) -> TlsConfig {
+    let base = config_file
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for p in [&mut t.cert, &mut t.key] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    for p in [&mut t.dicom_client_ca, &mut t.http_client_ca]
+        .into_iter()
+        .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    t
 }
 
 fn policy(arg: DuplicateArg) -> DuplicatePolicy {
@@ -361,6 +406,9 @@ impl ServeArgs {
             stable_after: Duration::from_secs_f64(
                 file.stable_after_secs.unwrap_or(60.0).clamp(0.1, 86_400.0),
             ),
+            tls: file
+                .tls
+                .map(|t| resolve_relative(t, self.store.config.as_deref())),
         })
     }
 }

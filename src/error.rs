@@ -15,6 +15,8 @@ pub enum AppError {
     },
     #[error("I/O error: {0}")]
     Io(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("internal error: {0}")]
     Internal(String),
 }

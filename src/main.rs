@@ -3,8 +3,10 @@
 mod config;
 mod dimse;
 mod error;
+mod http_listener;
 mod import;
 mod server;
+mod tls;
 mod workers;
 
 use std::path::PathBuf;

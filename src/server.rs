@@ -5,10 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use pacs_storage::query::MatchOptions;
 use pacs_storage::{Store, StoreOptions};
+use pacs_viewer_api::PeerInfo;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,6 +21,8 @@ use crate::dimse::access::AccessPolicy;
 use crate::dimse::association::DimseSettings;
 use crate::dimse::listener::DimseListener;
 use crate::error::AppError;
+use crate::http_listener::HttpListener;
+use crate::tls::ClientAuth;
 
 /// How long in-flight associations get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,26 +64,50 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         ae_title = %settings.ae_title,
         "DICOM listening on {dicom_local}"
     );
-    tracing::info!("HTTP listening on {http_local}");
+    let tls = TlsListeners::configure(&settings).await?;
+    let http = match &tls.https {
+        Some(acceptor) => {
+            tracing::info!("HTTPS listening on {http_local}");
+            HttpListener::tls(http, acceptor.clone()).map_err(AppError::Io)?
+        }
+        None => {
+            tracing::info!("HTTP listening on {http_local}");
+            HttpListener::plain(http)
+        }
+    };
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(settings.max_associations));
+    let dimse_settings = Arc::new(DimseSettings {
+        ae_title: settings.ae_title.clone(),
+        max_pdu: settings.max_pdu,
+        artim_timeout: Duration::from_secs(30),
+        idle_timeout: settings.idle_timeout,
+        nodes: settings.nodes.clone(),
+        access: AccessPolicy::new(settings.restrict_to_nodes, &settings.nodes),
+        match_options: MatchOptions {
+            case_insensitive_names: settings.case_insensitive_names,
+        },
+    });
     let listener = DimseListener {
         listener: dicom,
-        settings: Arc::new(DimseSettings {
-            ae_title: settings.ae_title.clone(),
-            max_pdu: settings.max_pdu,
-            artim_timeout: Duration::from_secs(30),
-            idle_timeout: settings.idle_timeout,
-            nodes: settings.nodes.clone(),
-            access: AccessPolicy::new(settings.restrict_to_nodes, &settings.nodes),
-            match_options: MatchOptions {
-                case_insensitive_names: settings.case_insensitive_names,
-            },
-        }),
+        settings: dimse_settings.clone(),
         max_associations: settings.max_associations,
+        tls: None,
+        permits: permits.clone(),
     };
     let dimse_task = tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()));
+    let dimse_tls_task = tls.dicom.map(|(listener, acceptor)| {
+        let listener = DimseListener {
+            listener,
+            settings: dimse_settings.clone(),
+            max_associations: settings.max_associations,
+            tls: Some(acceptor),
+            permits: permits.clone(),
+        };
+        tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()))
+    });
 
     if let Some(dir) = &settings.viewer_dir {
         if !dir.join("index.html").is_file() {
@@ -129,9 +159,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     }
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
+        axum::serve(
+            http.tap_io(|_| {}),
+            app.into_make_service_with_connect_info::<PeerInfo>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
     });
 
     signals.wait().await;
@@ -142,6 +175,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         let _ = t.await;
     }
     let _ = dimse_task.await;
+    if let Some(t) = dimse_tls_task {
+        let _ = t.await;
+    }
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
         .await
@@ -160,6 +196,67 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         .map_err(|e| AppError::Internal(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `[tls]` asks for: an HTTPS acceptor and a bound DICOM TLS listener.
+struct TlsListeners {
+    https: Option<TlsAcceptor>,
+    dicom: Option<(TcpListener, TlsAcceptor)>,
+}
+
+impl TlsListeners {
+    async fn configure(settings: &ServeSettings) -> Result<Self, AppError> {
+        let Some(t) = &settings.tls else {
+            return Ok(TlsListeners {
+                https: None,
+                dicom: None,
+            });
+        };
+        let https = if t.https.unwrap_or(true) {
+            let auth = if t.http_client_ca.is_some() {
+                ClientAuth::Optional
+            } else {
+                ClientAuth::None
+            };
+            let config = crate::tls::server_config(
+                &t.cert,
+                &t.key,
+                t.http_client_ca.as_deref(),
+                auth,
+                &[b"http/1.1"],
+            )?;
+            Some(TlsAcceptor::from(config))
+        } else {
+            None
+        };
+        let dicom = if t.dicom.unwrap_or(true) {
+            let auth = if t.dicom_client_ca.is_some() {
+                ClientAuth::Required
+            } else {
+                ClientAuth::None
+            };
+            let config = crate::tls::server_config(
+                &t.cert,
+                &t.key,
+                t.dicom_client_ca.as_deref(),
+                auth,
+                &[],
+            )?;
+            let addr = SocketAddr::new(settings.dicom_bind, t.dicom_port.unwrap_or(2762));
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| AppError::Bind { addr, source: e })?;
+            let local = listener.local_addr().map_err(AppError::Io)?;
+            tracing::info!(
+                mutual = t.dicom_client_ca.is_some(),
+                "DICOM-TLS listening on {local}"
+            );
+            Some((listener, TlsAcceptor::from(config)))
+        } else {
+            None
+        };
+        Ok(TlsListeners { https, dicom })
+    }
 }
 
 struct Signals {

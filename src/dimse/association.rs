@@ -12,7 +12,7 @@ use dicom_ul::pdu::{
 };
 use pacs_storage::query::{execute, resolve_instances, MatchOptions, QueryError};
 use pacs_storage::{IngestOutcome, InstanceRecord, Store};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::access::{AccessPolicy, Service};
@@ -98,7 +98,7 @@ struct Counters {
 }
 
 struct Association {
-    pdus: PduStream<TcpStream>,
+    pdus: PduStream<DimseStream>,
     negotiated: Negotiated,
     store: Arc<Store>,
     settings: Arc<DimseSettings>,
@@ -110,6 +110,21 @@ struct Association {
     next_sub_message_id: u16,
     /// Services the peer may use.
     allowed: Vec<Service>,
+    /// Who is at the other end (audit trail).
+    peer: DimsePeer,
+}
+
+/// The byte stream under an association: plain TCP or DICOM TLS.
+pub trait DimseIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> DimseIo for T {}
+pub type DimseStream = Box<dyn DimseIo>;
+
+/// Who is at the other end of an association.
+#[derive(Debug, Clone)]
+pub struct DimsePeer {
+    pub addr: SocketAddr,
+    /// Common name of the verified client certificate (DICOM TLS with client certificates).
+    pub client_cn: Option<String>,
 }
 
 fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
@@ -151,7 +166,7 @@ fn is_cancel_for(pdu: &Result<Pdu, PduError>, message_id: u16) -> bool {
 }
 
 /// Refuse a connection because the association cap is reached (transient, local limit).
-pub async fn reject_busy(stream: TcpStream, settings: Arc<DimseSettings>) {
+pub async fn reject_busy(stream: DimseStream, settings: Arc<DimseSettings>) {
     let mut pdus = PduStream::new(stream, settings.max_pdu);
     if let Ok(Pdu::AssociationRQ(_)) = pdus.read(settings.artim_timeout).await {
         let rj = AssociationRJ {
@@ -172,13 +187,14 @@ const REJECT_LINGER: Duration = Duration::from_secs(15);
 
 /// Run one association to its end. Never panics on peer input; logs one line at the end.
 pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: DimseStream,
+    peer_info: DimsePeer,
     store: Arc<Store>,
     settings: Arc<DimseSettings>,
     shutdown: CancellationToken,
 ) {
     let started = Instant::now();
+    let peer = peer_info.addr;
     let mut pdus = PduStream::new(stream, settings.max_pdu);
     let rq = match pdus.read(settings.artim_timeout).await {
         Ok(Pdu::AssociationRQ(rq)) => rq,
@@ -237,6 +253,7 @@ pub async fn serve(
         stashed: None,
         next_sub_message_id: 0,
         allowed: allowed.unwrap_or_default(),
+        peer: peer_info,
     };
     let end = assoc.run(&shutdown).await;
     if let Receiving::Data {
@@ -259,6 +276,7 @@ pub async fn serve(
     tracing::info!(
         %peer,
         calling_ae = %calling_ae,
+        tls_client = assoc.peer.client_cn.as_deref().unwrap_or("-"),
         contexts = accepted,
         stored = counters.0,
         duplicates = counters.1,

@@ -10,7 +10,7 @@ use dicom_ul::pdu::{
 };
 use pacs_storage::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 use pacs_storage::transcode::{dataset_for, is_native};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::command::{store_request, Command};
@@ -222,8 +222,8 @@ impl StoreScu {
 
 /// Stream a stored instance's data set (everything after its File Meta Information) as P-DATA
 /// fragments no larger than the peer accepts.
-pub async fn send_dataset(
-    pdus: &mut PduStream<TcpStream>,
+pub async fn send_dataset<S: AsyncRead + AsyncWrite + Unpin>(
+    pdus: &mut PduStream<S>,
     context_id: u8,
     blob: &Path,
     peer_max_pdu: u32,
@@ -337,8 +337,8 @@ pub async fn prepare(plan: &SendPlan, blob: &Path) -> Result<Payload, ScuError> 
 }
 
 /// Send a prepared data set on `context_id`.
-pub async fn send_payload(
-    pdus: &mut PduStream<TcpStream>,
+pub async fn send_payload<S: AsyncRead + AsyncWrite + Unpin>(
+    pdus: &mut PduStream<S>,
     context_id: u8,
     payload: Payload,
     peer_max_pdu: u32,

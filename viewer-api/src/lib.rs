@@ -48,6 +48,14 @@ pub struct ApiConfig {
     pub local_addr: String,
 }
 
+/// Who is at the other end of an HTTP connection (from the listener, for every request).
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: std::net::SocketAddr,
+    /// Common name of the client's verified TLS certificate (HTTPS with client certificates).
+    pub client_cn: Option<String>,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {

@@ -1,0 +1,206 @@
+//! Transmission security: rustls server configurations for HTTPS and DICOM TLS (PS3.15
+//! B.1, BCP 195), from PEM files named in `[tls]`, and the accept side of both listeners.
+//! The TLS handshake runs in the connection's own task, so a slow or silent client cannot
+//! hold up the accept loop.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {reason}")]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{path} holds no {what}")]
+    Empty { what: &'static str, path: PathBuf },
+    #[error("invalid TLS settings: {0}")]
+    Config(String),
+}
+
+/// Who must present a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificates asked for.
+    None,
+    /// Asked for and verified when sent; clients without one may still connect.
+    Optional,
+    /// Mutual TLS: clients without a certificate chaining to the CA are refused.
+    Required,
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            what: "certificates",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            what: "certificate",
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        what: "private key",
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// A server configuration from a PEM certificate chain and key, with client certificates
+/// verified against `client_ca` as `client_auth` says.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    client_auth: ClientAuth,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match (client_ca, client_auth) {
+        (Some(ca), ClientAuth::Optional | ClientAuth::Required) => {
+            let mut roots = RootCertStore::empty();
+            for c in read_certs(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsError::Config(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if client_auth == ClientAuth::Optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        (None, ClientAuth::Required) => {
+            return Err(TlsError::Config(
+                "client certificates are required but no client CA is configured".into(),
+            ))
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(read_certs(cert)?, read_key(key)?)
+        .map_err(|e| TlsError::Config(format!("{}: {e}", key.display())))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The subject common name of the client's verified certificate, if it sent one.
+pub fn peer_common_name<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<String> {
+    let (_, conn) = stream.get_ref();
+    let cert = conn.peer_certificates()?.first()?;
+    common_name(cert.as_ref())
+}
+
+/// The first CommonName (2.5.4.3) in a DER certificate. A tiny scan rather than an X.509
+/// parser: the chain was already verified by rustls, we only want a label for the audit
+/// trail and the account it maps to.
+fn common_name(der: &[u8]) -> Option<String> {
+    const CN_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    // The subject follows the issuer; take the last CN, which is the subject's.
+    let mut found = None;
+    let mut i = 0;
+    while i + CN_OID.len() + 2 <= der.len() {
+        if der[i..].starts_with(&CN_OID) {
+            let tag_at = i + CN_OID.len();
+            let len = usize::from(der[tag_at + 1]);
+            let start = tag_at + 2;
+            if len < 0x80 && start + len <= der.len() {
+                found = std::str::from_utf8(&der[start..start + len])
+                    .ok()
+                    .map(str::to_owned);
+            }
+            i = start;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Complete the server side of a handshake within [`HANDSHAKE_TIMEOUT`].
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    acceptor: &TlsAcceptor,
+    stream: S,
+) -> Result<tokio_rustls::server::TlsStream<S>, String> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")),
+    }
+}
+
+/// A TLS stream over TCP, as the listeners hand it on.
+pub type ServerTlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_name_the_path() {
+        let e = server_config(
+            Path::new("/nonexistent/cert.pem"),
+            Path::new("/nonexistent/key.pem"),
+            None,
+            ClientAuth::None,
+            &[],
+        )
+        .expect_err("no files");
+        assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
+    }
+
+    #[test]
+    fn required_client_auth_needs_a_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = server_config(
+            &dir.path().join("c"),
+            &dir.path().join("k"),
+            None,
+            ClientAuth::Required,
+            &[],
+        )
+        .expect_err("no CA");
+        assert!(e.to_string().contains("client CA"), "{e}");
+    }
+
+    #[test]
+    fn common_name_is_the_last_cn() {
+        // issuer CN=ca, subject CN=node1 (only the OID + string parts matter to the scan)
+        let mut der = vec![0x30, 0x00];
+        der.extend_from_slice(&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x02, b'c', b'a']);
+        der.extend_from_slice(&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05]);
+        der.extend_from_slice(b"node1");
+        assert_eq!(common_name(&der).as_deref(), Some("node1"));
+        assert_eq!(common_name(&[0x06, 0x03, 0x55]), None);
+    }
+}
