@@ -93,6 +93,7 @@ fn population(studies: usize, per_study: usize) -> impl Iterator<Item = Vec<NewI
                     transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
                     size: 525_000,
                     blob: BlobKey(format!("synthetic/{n}/{i}")),
+                    sha256: None,
                     received_ms: 0,
                     source: "BENCH".into(),
                     attributes: attrs(&[("00200013", "IS", (i + 1).to_string())]),

@@ -17,6 +17,8 @@ pub enum AppError {
     Io(std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0} stored instances changed or are missing")]
+    Integrity(usize),
     #[error("internal error: {0}")]
     Internal(String),
 }

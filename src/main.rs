@@ -7,6 +7,7 @@ mod http_listener;
 mod import;
 mod server;
 mod tls;
+mod verify;
 mod workers;
 
 use std::path::PathBuf;
@@ -47,6 +48,12 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Check every stored file against the SHA-256 and size recorded at ingest; reports files
+    /// that changed or vanished (exit status 1). Safe beside a running server.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +82,10 @@ fn main() -> ExitCode {
             .resolve()
             .map_err(Into::into)
             .and_then(|(settings, _)| import::run(&settings, &paths, quiet)),
+        Command::Verify { store } => store
+            .resolve()
+            .map_err(Into::into)
+            .and_then(|(settings, _)| verify::run(&settings)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

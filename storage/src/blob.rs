@@ -89,6 +89,20 @@ impl FsBlobStore {
         Ok(FsBlobStore { root: blobs })
     }
 
+    /// The blobs of an existing store, for reading beside a running server (`pacs verify`):
+    /// nothing is created and no staged file is swept.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let blobs = root.into().join("blobs");
+        if !blobs.is_dir() {
+            return Err(StorageError::io(
+                "opening",
+                &blobs,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        Ok(FsBlobStore { root: blobs })
+    }
+
     fn path_of(&self, key: &BlobKey) -> PathBuf {
         self.root.join(&key.0)
     }

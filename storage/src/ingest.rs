@@ -126,7 +126,7 @@ impl Ingestor {
             std::sync::atomic::Ordering::Relaxed,
         );
         let checked = check_staged(&staged, expected);
-        let (parsed, transfer_syntax_uid, size) = match checked {
+        let (parsed, transfer_syntax_uid, size, sha256) = match checked {
             Ok(v) => v,
             Err(e) => {
                 self.blobs.discard(staged);
@@ -159,6 +159,7 @@ impl Ingestor {
             transfer_syntax_uid,
             size,
             blob: blob.clone(),
+            sha256: Some(sha256),
             received_ms: now_ms(),
             source: source.label().to_string(),
             attributes: parsed.instance,
@@ -244,16 +245,14 @@ fn run_writer(index: Arc<dyn Index>, jobs: Receiver<Job>, policy: DuplicatePolic
 fn check_staged(
     staged: &StagedBlob,
     expected: &Expected,
-) -> Result<(ParsedInstance, String, u64), IngestError> {
-    let size = staged
-        .file
-        .metadata()
-        .map_err(|e| StorageError::Io {
-            context: "reading size of",
+) -> Result<(ParsedInstance, String, u64, String), IngestError> {
+    // Read back what was written (from the page cache): the checksum covers the bytes on disk.
+    let (sha256, size) =
+        crate::integrity::sha256_file(&staged.path).map_err(|e| StorageError::Io {
+            context: "reading back",
             path: staged.path.clone(),
             source: e,
-        })?
-        .len();
+        })?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(&staged.path)
@@ -279,7 +278,7 @@ fn check_staged(
         &expected.study_instance_uid,
         &parsed.study_instance_uid,
     )?;
-    Ok((parsed, ts, size))
+    Ok((parsed, ts, size, sha256))
 }
 
 fn check_expected(

@@ -68,6 +68,9 @@ pub struct InstanceRecord {
     /// Size of the blob file in bytes.
     pub size: u64,
     pub blob: BlobKey,
+    /// SHA-256 (hex) of the blob as stored; `pacs verify` compares it with the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub received_ms: u64,
     /// Calling AE title for DIMSE, or the channel ("STOW-RS", "IMPORT").
     pub source: String,

@@ -92,6 +92,12 @@ pub trait Index: Send + Sync {
         -> Result<Vec<String>, StorageError>;
     /// Study UIDs in key order, starting after `after` (paging).
     fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError>;
+    /// SOP Instance UIDs in key order, after `after` (paging through the whole archive).
+    fn list_instances(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError>;
 }
 
 #[cfg(test)]

@@ -97,6 +97,23 @@ impl RocksIndex {
             .map_err(StorageError::db(context))
     }
 
+    /// Open for reading only, beside a running server (no lock taken): `pacs verify`.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let opts = Options::default();
+        let db = Db::open_cf_for_read_only(&opts, &path, ALL_CFS.iter().copied(), false).map_err(
+            |source| StorageError::Db {
+                context: "opening the index read-only",
+                source,
+            },
+        )?;
+        Ok(RocksIndex {
+            db,
+            path,
+            write_lock: Mutex::new(()),
+        })
+    }
+
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
         let mut opts = Options::default();
@@ -368,5 +385,13 @@ impl Index for RocksIndex {
 
     fn list_studies(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StorageError> {
         self.list_keys(CF_STUDIES, after, limit)
+    }
+
+    fn list_instances(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        self.list_keys(CF_INSTANCES, after, limit)
     }
 }

@@ -38,6 +38,7 @@ fn item(
             transfer_syntax_uid: "1.2.840.10008.1.2".into(),
             size,
             blob: BlobKey(format!("blob-{sop}")),
+            sha256: None,
             received_ms: 1,
             source: "TEST".into(),
             attributes: Attributes::new(),

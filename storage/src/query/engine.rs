@@ -614,6 +614,7 @@ mod tests {
                 transfer_syntax_uid: "1.2.840.10008.1.2".into(),
                 size: 1,
                 blob: BlobKey(sop.into()),
+                sha256: None,
                 received_ms: 0,
                 source: "T".into(),
                 attributes: attrs(&[("00080018", "UI", sop)]),
