@@ -32,13 +32,13 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Args, Default)]
 pub struct StoreArgs {
     /// Config file (TOML). Default: ./pacs.toml when it exists.
-    #[arg(long, env = "PACS_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "PACS_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Data directory: RocksDB index and blob files [default: ./pacs-data]
-    #[arg(long, env = "PACS_DATA", value_name = "DIR")]
+    #[arg(long, env = "PACS_DATA", value_name = "DIR", global = true)]
     pub data: Option<PathBuf>,
     /// What to do with an instance whose SOP Instance UID is already stored [default: keep]
-    #[arg(long, env = "PACS_DUPLICATES", value_enum)]
+    #[arg(long, env = "PACS_DUPLICATES", value_enum, global = true)]
     pub duplicates: Option<DuplicateArg>,
 }
 
@@ -195,6 +195,22 @@ pub struct FileConfig {
     pub workers: WorkersConfig,
     /// HTTPS for the HTTP API and DICOM TLS on its own port.
     pub tls: Option<TlsConfig>,
+    /// Authentication of HTTP callers (local accounts, OIDC tokens).
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[auth]`: who may call the HTTP API. With this section, every request needs credentials.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse requests without credentials [default: true].
+    pub required: Option<bool>,
+    /// Local accounts file (`pacs user ...`) [default: <data>/users.toml].
+    pub users_file: Option<PathBuf>,
+    /// Lifetime of a login session in minutes [default: 15].
+    pub session_minutes: Option<u64>,
+    /// OIDC / OAuth2 bearer tokens from the site's identity provider.
+    pub oidc: Option<pacs_viewer_api::auth::jwt::OidcConfig>,
 }
 
 /// `[tls]`: PEM certificate chain and key; HTTPS replaces plain HTTP, DICOM TLS listens
@@ -259,6 +275,9 @@ pub struct ServeSettings {
     pub workers: WorkersConfig,
     pub share_link_ttl: Duration,
     pub tls: Option<TlsConfig>,
+    pub auth: Option<AuthConfig>,
+    /// Accounts file of `pacs user` and the login API.
+    pub users_file: PathBuf,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -275,6 +294,19 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path,
         source: Box::new(source),
     })
+}
+
+/// The local accounts file: `[auth] users_file` (relative to the config file) or
+/// `<data>/users.toml`.
+pub fn users_file(auth: Option<&AuthConfig>, data: &Path, config_file: Option<&Path>) -> PathBuf {
+    match auth.and_then(|a| a.users_file.clone()) {
+        Some(p) if p.is_relative() => config_file
+            .and_then(Path::parent)
+            .map(|d| d.join(&p))
+            .unwrap_or(p),
+        Some(p) => p,
+        None => data.join("users.toml"),
+    }
 }
 
 /// Paths in `[tls]` are relative to the config file's folder, like a site expects.
@@ -361,15 +393,27 @@ impl ServeArgs {
             .http_bind
             .or(file.http_bind)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        // Secure by default: the HTTP API serves patient data and has no authentication yet,
-        // so it stays on loopback (behind a TLS proxy) unless the site says otherwise.
-        if !http_bind.is_loopback() && !file.allow_unauthenticated_http.unwrap_or(false) {
+        // Secure by default: without [auth] the HTTP API answers anyone, so it stays on
+        // loopback unless the site configures authentication (or insists).
+        let auth_required = file
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.required.unwrap_or(true));
+        if !http_bind.is_loopback()
+            && !auth_required
+            && !file.allow_unauthenticated_http.unwrap_or(false)
+        {
             return Err(ConfigError::Invalid(format!(
-                "HTTP on {http_bind} would expose patient data without authentication: bind \
-                 127.0.0.1 (the default) behind a TLS reverse proxy, or set \
-                 allow_unauthenticated_http = true in the config file"
+                "HTTP on {http_bind} would expose patient data without authentication: \
+                 configure [auth] (local accounts or OIDC), bind 127.0.0.1 (the default), or \
+                 set allow_unauthenticated_http = true in the config file"
             )));
         }
+        let users_file = users_file(
+            file.auth.as_ref(),
+            &store.data,
+            self.store.config.as_deref(),
+        );
         Ok(ServeSettings {
             store,
             ae_title,
@@ -409,6 +453,19 @@ impl ServeArgs {
             tls: file
                 .tls
                 .map(|t| resolve_relative(t, self.store.config.as_deref())),
+            auth: file.auth.map(|mut a| {
+                if let Some(oidc) = a.oidc.as_mut() {
+                    if let Some(j) = oidc.jwks_file.as_mut() {
+                        if j.is_relative() {
+                            if let Some(dir) = self.store.config.as_deref().and_then(Path::parent) {
+                                *j = dir.join(&*j);
+                            }
+                        }
+                    }
+                }
+                a
+            }),
+            users_file,
         })
     }
 }

@@ -19,6 +19,8 @@ pub enum AppError {
     Tls(#[from] crate::tls::TlsError),
     #[error("{0} stored instances changed or are missing")]
     Integrity(usize),
+    #[error("the audit trail failed verification ({0} problems)")]
+    AuditChain(usize),
     #[error("internal error: {0}")]
     Internal(String),
 }

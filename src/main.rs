@@ -1,5 +1,6 @@
 //! `pacs`: a PACS server (DICOM C-ECHO/C-STORE, HTTP API) and its admin commands.
 
+mod audit_cli;
 mod config;
 mod dimse;
 mod error;
@@ -7,6 +8,7 @@ mod http_listener;
 mod import;
 mod server;
 mod tls;
+mod users_cli;
 mod verify;
 mod workers;
 
@@ -54,6 +56,20 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Local accounts: add, list, disable, enable, API keys.
+    User {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: users_cli::UserCommand,
+    },
+    /// The audit trail: verify its hash chain, export it (JSON lines, syslog/ATNA).
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: audit_cli::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +102,8 @@ fn main() -> ExitCode {
             .resolve()
             .map_err(Into::into)
             .and_then(|(settings, _)| verify::run(&settings)),
+        Command::User { store, command } => users_cli::run(&store, command),
+        Command::Audit { store, command } => audit_cli::run(&store, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

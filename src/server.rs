@@ -8,6 +8,9 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use pacs_storage::query::MatchOptions;
 use pacs_storage::{Store, StoreOptions};
+use pacs_viewer_api::access::authn::Authenticator;
+use pacs_viewer_api::auth::accounts::Accounts;
+use pacs_viewer_api::auth::jwt::JwtValidator;
 use pacs_viewer_api::PeerInfo;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -115,6 +118,8 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         }
     }
     let share_secret = crate::workers::share_secret(&settings.store.data)?;
+    let authenticator = authenticator(&settings).await?;
+    let auth_required = authenticator.required;
     let api = pacs_viewer_api::ApiState::new(
         store.clone(),
         pacs_viewer_api::ApiConfig {
@@ -130,9 +135,15 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             thumbnail_cache_entries: settings.thumbnail_cache_entries,
             share_secret: share_secret.clone(),
         },
+        authenticator,
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
     let app = pacs_viewer_api::router(api);
+    if !auth_required {
+        tracing::warn!(
+            "HTTP API without authentication: every caller acts as an administrator (configure [auth])"
+        );
+    }
     let stability = tokio::spawn(crate::workers::stability::run(
         store.outbox.clone(),
         settings.stable_after,
@@ -196,6 +207,30 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         .map_err(|e| AppError::Internal(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How HTTP callers are authenticated, from `[auth]` and `[tls]`.
+async fn authenticator(settings: &ServeSettings) -> Result<Authenticator, AppError> {
+    let mut a = Authenticator::open();
+    let accounts = Accounts::open(&settings.users_file)
+        .map_err(|e| AppError::Internal(format!("local accounts: {e}")))?;
+    a.accounts = Some(accounts);
+    a.client_certificates = settings
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.http_client_ca.is_some());
+    if let Some(auth) = &settings.auth {
+        a.required = auth.required.unwrap_or(true);
+        a.session_ttl = Duration::from_secs(60 * auth.session_minutes.unwrap_or(15).max(1));
+        if let Some(oidc) = &auth.oidc {
+            a.jwt = Some(
+                JwtValidator::new(oidc.clone())
+                    .await
+                    .map_err(|e| AppError::Internal(format!("OIDC: {e}")))?,
+            );
+        }
+    }
+    Ok(a)
 }
 
 /// What `[tls]` asks for: an HTTPS acceptor and a bound DICOM TLS listener.

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::access::{AccessPolicy, Service};
+use super::audit::AssociationAudit;
 use super::command::{field, store_request, Command, Response, SubOperations, Tally};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
@@ -112,6 +113,7 @@ struct Association {
     allowed: Vec<Service>,
     /// Who is at the other end (audit trail).
     peer: DimsePeer,
+    audit: AssociationAudit,
 }
 
 /// The byte stream under an association: plain TCP or DICOM TLS.
@@ -232,6 +234,12 @@ pub async fn serve(
                 reason = %rj.source,
                 "association rejected"
             );
+            super::audit::rejected(
+                &store,
+                &peer_info,
+                rq.calling_ae_title.trim(),
+                &rj.source.to_string(),
+            );
             let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
             pdus.close_gracefully(LINGER).await;
             return;
@@ -253,6 +261,7 @@ pub async fn serve(
         stashed: None,
         next_sub_message_id: 0,
         allowed: allowed.unwrap_or_default(),
+        audit: AssociationAudit::new(&peer_info, &calling_ae),
         peer: peer_info,
     };
     let end = assoc.run(&shutdown).await;
@@ -289,7 +298,11 @@ pub async fn serve(
         end = %end,
         "association ended"
     );
-    assoc.pdus.close_gracefully(LINGER).await;
+    let Association {
+        pdus, audit, store, ..
+    } = assoc;
+    audit.finish(&store);
+    pdus.close_gracefully(LINGER).await;
 }
 
 impl Association {
@@ -467,6 +480,11 @@ impl Association {
         let (status, comment) = match sink {
             DataSink::Store(rx) => {
                 let result = rx.finish().await;
+                self.audit.stored(
+                    result.study_uid.clone(),
+                    result.patient_id.clone(),
+                    result.outcome.clone(),
+                );
                 match result.outcome {
                     Some(IngestOutcome::Duplicate) => self.counters.duplicates += 1,
                     Some(_) => self.counters.stored += 1,
@@ -527,7 +545,10 @@ impl Association {
             &context.transfer_syntax,
             self.settings.match_options,
         ) {
-            Ok(r) => Arc::new(r),
+            Ok(r) => {
+                self.audit.query(&r.query);
+                Arc::new(r)
+            }
             Err(f) => {
                 tracing::warn!(comment = %f.comment, "C-FIND refused");
                 self.respond(context_id, command, f.status, Some(f.comment))
@@ -743,7 +764,10 @@ impl Association {
     ) -> Option<Vec<InstanceRecord>> {
         let request = match parse_request(identifier, transfer_syntax, self.settings.match_options)
         {
-            Ok(r) => r,
+            Ok(r) => {
+                self.audit.query(&r.query);
+                r
+            }
             Err(f) => {
                 self.respond(context_id, command, f.status, Some(f.comment))
                     .await;
@@ -905,6 +929,20 @@ impl Association {
 
     /// A C-MOVE response with sub-operation counts and, on failures, the Failed SOP Instance
     /// UID List as its identifier.
+    /// Final answers to queries and retrieves go to the audit trail.
+    fn audit_answer(&mut self, command: &Command, status: Status, comment: Option<&str>) {
+        if status == Status::PENDING || status.0 == 0xFF01 {
+            return;
+        }
+        let action = match command.field {
+            field::C_FIND_RQ => "dimse.c-find",
+            field::C_MOVE_RQ => "dimse.c-move",
+            field::C_GET_RQ => "dimse.c-get",
+            _ => return,
+        };
+        self.audit.answered(&self.store, action, status, comment);
+    }
+
     async fn respond_counts(
         &mut self,
         context_id: u8,
@@ -914,6 +952,7 @@ impl Association {
         error_comment: Option<String>,
         failed: &[String],
     ) {
+        self.audit_answer(command, status, error_comment.as_deref());
         let identifier = if failed.is_empty() {
             None
         } else {
@@ -1073,6 +1112,7 @@ impl Association {
         status: Status,
         error_comment: Option<String>,
     ) {
+        self.audit_answer(command, status, error_comment.as_deref());
         let bytes = match (Response {
             request: command,
             status,

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod association;
+pub mod audit;
 pub mod command;
 pub mod find_scp;
 pub mod listener;

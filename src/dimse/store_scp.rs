@@ -22,6 +22,9 @@ pub struct StoreResult {
     pub status: Status,
     pub comment: Option<String>,
     pub outcome: Option<IngestOutcome>,
+    /// Study and patient of what was stored (audit trail).
+    pub study_uid: Option<String>,
+    pub patient_id: Option<String>,
 }
 
 impl StoreResult {
@@ -30,6 +33,8 @@ impl StoreResult {
             status,
             comment: Some(comment.into()),
             outcome: None,
+            study_uid: None,
+            patient_id: None,
         }
     }
 }
@@ -163,6 +168,8 @@ impl StoreReceiver {
                 status: Status::SUCCESS,
                 comment: None,
                 outcome: Some(ingested.outcome),
+                study_uid: Some(ingested.study_instance_uid),
+                patient_id: Some(ingested.patient_id),
             },
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, calling_ae = %self.calling_ae, "C-STORE refused");

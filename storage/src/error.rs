@@ -9,6 +9,8 @@ pub enum StorageError {
         "the data directory {path} is in use by another process (a running pacs server?): {detail}"
     )]
     Locked { path: PathBuf, detail: String },
+    #[error("audit trail: {0}")]
+    Audit(String),
     #[error("database error in {context}: {source}")]
     Db {
         context: &'static str,

@@ -68,6 +68,8 @@ pub struct Ingested {
     pub sop_class_uid: String,
     pub study_instance_uid: String,
     pub series_instance_uid: String,
+    /// Patient ID of the instance (audit trail).
+    pub patient_id: String,
 }
 
 struct Job {
@@ -139,6 +141,7 @@ impl Ingestor {
             sop_class_uid: parsed.sop_class_uid.clone(),
             study_instance_uid: parsed.study_instance_uid.clone(),
             series_instance_uid: parsed.series_instance_uid.clone(),
+            patient_id: parsed.patient_id.clone(),
         };
         // Cheap early answer for a resend: no fsync for a copy we will not keep.
         if self.policy == DuplicatePolicy::Keep

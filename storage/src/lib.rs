@@ -5,6 +5,7 @@
 //! [`Index`] and [`BlobStore`] traits so either can move off this machine later.
 
 pub mod attrs;
+pub mod audit;
 pub mod blob;
 pub mod error;
 pub mod events;

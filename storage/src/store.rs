@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::audit::{AuditLog, AuditTrail};
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::error::StorageError;
 use crate::events::{Flags, Outbox};
@@ -22,6 +23,8 @@ pub struct Store {
     pub flags: Arc<dyn Flags>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
+    /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
+    pub audit: Arc<dyn AuditTrail>,
     data_dir: PathBuf,
 }
 
@@ -39,12 +42,17 @@ impl Store {
         let flags: Arc<dyn Flags> = rocks;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let ingestor = Ingestor::new(index.clone(), blobs.clone(), options.duplicate_policy);
+        let audit: Arc<dyn AuditTrail> = Arc::new(
+            AuditLog::open(data_dir.join("audit"))
+                .map_err(|e| StorageError::Audit(e.to_string()))?,
+        );
         Ok(Store {
             index,
             outbox,
             flags,
             blobs,
             ingestor,
+            audit,
             data_dir,
         })
     }

@@ -13,5 +13,6 @@ mod import;
 mod lifecycle;
 mod pixels;
 mod retrieve;
+mod security;
 mod store;
 mod workers;

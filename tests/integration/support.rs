@@ -89,6 +89,8 @@ pub struct Server {
     pub data: PathBuf,
     pub dicom_port: u16,
     pub http_port: u16,
+    /// DICOM TLS port, when `[tls]` is configured.
+    pub dicom_tls_port: u16,
     log: Arc<Mutex<String>>,
 }
 
@@ -148,20 +150,28 @@ impl Server {
                         .next()
                         .and_then(|p| p.parse().ok())
                         .unwrap_or(0);
-                    let _ = tx.send((line.contains("DICOM"), port));
+                    let kind = if line.contains("DICOM-TLS") {
+                        2
+                    } else if line.contains("DICOM") {
+                        0
+                    } else {
+                        1
+                    };
+                    let _ = tx.send((kind, port));
                 }
                 let mut l = log2.lock().expect("log");
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        let (mut dicom_port, mut http_port) = (0, 0);
+        let (mut dicom_port, mut http_port, mut dicom_tls_port) = (0, 0, 0);
         let deadline = Instant::now() + Duration::from_secs(60);
         while dicom_port == 0 || http_port == 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok((true, p)) => dicom_port = p,
-                Ok((false, p)) => http_port = p,
+                Ok((0, p)) => dicom_port = p,
+                Ok((2, p)) => dicom_tls_port = p,
+                Ok((_, p)) => http_port = p,
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -174,6 +184,7 @@ impl Server {
             data: data.to_path_buf(),
             dicom_port,
             http_port,
+            dicom_tls_port,
             log,
         }
     }

@@ -5,10 +5,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use pacs_storage::query::{self, Level, Matcher, Query, QueryKey};
 use serde_json::{json, Value};
 
+use crate::access::Grant;
 use crate::dicomweb::urls::service_base;
 use crate::error::ApiError;
 use crate::{blocking, fhir, ApiState};
@@ -64,10 +65,12 @@ fn date_range(v: &str) -> Result<String, ApiError> {
 
 async fn search(
     State(s): State<ApiState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut keys = Vec::new();
+    // A patient's search only ever reaches their own studies.
+    let mut keys = grant.scope.query_keys();
     let mut count = DEFAULT_COUNT;
     for (name, value) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
         let v = value.trim();

@@ -1,7 +1,10 @@
 //! The HTTP side of the PACS (axum): DICOMweb (QIDO-RS, WADO-RS, STOW-RS) under `/dicom-web`,
 //! an admin API under `/api`, and an optional static viewer build under `/viewer`.
 
+pub mod access;
 mod api;
+mod audit_api;
+pub mod auth;
 pub mod dicomweb;
 mod error;
 mod events_api;
@@ -24,6 +27,7 @@ use tower_http::compression::predicate::Predicate;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use audit_api::hostname as audit_hostname;
 pub use error::ApiError;
 
 /// Settings of the HTTP API.
@@ -63,10 +67,16 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     pub render: render::pool::RenderPool,
     pub thumbnails: Arc<render::thumbnails::ThumbnailCache>,
+    pub auth: Arc<access::authn::Authenticator>,
+    pub login_throttle: Arc<access::login_api::Throttle>,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<Store>, config: ApiConfig) -> Result<ApiState, ApiError> {
+    pub fn new(
+        store: Arc<Store>,
+        config: ApiConfig,
+        auth: access::authn::Authenticator,
+    ) -> Result<ApiState, ApiError> {
         let render = render::pool::RenderPool::new(config.render_threads)
             .map_err(|e| ApiError::Internal(format!("starting the render pool: {e}")))?;
         let thumbnails = Arc::new(render::thumbnails::ThumbnailCache::new(
@@ -77,6 +87,8 @@ impl ApiState {
             config: Arc::new(config),
             render,
             thumbnails,
+            auth: Arc::new(auth),
+            login_throttle: Arc::default(),
         })
     }
 }
@@ -132,10 +144,17 @@ pub fn router(state: ApiState) -> Router {
         .merge(fhir_api::routes())
         .merge(flags_api::routes())
         .merge(share_api::routes())
+        .merge(access::login_api::routes())
+        .merge(audit_api::routes())
         .nest(
             dicomweb::DICOMWEB_ROOT,
             dicomweb::routes(config.max_stow_bytes),
-        );
+        )
+        // Every matched route passes the access guard (authentication, policy, audit).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard::guard,
+        ));
     if let Some(dir) = &config.viewer_dir {
         app = app.merge(viewer::routes(dir.clone()));
     }

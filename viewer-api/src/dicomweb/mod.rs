@@ -18,11 +18,12 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use pacs_storage::query::Level;
 use pacs_storage::Store;
 use serde_json::Value as Json;
 
+use crate::access::Grant;
 use crate::error::ApiError;
 use crate::ApiState;
 
@@ -140,6 +141,7 @@ pub fn routes(max_stow_bytes: u64) -> Router<ApiState> {
 /// Run one QIDO-RS search.
 async fn search(
     s: ApiState,
+    grant: Grant,
     level: Level,
     path: HashMap<String, String>,
     raw_query: Option<String>,
@@ -153,12 +155,13 @@ async fn search(
             path_keys.push((tag, uid));
         }
     }
-    let search = qido::Search::parse(
+    let mut search = qido::Search::parse(
         level,
         &path_keys,
         raw_query.as_deref().unwrap_or_default(),
         s.config.match_options,
     )?;
+    search.query.keys.extend(grant.scope.query_keys());
     let ctx = Ctx::new(&s, &headers);
     let mut warnings = search.warnings.clone();
     let (results, more) =
@@ -187,51 +190,57 @@ async fn search(
 
 async fn search_studies(
     State(s): State<ApiState>,
+    Extension(g): Extension<Grant>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(s, Level::Study, HashMap::new(), q, headers).await
+    search(s, g, Level::Study, HashMap::new(), q, headers).await
 }
 
 async fn search_all_series(
     State(s): State<ApiState>,
+    Extension(g): Extension<Grant>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(s, Level::Series, HashMap::new(), q, headers).await
+    search(s, g, Level::Series, HashMap::new(), q, headers).await
 }
 
 async fn search_all_instances(
     State(s): State<ApiState>,
+    Extension(g): Extension<Grant>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(s, Level::Image, HashMap::new(), q, headers).await
+    search(s, g, Level::Image, HashMap::new(), q, headers).await
 }
 
 async fn search_study_series(
     State(s): State<ApiState>,
+    Extension(g): Extension<Grant>,
     Path(p): Path<HashMap<String, String>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(s, Level::Series, p, q, headers).await
+    search(s, g, Level::Series, p, q, headers).await
 }
 
 async fn search_study_instances(
     State(s): State<ApiState>,
+    Extension(g): Extension<Grant>,
     Path(p): Path<HashMap<String, String>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(s, Level::Image, p, q, headers).await
+    search(s, g, Level::Image, p, q, headers).await
 }
 
 async fn search_series_instances(
     State(s): State<ApiState>,
+    Extension(g): Extension<Grant>,
     Path(p): Path<HashMap<String, String>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(s, Level::Image, p, q, headers).await
+    search(s, g, Level::Image, p, q, headers).await
 }

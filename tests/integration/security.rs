@@ -1,0 +1,825 @@
+//! Security against the real server: authentication (local accounts, API keys, OIDC JWTs,
+//! client certificates), the role policy on every route, patient scoping by every route,
+//! share links, UID checks, TLS for HTTP and DIMSE, and the audit trail that records all of
+//! it (verified with `pacs audit verify` afterwards).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const ISS: &str = "https://idp.example.org";
+const AUD: &str = "pacs";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn testdata() -> PathBuf {
+    repo().join("viewer-api/src/auth/testdata")
+}
+
+fn pacs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pacs"))
+}
+
+/// `pacs user add` with the password from the environment; returns stdout.
+fn add_user(config: &Path, name: &str, role: &str, extra: &[&str]) -> String {
+    let out = run(pacs()
+        .args(["user", "add", name, "--role", role])
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .env("PACS_PASSWORD", PASSWORD));
+    assert!(
+        out.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn api_key(config: &Path, name: &str) -> String {
+    let out = run(pacs()
+        .args(["user", "api-key", name, "--config"])
+        .arg(config));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn token_tool(args: &[&str]) -> String {
+    let out = run(python()
+        .arg(repo().join("tests/support/security_tokens.py"))
+        .args(args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn jwt(key: &str, extra: &[&str]) -> String {
+    let key = testdata().join(key);
+    let key = key.to_string_lossy().into_owned();
+    let mut args = vec!["jwt", key.as_str(), "--iss", ISS, "--aud", AUD];
+    args.extend_from_slice(extra);
+    token_tool(&args)
+}
+
+/// One HTTP exchange with curl: (status, headers, body).
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn curl(url: &str, method: &str, token: Option<&str>, extra: &[&str]) -> Reply {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--max-time", "20", "-X", method]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    cmd.args(extra).arg(url);
+    let out = run(&mut cmd);
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(raw.len());
+    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        headers,
+        body: raw[split..].to_vec(),
+    }
+}
+
+fn get(server: &Server, path: &str, token: Option<&str>) -> Reply {
+    let url = format!("http://127.0.0.1:{}{path}", server.http_port);
+    curl(&url, "GET", token, &[])
+}
+
+fn login(server: &Server, user: &str, totp: Option<&str>) -> Reply {
+    let mut body = serde_json::json!({"username": user, "password": PASSWORD});
+    if let Some(code) = totp {
+        body["totp"] = Value::String(code.into());
+    }
+    let url = format!("http://127.0.0.1:{}/api/login", server.http_port);
+    curl(
+        &url,
+        "POST",
+        None,
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body.to_string(),
+        ],
+    )
+}
+
+fn session(server: &Server, user: &str) -> String {
+    let r = login(server, user, None);
+    assert_eq!(r.status, 200, "login {user}: {}", r.text());
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+/// Study UIDs of a QIDO answer.
+fn studies_of(r: &Reply) -> Vec<String> {
+    assert_eq!(r.status, 200, "QIDO: {}", r.text());
+    let mut v: Vec<String> = r
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s["0020000D"]["Value"][0].as_str().map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// (study, series, instance) of each stored instance of a study, from the admin API.
+struct StudyPaths {
+    study: String,
+    series: String,
+    instance: String,
+}
+
+fn paths_of(server: &Server, admin: &str, study: &str) -> StudyPaths {
+    let r = get(
+        server,
+        &format!("/dicom-web/studies/{study}/instances?includefield=0020000E"),
+        Some(admin),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = &r.json()[0];
+    StudyPaths {
+        study: study.to_string(),
+        series: first["0020000E"]["Value"][0]
+            .as_str()
+            .expect("series")
+            .into(),
+        instance: first["00080018"]["Value"][0].as_str().expect("sop").into(),
+    }
+}
+
+/// Every route that shows a study's content, for one study.
+fn study_routes(p: &StudyPaths) -> Vec<String> {
+    let i = format!(
+        "/dicom-web/studies/{}/series/{}/instances/{}",
+        p.study, p.series, p.instance
+    );
+    vec![
+        format!("/dicom-web/studies/{}", p.study),
+        format!("/dicom-web/studies/{}/metadata", p.study),
+        format!("/dicom-web/studies/{}/series", p.study),
+        format!("/dicom-web/studies/{}/series/{}", p.study, p.series),
+        format!(
+            "/dicom-web/studies/{}/series/{}/metadata",
+            p.study, p.series
+        ),
+        i.clone(),
+        format!("{i}/metadata"),
+        format!("{i}/frames/1"),
+        format!("{i}/rendered"),
+        format!("{i}/thumbnail"),
+        format!("{i}/bulk/7FE00010"),
+        format!("/dicom-web/studies/{}/rendered", p.study),
+        format!("/dicom-web/studies/{}/thumbnail", p.study),
+    ]
+}
+
+fn audit(server: &Server, admin: &str, query: &str) -> Vec<Value> {
+    let r = get(
+        server,
+        &format!("/api/audit?limit=10000&{query}"),
+        Some(admin),
+    );
+    assert_eq!(r.status, 200, "audit: {}", r.text());
+    r.json()["records"].as_array().expect("records").clone()
+}
+
+#[test]
+fn http_authentication_roles_patient_scope_and_audit() {
+    let (_tmp, data) = data_dir();
+    let root = data.parent().expect("parent").to_path_buf();
+    // Two patients, one study each.
+    let gen = root.join("gen");
+    generate(
+        &gen,
+        8,
+        &[
+            "--per-series",
+            "2",
+            "--patients",
+            "2",
+            "--rows",
+            "64",
+            "--cols",
+            "64",
+        ],
+    );
+    let out = run(pacs()
+        .args(["import", "--quiet", "--data"])
+        .arg(&data)
+        .arg(&gen));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let config = root.join("pacs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {data:?}\n[auth]\n[auth.oidc]\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\n\
+             jwks_file = {:?}\n",
+            testdata().join("jwks.json")
+        ),
+    )
+    .expect("config");
+    add_user(&config, "admin", "admin", &[]);
+    add_user(&config, "rad", "radiologist", &[]);
+    add_user(&config, "bill", "billing", &[]);
+    add_user(&config, "tech", "technologist", &[]);
+    add_user(&config, "ehr", "ehr", &[]);
+    add_user(&config, "pata", "patient", &["--patient-id", "PAT00000"]);
+    let totp = add_user(&config, "mfa", "radiologist", &["--totp"]);
+    assert!(totp.contains("otpauth://totp/"), "{totp}");
+    add_user(&config, "svc", "ai-service", &["--no-password"]);
+    let key = api_key(&config, "svc");
+    assert!(key.starts_with("pacs_"), "{key}");
+
+    let server = Server::start_with(
+        &data,
+        ServerOptions {
+            extra_args: &["--config", config.to_str().expect("utf-8")],
+            ..Default::default()
+        },
+    );
+    let admin = session(&server, "admin");
+
+    // The two studies and which patient each belongs to.
+    let all = get(
+        &server,
+        "/dicom-web/studies?includefield=00100020",
+        Some(&admin),
+    );
+    let list = all.json();
+    let mut a_study = String::new();
+    let mut b_study = String::new();
+    for s in list.as_array().expect("array") {
+        let uid = s["0020000D"]["Value"][0].as_str().expect("uid").to_string();
+        match s["00100020"]["Value"][0].as_str() {
+            Some("PAT00000") => a_study = uid,
+            Some("PAT00001") => b_study = uid,
+            other => panic!("unexpected patient {other:?}"),
+        }
+    }
+    assert!(!a_study.is_empty() && !b_study.is_empty(), "{list}");
+    let a = paths_of(&server, &admin, &a_study);
+    let b = paths_of(&server, &admin, &b_study);
+
+    // 1. No credentials: 401 with a Bearer challenge, on every kind of route.
+    let mut guarded = study_routes(&a);
+    guarded.extend(
+        [
+            "/dicom-web/studies",
+            "/dicom-web/series",
+            "/dicom-web/instances",
+            "/fhir/ImagingStudy",
+            "/api/worklist",
+            "/api/changefeed",
+            "/api/audit",
+            "/api/statistics",
+            "/api/whoami",
+        ]
+        .map(String::from),
+    );
+    for path in &guarded {
+        let r = get(&server, path, None);
+        assert_eq!(
+            r.status,
+            401,
+            "GET {path} without credentials: {}",
+            r.text()
+        );
+        assert!(
+            r.headers
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{path}: {}",
+            r.headers
+        );
+    }
+    let stow_url = format!("http://127.0.0.1:{}/dicom-web/studies", server.http_port);
+    let r = curl(
+        &stow_url,
+        "POST",
+        None,
+        &[
+            "-H",
+            "Content-Type: multipart/related; type=\"application/dicom\"; boundary=x",
+            "--data-binary",
+            "--x--",
+        ],
+    );
+    assert_eq!(r.status, 401, "STOW without credentials");
+    let del_url = format!(
+        "http://127.0.0.1:{}/dicom-web/studies/{}",
+        server.http_port, a.study
+    );
+    assert_eq!(curl(&del_url, "DELETE", None, &[]).status, 401);
+    // Garbage and the wrong scheme are refused too.
+    assert_eq!(
+        get(&server, "/dicom-web/studies", Some("pacs_s_nonsense")).status,
+        401
+    );
+    assert_eq!(
+        get(&server, "/dicom-web/studies", Some("pacs_nonsense")).status,
+        401
+    );
+    let basic = curl(
+        &format!("http://127.0.0.1:{}/dicom-web/studies", server.http_port),
+        "GET",
+        None,
+        &["-u", "admin:x"],
+    );
+    assert_eq!(basic.status, 401);
+
+    // 2. Logins: wrong password and missing TOTP refused.
+    let url = format!("http://127.0.0.1:{}/api/login", server.http_port);
+    let wrong = curl(
+        &url,
+        "POST",
+        None,
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"username":"rad","password":"nope"}"#,
+        ],
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let no_code = login(&server, "mfa", None);
+    assert_eq!(no_code.status, 401, "{}", no_code.text());
+    assert!(no_code.text().contains("TOTP"), "{}", no_code.text());
+
+    // 3. Roles: 403 where the role may not act, 200 where it may.
+    let rad = session(&server, "rad");
+    let bill = session(&server, "bill");
+    let tech = session(&server, "tech");
+    let ehr = session(&server, "ehr");
+    let i = format!(
+        "/dicom-web/studies/{}/series/{}/instances/{}",
+        a.study, a.series, a.instance
+    );
+    for (token, path, want) in [
+        (&bill, format!("{i}/metadata"), 200),
+        (&bill, "/dicom-web/studies".to_string(), 200),
+        (&bill, i.clone(), 403),
+        (&bill, format!("{i}/frames/1"), 403),
+        (&bill, format!("{i}/rendered"), 403),
+        (&bill, format!("{i}/thumbnail"), 403),
+        (&bill, format!("{i}/bulk/7FE00010"), 403),
+        (&ehr, "/fhir/ImagingStudy".to_string(), 200),
+        (&ehr, "/api/changefeed".to_string(), 200),
+        (&ehr, format!("{i}/rendered"), 403),
+        (&rad, format!("{i}/rendered"), 200),
+        (&rad, "/api/worklist".to_string(), 200),
+        (&rad, "/api/audit".to_string(), 403),
+        (&rad, "/api/events".to_string(), 403),
+        (&tech, "/api/worklist".to_string(), 403),
+        (&tech, "/api/audit".to_string(), 403),
+        (&key, format!("{i}/metadata"), 200),
+        (&key, "/api/audit".to_string(), 403),
+    ] {
+        let r = get(&server, &path, Some(token));
+        assert_eq!(r.status, want, "GET {path}: {}", r.text());
+    }
+    let r = curl(&del_url, "DELETE", Some(&rad), &[]);
+    assert_eq!(r.status, 403, "radiologist DELETE: {}", r.text());
+    let who = get(&server, "/api/whoami", Some(&key)).json();
+    assert_eq!(who["user"], "svc");
+    assert_eq!(who["method"], "api-key");
+
+    // 4. Patient A sees only A, by every route.
+    let pata = session(&server, "pata");
+    assert_eq!(
+        studies_of(&get(&server, "/dicom-web/studies", Some(&pata))),
+        vec![a.study.clone()]
+    );
+    assert!(studies_of(&get(
+        &server,
+        "/dicom-web/studies?PatientID=PAT00001",
+        Some(&pata)
+    ))
+    .is_empty());
+    assert!(studies_of(&get(
+        &server,
+        &format!("/dicom-web/studies?StudyInstanceUID={}", b.study),
+        Some(&pata)
+    ))
+    .is_empty());
+    for level in ["series", "instances"] {
+        let r = get(
+            &server,
+            &format!("/dicom-web/{level}?includefield=0020000D"),
+            Some(&pata),
+        );
+        assert_eq!(studies_of(&r), vec![a.study.clone()], "/{level}");
+    }
+    for path in study_routes(&b) {
+        let r = get(&server, &path, Some(&pata));
+        assert_eq!(r.status, 404, "patient A reading B at {path}: {}", r.text());
+    }
+    for path in study_routes(&a) {
+        let r = get(&server, &path, Some(&pata));
+        assert_eq!(r.status, 200, "patient A reading A at {path}: {}", r.text());
+    }
+    // B's series under A's study path: nothing either.
+    let mixed = format!(
+        "/dicom-web/studies/{}/series/{}/instances/{}",
+        a.study, b.series, b.instance
+    );
+    let r = get(&server, &mixed, Some(&pata));
+    assert_eq!(r.status, 404, "{}", r.text());
+    let fhir = get(&server, "/fhir/ImagingStudy?patient=PAT00001", Some(&pata)).json();
+    assert_eq!(fhir["total"], 0, "{fhir}");
+    let fhir = get(&server, "/fhir/ImagingStudy", Some(&pata)).json();
+    assert_eq!(fhir["total"], 1, "{fhir}");
+    let r = curl(
+        &stow_url,
+        "POST",
+        Some(&pata),
+        &[
+            "-H",
+            "Content-Type: multipart/related; type=\"application/dicom\"; boundary=x",
+            "--data-binary",
+            "--x--",
+        ],
+    );
+    assert_eq!(r.status, 403, "patient STOW");
+
+    // 5. OIDC tokens: valid ones act with their role; expired, forged, alg none refused.
+    let good = jwt("rsa.pem", &["--role", "radiologist"]);
+    assert_eq!(get(&server, "/api/worklist", Some(&good)).status, 200);
+    let who = get(&server, "/api/whoami", Some(&good)).json();
+    assert_eq!(who["method"], "jwt");
+    let patient_jwt = jwt(
+        "rsa.pem",
+        &[
+            "--role",
+            "patient",
+            "--patient-id",
+            "PAT00001",
+            "--sub",
+            "bob",
+        ],
+    );
+    assert_eq!(
+        studies_of(&get(&server, "/dicom-web/studies", Some(&patient_jwt))),
+        vec![b.study.clone()]
+    );
+    for (what, token) in [
+        (
+            "expired",
+            jwt("rsa.pem", &["--role", "admin", "--exp-in", "-3600"]),
+        ),
+        ("forged", jwt("rsa-other.pem", &["--role", "admin"])),
+        (
+            "alg none",
+            jwt("rsa.pem", &["--role", "admin", "--alg", "none"]),
+        ),
+        ("no role", jwt("rsa.pem", &[])),
+    ] {
+        let r = get(&server, "/dicom-web/studies", Some(&token));
+        assert_eq!(r.status, 401, "{what} token: {}", r.text());
+    }
+
+    // 6. Share links: a valid one shows its study; expired or altered ones are refused.
+    let secret = data.join("share.key");
+    let secret = secret.to_string_lossy().into_owned();
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600)
+        .to_string();
+    let valid = token_tool(&["share", &secret, &a.study, &later]);
+    let r = get(&server, &format!("/api/share/{valid}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["study_instance_uid"], a.study.as_str());
+    let expired = token_tool(&["share", &secret, &a.study, "1000"]);
+    assert_eq!(
+        get(&server, &format!("/api/share/{expired}"), None).status,
+        403
+    );
+    let altered = token_tool(&["share", &secret, &b.study, &later]).replace('A', "B");
+    assert_eq!(
+        get(&server, &format!("/api/share/{altered}"), None).status,
+        403
+    );
+
+    // 7. UIDs that are not UIDs never reach the index or the file system.
+    for bad in ["..%2F..%2Fetc%2Fpasswd", "1.2.3%00", "1.2;rm", "%2e%2e"] {
+        let r = get(
+            &server,
+            &format!("/dicom-web/studies/{bad}/metadata"),
+            Some(&admin),
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+
+    // 8. The audit trail has all of it.
+    let denied = audit(&server, &admin, "outcome=denied");
+    let has = |records: &[Value], f: &dyn Fn(&Value) -> bool| records.iter().any(f);
+    assert!(
+        has(&denied, &|r| r["user"] == "anonymous"
+            && r["action"] == "wado.metadata"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("authentication required"))),
+        "no 401 record"
+    );
+    assert!(
+        has(&denied, &|r| r["user"] == "bill"
+            && r["role"] == "billing"
+            && r["action"] == "wado.frames"),
+        "no 403 record for billing"
+    );
+    assert!(
+        has(&denied, &|r| r["user"] == "pata"
+            && r["study_uid"] == b.study.as_str()
+            && r["patient_id"] == "PAT00001"),
+        "no scope refusal record for patient A reading B"
+    );
+    assert!(
+        has(&denied, &|r| r["action"] == "auth.login"
+            && r["user"] == "rad"),
+        "no failed login record"
+    );
+    assert!(
+        has(&denied, &|r| r["action"] == "share.view"),
+        "no refused share link record"
+    );
+    let ok = audit(&server, &admin, "user=pata&outcome=success");
+    assert!(
+        has(&ok, &|r| r["action"] == "wado.retrieve"
+            && r["study_uid"] == a.study.as_str()
+            && r["patient_id"] == "PAT00000"
+            && r["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("127.0.0.1:"))),
+        "no record of patient A's own retrieve"
+    );
+    let jsonl = get(&server, "/api/audit?format=jsonl&limit=5", Some(&admin)).text();
+    assert_eq!(jsonl.lines().count(), 5, "{jsonl}");
+    let syslog = get(
+        &server,
+        "/api/audit?format=syslog&outcome=denied&limit=3",
+        Some(&admin),
+    )
+    .text();
+    for line in syslog.lines() {
+        assert!(
+            line.starts_with('<') && line.contains("IHE+RFC-3881"),
+            "{line}"
+        );
+        assert!(line.contains("<AuditMessage"), "{line}");
+    }
+    let verified = get(&server, "/api/audit/verify", Some(&admin)).json();
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // 9. After the run: the chain verifies offline, and every blob matches its checksum.
+    let mut server = server;
+    server.terminate();
+    let out = run(pacs().args(["audit", "verify", "--config"]).arg(&config));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("chain intact"),
+        "{text}"
+    );
+    let out = run(pacs().args(["verify", "--config"]).arg(&config));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(pacs()
+        .args(["audit", "export", "--format", "syslog", "--config"])
+        .arg(&config));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 50);
+}
+
+#[test]
+fn tls_for_dimse_and_https_with_client_certificates() {
+    let (_tmp, data) = data_dir();
+    let root = data.parent().expect("parent").to_path_buf();
+    let certs = root.join("certs");
+    let out = run(Command::new("bash")
+        .arg(repo().join("tests/support/make_certs.sh"))
+        .arg(&certs));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = |f: &str| certs.join(f).to_string_lossy().into_owned();
+    let config = root.join("pacs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "restrict_to_nodes = true\n\
+             [[nodes]]\nae_title = \"MOD1\"\nhost = \"127.0.0.1\"\nport = 104\n\
+             [auth]\n\
+             [tls]\ncert = {:?}\nkey = {:?}\ndicom_port = 0\ndicom_client_ca = {:?}\n\
+             http_client_ca = {:?}\n",
+            c("server.pem"),
+            c("server.key"),
+            c("ca.pem"),
+            c("ca.pem")
+        ),
+    )
+    .expect("config");
+    let args = [
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+    ];
+    let out = run(pacs()
+        .args([
+            "user",
+            "add",
+            "ai-service-1",
+            "--role",
+            "ai-service",
+            "--no-password",
+        ])
+        .args(args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(pacs()
+        .args(["user", "add", "admin", "--role", "admin"])
+        .args(args)
+        .env("PACS_PASSWORD", PASSWORD));
+    assert!(out.status.success());
+    let server = Server::start_with(
+        &data,
+        ServerOptions {
+            extra_args: &["--config", config.to_str().expect("utf-8")],
+            ..Default::default()
+        },
+    );
+    assert_ne!(server.dicom_tls_port, 0, "no DICOM TLS port in the log");
+    let tls_port = server.dicom_tls_port.to_string();
+    let node_tls = |tool: &str| {
+        let mut cmd = dcmtk(tool);
+        cmd.args([
+            "+tls",
+            &c("node1.key"),
+            &c("node1.pem"),
+            "+cf",
+            &c("ca.pem"),
+        ])
+        .args(["-aet", "MOD1", "-aec", AE, "127.0.0.1", &tls_port]);
+        cmd
+    };
+    // Mutual TLS: the node with a CA-signed certificate gets through, and can store.
+    let out = run(&mut node_tls("echoscu"));
+    assert!(
+        out.status.success(),
+        "echoscu +tls: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sample = samples().join("ct_16bit_signed_implicit.dcm");
+    let out = run(node_tls("storescu").arg(&sample));
+    assert!(
+        out.status.success(),
+        "storescu +tls: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (sop, _) = file_uids(&sample);
+    // Without a client certificate, with one from another CA, or in plain DICOM: refused.
+    let anonymous =
+        run(dcmtk("echoscu").args(["+tla", "-aet", "MOD1", "-aec", AE, "127.0.0.1", &tls_port]));
+    assert!(!anonymous.status.success(), "anonymous TLS was accepted");
+    let rogue = run(dcmtk("echoscu")
+        .args([
+            "+tls",
+            &c("rogue.key"),
+            &c("rogue.pem"),
+            "+cf",
+            &c("ca.pem"),
+        ])
+        .args(["-aet", "MOD1", "-aec", AE, "127.0.0.1", &tls_port]));
+    assert!(
+        !rogue.status.success(),
+        "untrusted client certificate was accepted"
+    );
+    let plain = run(dcmtk("echoscu").args(["-aet", "MOD1", "-aec", AE, "127.0.0.1", &tls_port]));
+    assert!(
+        !plain.status.success(),
+        "plain DICOM on the TLS port was accepted"
+    );
+    // An unknown AE on the plain port is rejected before any data is read.
+    let stranger =
+        run(dcmtk("echoscu").args(["-aet", "STRANGER", "-aec", AE, "127.0.0.1", &server.port()]));
+    assert!(!stranger.status.success());
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("Rejected"),
+        "{}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
+
+    // HTTPS: a client certificate naming a service account authenticates as that account.
+    let https = |path: &str, extra: &[&str]| {
+        let url = format!("https://127.0.0.1:{}{path}", server.http_port);
+        let mut all = vec!["--cacert".to_string(), c("ca.pem")];
+        all.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        curl(&url, "GET", None, &refs)
+    };
+    let svc = ["--cert", &c("svc.pem"), "--key", &c("svc.key")].map(String::from);
+    let svc: Vec<&str> = svc.iter().map(String::as_str).collect();
+    let who = https("/api/whoami", &svc);
+    assert_eq!(who.status, 200, "{}", who.text());
+    assert_eq!(who.json()["user"], "ai-service-1");
+    assert_eq!(who.json()["method"], "client-certificate");
+    let meta = https(&format!("/dicom-web/instances?SOPInstanceUID={sop}"), &svc);
+    assert_eq!(meta.status, 200, "{}", meta.text());
+    assert_eq!(https("/api/whoami", &[]).status, 401);
+    // Plain HTTP on the HTTPS port gets nowhere.
+    let plain = get(&server, "/api/whoami", None);
+    assert_eq!(plain.status, 0, "plain HTTP answered: {}", plain.headers);
+
+    // The DIMSE side of the audit trail: the TLS store, the refused association.
+    let login = curl(
+        &format!("https://127.0.0.1:{}/api/login", server.http_port),
+        "POST",
+        None,
+        &[
+            "--cacert",
+            &c("ca.pem"),
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &serde_json::json!({"username": "admin", "password": PASSWORD}).to_string(),
+        ],
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let admin = login.json()["token"].as_str().expect("token").to_string();
+    let url = format!(
+        "https://127.0.0.1:{}/api/audit?interface=dimse&limit=1000",
+        server.http_port
+    );
+    let records = curl(&url, "GET", Some(&admin), &["--cacert", &c("ca.pem")]).json();
+    let records = records["records"].as_array().expect("records").clone();
+    assert!(
+        records.iter().any(|r| r["action"] == "dimse.c-store"
+            && r["ae_title"] == "MOD1"
+            && r["outcome"] == "success"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1 stored") && d.contains("MODALITY1"))),
+        "no C-STORE audit record: {records:?}"
+    );
+    assert!(
+        records.iter().any(|r| r["action"] == "dimse.associate"
+            && r["user"] == "STRANGER"
+            && r["outcome"] == "denied"),
+        "no refused association record: {records:?}"
+    );
+}

@@ -1,0 +1,167 @@
+//! Local-account login for small sites: `POST /api/login` trades a password (and TOTP code)
+//! for a short-lived session token; `POST /api/logout` ends it; `GET /api/whoami` tells who a
+//! token is. Repeated failures lock a user name out for a while (password guessing).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::accounts::LoginError;
+use crate::error::ApiError;
+use crate::ApiState;
+
+use super::authn::SESSION_PREFIX;
+use super::guard::{AuditNote, Grant};
+
+/// Failures within [`WINDOW`] before a user name is locked out for [`LOCKOUT`].
+const MAX_FAILURES: usize = 5;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+const LOCKOUT: Duration = Duration::from_secs(5 * 60);
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/whoami", get(whoami))
+}
+
+/// Recent failed logins per user name.
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl Throttle {
+    fn locked(&self, user: &str) -> bool {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = map.get_mut(user) else {
+            return false;
+        };
+        list.retain(|t| t.elapsed() < WINDOW);
+        list.len() >= MAX_FAILURES && list.last().is_some_and(|t| t.elapsed() < LOCKOUT)
+    }
+
+    fn failed(&self, user: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: forget everyone when an attacker sprays many names.
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.entry(user.to_string())
+            .or_default()
+            .push(Instant::now());
+    }
+
+    fn succeeded(&self, user: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(user);
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+}
+
+fn with_note(mut response: Response, user: &str, detail: Option<String>) -> Response {
+    response.extensions_mut().insert(AuditNote {
+        user: Some(user.to_string()),
+        detail,
+        ..AuditNote::default()
+    });
+    response
+}
+
+async fn login(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let req: LoginRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::BadRequest(format!(
+                "login needs JSON {{\"username\", \"password\", \"totp\"}}: {e}"
+            ))
+            .into_response()
+        }
+    };
+    let user: String = req.username.chars().take(64).collect();
+    let Some(accounts) = s.auth.accounts.clone() else {
+        return ApiError::BadRequest("local accounts are not configured".into()).into_response();
+    };
+    if s.login_throttle.locked(&user) {
+        let r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": "too many failed logins; try again later"})),
+        )
+            .into_response();
+        return with_note(r, &user, Some("locked out after repeated failures".into()));
+    }
+    let name = user.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        accounts.verify_password(&name, &req.password, req.totp.as_deref())
+    })
+    .await;
+    let who = match checked {
+        Ok(Ok(who)) => who,
+        Ok(Err(e)) => {
+            s.login_throttle.failed(&user);
+            let status = StatusCode::UNAUTHORIZED;
+            let r = (status, Json(json!({"error": e.to_string()}))).into_response();
+            let detail = match e {
+                LoginError::TotpRequired | LoginError::TotpInvalid => "second factor failed",
+                LoginError::Disabled => "account disabled",
+                _ => "invalid credentials",
+            };
+            return with_note(r, &user, Some(detail.into()));
+        }
+        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+    };
+    s.login_throttle.succeeded(&user);
+    let ttl = s.auth.session_ttl;
+    let role = who.role;
+    match s.auth.sessions.issue(who, ttl) {
+        Ok(token) => {
+            let body = json!({
+                "token": token,
+                "token_type": "Bearer",
+                "expires_in": ttl.as_secs(),
+                "user": user,
+                "role": role,
+            });
+            with_note(Json(body).into_response(), &user, None)
+        }
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim().to_string())
+        .unwrap_or_default();
+    if !token.starts_with(SESSION_PREFIX) || !s.auth.sessions.revoke(&token) {
+        return ApiError::BadRequest("no session token to end".into()).into_response();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn whoami(Extension(grant): Extension<Grant>) -> Json<serde_json::Value> {
+    let p = &grant.principal;
+    Json(json!({
+        "user": p.name,
+        "role": p.role,
+        "method": p.method.as_str(),
+        "patient_ids": p.patient_ids,
+    }))
+}

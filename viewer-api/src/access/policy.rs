@@ -1,0 +1,308 @@
+//! The one access decision: may this principal take this action, and over which studies.
+//! Every HTTP route maps to an [`Action`] (the guard does the mapping), and the scope this
+//! returns is applied both to single-study requests (refused) and to searches (filtered).
+
+use pacs_storage::query::{Matcher, QueryKey};
+
+use crate::auth::role::Role;
+
+use super::principal::Principal;
+
+/// Everything a caller can do over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// QIDO-RS searches.
+    Search,
+    /// WADO-RS instances (DICOM files).
+    Retrieve,
+    /// WADO-RS metadata (DICOM JSON without pixel data).
+    Metadata,
+    /// WADO-RS frames (pixel data).
+    Frames,
+    /// WADO-RS bulk data.
+    BulkData,
+    /// Rendered images.
+    Rendered,
+    /// Thumbnails.
+    Thumbnail,
+    /// STOW-RS.
+    Store,
+    /// DELETE of a study, series or instance.
+    Delete,
+    /// FHIR ImagingStudy search.
+    FhirRead,
+    /// Reading AI and quality flags.
+    ReadFlags,
+    /// Posting AI results (flags).
+    PostFlags,
+    /// Marking a study read or unread.
+    MarkRead,
+    /// The reading worklist.
+    Worklist,
+    /// The change feed of stored studies.
+    ChangeFeed,
+    /// Outbox and worker deliveries, and retrying them.
+    Deliveries,
+    /// Archive statistics and raw index records.
+    IndexAdmin,
+    /// The audit trail.
+    Audit,
+    /// Viewing what a share link opens.
+    ShareView,
+}
+
+impl Action {
+    /// The name recorded in the audit trail.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Action::Search => "qido.search",
+            Action::Retrieve => "wado.retrieve",
+            Action::Metadata => "wado.metadata",
+            Action::Frames => "wado.frames",
+            Action::BulkData => "wado.bulkdata",
+            Action::Rendered => "wado.rendered",
+            Action::Thumbnail => "wado.thumbnail",
+            Action::Store => "stow.store",
+            Action::Delete => "dicomweb.delete",
+            Action::FhirRead => "fhir.search",
+            Action::ReadFlags => "flags.read",
+            Action::PostFlags => "flags.post",
+            Action::MarkRead => "worklist.mark-read",
+            Action::Worklist => "worklist.read",
+            Action::ChangeFeed => "events.changefeed",
+            Action::Deliveries => "events.deliveries",
+            Action::IndexAdmin => "admin.index",
+            Action::Audit => "audit.read",
+            Action::ShareView => "share.view",
+        }
+    }
+}
+
+/// Which studies a granted action covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    /// Only studies of these Patient IDs (none: nothing).
+    Patients(Vec<String>),
+    /// Only this study.
+    Study(String),
+}
+
+impl Scope {
+    /// Whether a study (with its Patient ID) is inside the scope.
+    pub fn admits(&self, study_uid: &str, patient_id: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Patients(ids) => ids.iter().any(|id| id == patient_id),
+            Scope::Study(uid) => uid == study_uid,
+        }
+    }
+}
+
+impl Scope {
+    /// Query keys that keep a search inside the scope (ANDed with the caller's own keys),
+    /// so results are filtered by the index rather than after paging.
+    pub fn query_keys(&self) -> Vec<QueryKey> {
+        match self {
+            Scope::All => Vec::new(),
+            Scope::Patients(ids) => vec![QueryKey {
+                tag: PATIENT_ID.into(),
+                vr: "LO".into(),
+                matcher: match ids.as_slice() {
+                    [one] => Matcher::Single(one.clone()),
+                    // Any of several; none matches nothing.
+                    _ => Matcher::UidList(ids.clone()),
+                },
+            }],
+            Scope::Study(uid) => vec![QueryKey {
+                tag: STUDY_UID.into(),
+                vr: "UI".into(),
+                matcher: Matcher::Single(uid.clone()),
+            }],
+        }
+    }
+}
+
+const PATIENT_ID: &str = "00100020";
+const STUDY_UID: &str = "0020000D";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+/// Which roles may take an action at all (before scope).
+fn role_may(role: Role, action: Action) -> bool {
+    use Action::*;
+    match role {
+        Role::Admin => true,
+        Role::Radiologist => matches!(
+            action,
+            Search
+                | Retrieve
+                | Metadata
+                | Frames
+                | BulkData
+                | Rendered
+                | Thumbnail
+                | FhirRead
+                | ReadFlags
+                | PostFlags
+                | MarkRead
+                | Worklist
+        ),
+        Role::Technologist => matches!(
+            action,
+            Search
+                | Retrieve
+                | Metadata
+                | Frames
+                | BulkData
+                | Rendered
+                | Thumbnail
+                | Store
+                | ReadFlags
+        ),
+        Role::ReferringPhysician => matches!(
+            action,
+            Search | Retrieve | Metadata | Frames | BulkData | Rendered | Thumbnail | FhirRead
+        ),
+        // Demographics, codes and counts: no pixel data, no bulk data.
+        Role::Billing => matches!(action, Search | Metadata | FhirRead),
+        Role::Patient => matches!(
+            action,
+            Search
+                | Retrieve
+                | Metadata
+                | Frames
+                | BulkData
+                | Rendered
+                | Thumbnail
+                | FhirRead
+                | ShareView
+        ),
+        Role::AiService => matches!(
+            action,
+            Search
+                | Retrieve
+                | Metadata
+                | Frames
+                | BulkData
+                | Rendered
+                | Thumbnail
+                | Store
+                | ReadFlags
+                | PostFlags
+        ),
+        Role::Ehr => matches!(action, Search | FhirRead | ChangeFeed),
+    }
+}
+
+/// May `principal` take `action`, and over which studies.
+pub fn authorize(principal: &Principal, action: Action) -> Result<Scope, Denied> {
+    if let Some(study) = &principal.share_study {
+        // A share link opens one study's summary and thumbnails, nothing else.
+        return match action {
+            Action::ShareView | Action::Thumbnail => Ok(Scope::Study(study.clone())),
+            _ => Err(Denied(format!(
+                "a share link does not allow {}",
+                action.audit_name()
+            ))),
+        };
+    }
+    if action == Action::ShareView {
+        // Reached only through a share link (checked by the guard).
+        return Err(Denied("a share link is required".into()));
+    }
+    if !role_may(principal.role, action) {
+        return Err(Denied(format!(
+            "role {} may not {}",
+            principal.role,
+            action.audit_name()
+        )));
+    }
+    Ok(match principal.role {
+        Role::Patient => Scope::Patients(principal.patient_ids.clone()),
+        _ => Scope::All,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::principal::AuthMethod;
+
+    fn who(role: Role, patients: &[&str]) -> Principal {
+        Principal {
+            name: "u".into(),
+            role,
+            patient_ids: patients.iter().map(|p| p.to_string()).collect(),
+            share_study: None,
+            method: AuthMethod::Session,
+        }
+    }
+
+    #[test]
+    fn billing_sees_codes_but_no_pixels() {
+        let b = who(Role::Billing, &[]);
+        assert_eq!(authorize(&b, Action::Search), Ok(Scope::All));
+        assert_eq!(authorize(&b, Action::Metadata), Ok(Scope::All));
+        for a in [
+            Action::Retrieve,
+            Action::Frames,
+            Action::BulkData,
+            Action::Rendered,
+            Action::Thumbnail,
+            Action::Delete,
+        ] {
+            assert!(authorize(&b, a).is_err(), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn patients_are_scoped_to_their_ids() {
+        let p = who(Role::Patient, &["PID-A"]);
+        let scope = authorize(&p, Action::Retrieve).expect("allowed");
+        assert!(scope.admits("1.2", "PID-A"));
+        assert!(!scope.admits("1.2", "PID-B"));
+        assert!(authorize(&p, Action::Store).is_err());
+        assert!(authorize(&p, Action::Delete).is_err());
+        assert!(authorize(&p, Action::Worklist).is_err());
+        let nobody = who(Role::Patient, &[]);
+        assert!(!authorize(&nobody, Action::Search)
+            .expect("allowed")
+            .admits("1.2", ""));
+    }
+
+    #[test]
+    fn share_links_open_one_study_summary_and_thumbnails_only() {
+        let s = Principal::share_link("1.2.3".into());
+        assert_eq!(
+            authorize(&s, Action::ShareView),
+            Ok(Scope::Study("1.2.3".into()))
+        );
+        assert!(authorize(&s, Action::Retrieve).is_err());
+        assert!(authorize(&s, Action::Search).is_err());
+        assert!(authorize(&who(Role::Admin, &[]), Action::ShareView).is_err());
+    }
+
+    #[test]
+    fn only_admins_delete_and_read_the_audit_trail() {
+        for role in Role::ALL {
+            let p = who(*role, &[]);
+            let admin = *role == Role::Admin;
+            assert_eq!(authorize(&p, Action::Delete).is_ok(), admin, "{role}");
+            assert_eq!(authorize(&p, Action::Audit).is_ok(), admin, "{role}");
+            assert_eq!(authorize(&p, Action::Deliveries).is_ok(), admin, "{role}");
+        }
+    }
+
+    #[test]
+    fn ehr_queries_and_reads_fhir_but_gets_no_images() {
+        let e = who(Role::Ehr, &[]);
+        assert!(authorize(&e, Action::Search).is_ok());
+        assert!(authorize(&e, Action::FhirRead).is_ok());
+        assert!(authorize(&e, Action::ChangeFeed).is_ok());
+        assert!(authorize(&e, Action::Retrieve).is_err());
+        assert!(authorize(&e, Action::Rendered).is_err());
+    }
+}
