@@ -288,8 +288,8 @@ mod tests {
     #[test]
     fn only_admins_delete_and_read_the_audit_trail() {
         for role in Role::ALL {
-            let p = who(*role, &[]);
-            let admin = *role == Role::Admin;
+            let p = who(role, &[]);
+            let admin = role == Role::Admin;
             assert_eq!(authorize(&p, Action::Delete).is_ok(), admin, "{role}");
             assert_eq!(authorize(&p, Action::Audit).is_ok(), admin, "{role}");
             assert_eq!(authorize(&p, Action::Deliveries).is_ok(), admin, "{role}");
