@@ -197,6 +197,16 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     /// Authentication of HTTP callers (local accounts, OIDC tokens).
     pub auth: Option<AuthConfig>,
+    /// Encryption at rest of blob files.
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// `[encryption]`: blob files sealed with AES-256-GCM. The key (64 hex digits or 32 raw
+/// bytes) comes from `key_file` or the `PACS_BLOB_KEY` environment variable (hex).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[auth]`: who may call the HTTP API. With this section, every request needs credentials.
@@ -249,6 +259,17 @@ pub struct RemoteNode {
 pub struct StoreSettings {
     pub data: PathBuf,
     pub duplicates: DuplicatePolicy,
+    /// Encryption at rest of blob files, when a key is configured.
+    pub blob_key: Option<pacs_storage::blob_crypto::BlobKeyMaterial>,
+}
+
+impl StoreSettings {
+    pub fn options(&self) -> pacs_storage::StoreOptions {
+        pacs_storage::StoreOptions {
+            duplicate_policy: self.duplicates,
+            blob_key: self.blob_key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -331,6 +352,33 @@ fn resolve_relative(mut t: TlsConfig, config_file: Option<&Path>) -> TlsConfig {
     t
 }
 
+/// The blob key: `PACS_BLOB_KEY` (hex) wins over `[encryption] key_file`.
+fn blob_key(
+    enc: Option<&EncryptionConfig>,
+    config_file: Option<&Path>,
+) -> Result<Option<pacs_storage::blob_crypto::BlobKeyMaterial>, ConfigError> {
+    use pacs_storage::blob_crypto::BlobKeyMaterial;
+    let bad = |e: pacs_storage::StorageError| ConfigError::Invalid(e.to_string());
+    if let Ok(hex) = std::env::var("PACS_BLOB_KEY") {
+        return BlobKeyMaterial::parse(hex.as_bytes())
+            .map(Some)
+            .map_err(bad);
+    }
+    match enc.and_then(|e| e.key_file.as_ref()) {
+        Some(p) => {
+            let p = match config_file.and_then(Path::parent) {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p.clone(),
+            };
+            BlobKeyMaterial::from_file(&p).map(Some).map_err(bad)
+        }
+        None if enc.is_some() => Err(ConfigError::Invalid(
+            "[encryption] needs key_file or the PACS_BLOB_KEY environment variable".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
 fn policy(arg: DuplicateArg) -> DuplicatePolicy {
     match arg {
         DuplicateArg::Keep => DuplicatePolicy::Keep,
@@ -352,6 +400,7 @@ impl StoreArgs {
                     .or(file.duplicates)
                     .unwrap_or(DuplicateArg::Keep),
             ),
+            blob_key: blob_key(file.encryption.as_ref(), self.config.as_deref())?,
         };
         Ok((settings, file))
     }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use pacs_storage::part10::has_part10_magic;
-use pacs_storage::{Expected, IngestOutcome, IngestSource, Store, StoreOptions};
+use pacs_storage::{Expected, IngestOutcome, IngestSource, Store};
 
 use crate::config::StoreSettings;
 use crate::error::AppError;
@@ -35,12 +35,7 @@ enum FileResult {
 
 pub fn run(settings: &StoreSettings, inputs: &[PathBuf], quiet: bool) -> Result<(), AppError> {
     let files = collect_files(inputs);
-    let store = Store::open(
-        &settings.data,
-        StoreOptions {
-            duplicate_policy: settings.duplicates,
-        },
-    )?;
+    let store = Store::open(&settings.data, settings.options())?;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use pacs_storage::query::MatchOptions;
-use pacs_storage::{Store, StoreOptions};
+use pacs_storage::Store;
 use pacs_viewer_api::access::authn::Authenticator;
 use pacs_viewer_api::auth::accounts::Accounts;
 use pacs_viewer_api::auth::jwt::JwtValidator;
@@ -35,12 +35,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     let signals = Signals::install()?;
     let store_settings = settings.store.clone();
     let store = tokio::task::spawn_blocking(move || {
-        Store::open(
-            &store_settings.data,
-            StoreOptions {
-                duplicate_policy: store_settings.duplicates,
-            },
-        )
+        Store::open(&store_settings.data, store_settings.options())
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;

@@ -4,7 +4,10 @@
 
 use pacs_storage::index::RocksIndex;
 use pacs_storage::integrity::{self, IntegrityProblem};
-use pacs_storage::{FsBlobStore, Index};
+use std::sync::Arc;
+
+use pacs_storage::blob_crypto::EncryptedBlobStore;
+use pacs_storage::{BlobStore, FsBlobStore, Index};
 use rayon::prelude::*;
 
 use crate::config::StoreSettings;
@@ -31,7 +34,11 @@ impl VerifyReport {
 
 pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
     let index = RocksIndex::open_read_only(settings.data.join("index"))?;
-    let blobs = FsBlobStore::open_existing(&settings.data)?;
+    let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open_existing(&settings.data)?);
+    let blobs: Arc<dyn BlobStore> = match &settings.blob_key {
+        Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
+        None => files,
+    };
     let mut report = VerifyReport::default();
     let mut after: Option<String> = None;
     loop {
@@ -42,7 +49,7 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
         let results: Vec<(String, Result<(), IntegrityProblem>)> = uids
             .into_par_iter()
             .filter_map(|uid| match index.instance(&uid) {
-                Ok(Some(rec)) => Some((uid, integrity::check(&blobs, &rec))),
+                Ok(Some(rec)) => Some((uid, integrity::check(blobs.as_ref(), &rec))),
                 // Deleted between the listing and the read.
                 Ok(None) => None,
                 Err(e) => Some((

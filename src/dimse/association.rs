@@ -19,6 +19,7 @@ use super::access::{AccessPolicy, Service};
 use super::audit::AssociationAudit;
 use super::command::{field, store_request, Command, Response, SubOperations, Tally};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
+use super::local_blob::local_blob;
 use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
 use super::scu::{choose_context, prepare, send_payload, SendPlan, StoreScu};
@@ -707,25 +708,24 @@ impl Association {
             if cancelled {
                 break;
             }
-            let outcome = match (
-                scu.plan(&rec.sop_class_uid, &rec.transfer_syntax_uid),
-                self.store.blobs.local_path(&rec.blob),
-            ) {
-                (Some(plan), Some(path)) => scu
-                    .store(
-                        &plan,
-                        &rec.sop_class_uid,
-                        &rec.sop_instance_uid,
-                        &path,
-                        (&originator, command.message_id),
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
-                (None, _) => Err(format!(
+            let outcome = match scu.plan(&rec.sop_class_uid, &rec.transfer_syntax_uid) {
+                Some(plan) => match local_blob(&self.store, rec).await {
+                    Ok(local) => scu
+                        .store(
+                            &plan,
+                            &rec.sop_class_uid,
+                            &rec.sop_instance_uid,
+                            local.path(),
+                            (&originator, command.message_id),
+                        )
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                },
+                None => Err(format!(
                     "destination accepted no context for {} in {}",
                     rec.sop_class_uid, rec.transfer_syntax_uid
                 )),
-                (_, None) => Err("blob not on this machine".to_string()),
             };
             tally.record(&rec.sop_instance_uid, outcome, "C-MOVE");
             if done + 1 < total {
@@ -821,23 +821,25 @@ impl Association {
                 .negotiated
                 .scp_role_classes
                 .contains(&rec.sop_class_uid);
-            let outcome = match (target, role, self.store.blobs.local_path(&rec.blob)) {
-                (Some(plan), true, Some(path)) => {
-                    self.store_on_this_association(
-                        &plan,
-                        rec,
-                        &path,
-                        command.message_id,
-                        &mut cancelled,
-                    )
-                    .await
-                }
-                (_, false, _) => Err(format!("no SCP role negotiated for {}", rec.sop_class_uid)),
-                (None, _, _) => Err(format!(
+            let outcome = match (target, role) {
+                (Some(plan), true) => match local_blob(&self.store, rec).await {
+                    Ok(local) => {
+                        self.store_on_this_association(
+                            &plan,
+                            rec,
+                            local.path(),
+                            command.message_id,
+                            &mut cancelled,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                },
+                (_, false) => Err(format!("no SCP role negotiated for {}", rec.sop_class_uid)),
+                (None, _) => Err(format!(
                     "no accepted context for {} in {}",
                     rec.sop_class_uid, rec.transfer_syntax_uid
                 )),
-                (_, _, None) => Err("blob not on this machine".into()),
             };
             tally.record(&rec.sop_instance_uid, outcome, "C-GET");
             if cancelled {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod command;
 pub mod find_scp;
 pub mod listener;
+pub mod local_blob;
 pub mod negotiation;
 pub mod pdu_io;
 pub mod scu;

@@ -11,6 +11,8 @@ pub enum StorageError {
     Locked { path: PathBuf, detail: String },
     #[error("audit trail: {0}")]
     Audit(String),
+    #[error("blob encryption key: {0}")]
+    BadKey(String),
     #[error("database error in {context}: {source}")]
     Db {
         context: &'static str,

@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod audit;
 pub mod blob;
+pub mod blob_crypto;
 pub mod error;
 pub mod events;
 pub mod index;

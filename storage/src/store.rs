@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::audit::{AuditLog, AuditTrail};
 use crate::blob::{BlobStore, FsBlobStore};
+use crate::blob_crypto::{BlobKeyMaterial, EncryptedBlobStore};
 use crate::error::StorageError;
 use crate::events::{Flags, Outbox};
 use crate::index::{DuplicatePolicy, Index, RocksIndex};
@@ -13,6 +14,8 @@ use crate::ingest::Ingestor;
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub duplicate_policy: DuplicatePolicy,
+    /// Seal blob files with AES-256-GCM under this key (encryption at rest).
+    pub blob_key: Option<BlobKeyMaterial>,
 }
 
 pub struct Store {
@@ -40,7 +43,11 @@ impl Store {
         let index: Arc<dyn Index> = rocks.clone();
         let outbox: Arc<dyn Outbox> = rocks.clone();
         let flags: Arc<dyn Flags> = rocks;
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
+        let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
+        let blobs: Arc<dyn BlobStore> = match &options.blob_key {
+            Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
+            None => files,
+        };
         let ingestor = Ingestor::new(index.clone(), blobs.clone(), options.duplicate_policy);
         let audit: Arc<dyn AuditTrail> = Arc::new(
             AuditLog::open(data_dir.join("audit"))

@@ -29,7 +29,7 @@ pub fn audit_message_xml(record: &AuditRecord, hostname: &str, app_name: &str) -
     let (event, action) = atna::event_for(&e.action, e.outcome);
     // Who sends data to whom, for events that move instances.
     let (user_role, archive_role) = match action {
-        ActionCode::Read if event != atna::QUERY => (Some(DESTINATION_ROLE), Some(SOURCE_ROLE)),
+        ActionCode::Read => (Some(DESTINATION_ROLE), Some(SOURCE_ROLE)),
         ActionCode::Create => (Some(SOURCE_ROLE), Some(DESTINATION_ROLE)),
         _ => (None, None),
     };
@@ -42,7 +42,7 @@ pub fn audit_message_xml(record: &AuditRecord, hostname: &str, app_name: &str) -
         "EventIdentification",
         &[
             ("EventActionCode", Some(action.as_str())),
-            ("EventDateTime", Some(&record.time)),
+            ("EventDateTime", Some(record.time.as_str())),
             (
                 "EventOutcomeIndicator",
                 Some(atna::outcome_indicator(e.outcome)),
@@ -65,7 +65,7 @@ pub fn audit_message_xml(record: &AuditRecord, hostname: &str, app_name: &str) -
     x.open(
         "ActiveParticipant",
         &[
-            ("UserID", Some(&e.user)),
+            ("UserID", Some(e.user.as_str())),
             ("AlternativeUserID", alt_id.as_deref()),
             ("UserIsRequestor", Some("true")),
             ("NetworkAccessPointID", nap_id.as_deref()),

@@ -27,10 +27,6 @@ pub fn seq_of_key(key: &[u8]) -> Option<u64> {
     }
 }
 
-pub fn is_record_key(key: &[u8]) -> bool {
-    key.first() == Some(&RECORD_TAG)
-}
-
 /// Opens (creating when writable) the database in `dir`.
 pub fn open(dir: &Path, read_only: bool) -> Result<DB, AuditError> {
     let mut opts = Options::default();

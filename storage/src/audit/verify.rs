@@ -107,10 +107,18 @@ impl fmt::Display for Problem {
             Problem::HeadMismatch {
                 head_seq,
                 last_seq: Some(last),
-            } => write!(
+            } if last < head_seq => write!(
                 f,
                 "head: names record {head_seq} as the last, but the last record is {last} \
                  (tail truncated or head altered)"
+            ),
+            Problem::HeadMismatch {
+                head_seq,
+                last_seq: Some(last),
+            } => write!(
+                f,
+                "head: names record {head_seq} as the last, but records go on to {last} \
+                 (records added behind the log's back, or head altered)"
             ),
             Problem::HeadMismatch {
                 head_seq,

@@ -24,6 +24,8 @@ const MAX_BATCH: usize = 4096;
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 
+// Nearly every message is an entry; boxing it would add an allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Msg {
     /// `time` is taken when the caller recorded the entry: the event's time, not the commit's.
     Entry { time: SystemTime, entry: AuditEntry },
@@ -31,6 +33,9 @@ pub enum Msg {
     /// a commit given up since the previous flush.
     Flush(SyncSender<Result<(), String>>),
 }
+
+/// A record's key and stored bytes.
+type Row = ([u8; 9], Vec<u8>);
 
 /// Where the next record attaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +184,7 @@ impl Writer {
     fn seal_all(
         &self,
         entries: &[(SystemTime, AuditEntry)],
-    ) -> Result<(Vec<([u8; 9], Vec<u8>)>, Head), AuditError> {
+    ) -> Result<(Vec<Row>, Head), AuditError> {
         let mut rows = Vec::with_capacity(entries.len());
         let mut seq = self.tip.next_seq;
         let mut prev_hash = self.tip.prev_hash.clone();
@@ -204,7 +209,7 @@ impl Writer {
         ))
     }
 
-    fn write(&self, rows: &[([u8; 9], Vec<u8>)], head: &Head) -> Result<(), AuditError> {
+    fn write(&self, rows: &[Row], head: &Head) -> Result<(), AuditError> {
         let head_bytes = serde_json::to_vec(head).map_err(|source| AuditError::Encode {
             what: "head",
             source,

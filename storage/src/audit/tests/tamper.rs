@@ -150,6 +150,7 @@ fn audit_tamper_inserted_record_is_reported() {
         }],
         "{report}"
     );
+    assert!(report.problems[0].to_string().contains("records added"));
 }
 
 #[test]
