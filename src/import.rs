@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use pacs_storage::audit::{AuditEntry, Interface, Outcome};
 use pacs_storage::part10::has_part10_magic;
 use pacs_storage::{Expected, IngestOutcome, IngestSource, Store};
 
@@ -89,6 +90,40 @@ pub fn run(settings: &StoreSettings, inputs: &[PathBuf], quiet: bool) -> Result<
     if hidden > 0 {
         println!("  ... and {hidden} more");
     }
+    // The import is a change to the archive: it goes to the audit trail like any other.
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".into());
+    let mut entry = AuditEntry::new(
+        Interface::Cli,
+        user,
+        "local",
+        "cli.import",
+        if s.rejected.is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+    );
+    entry.target = Some(
+        inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    entry.detail = Some(format!(
+        "{} stored, {} duplicates, {} rejected, {} not DICOM",
+        s.stored,
+        s.duplicates,
+        s.rejected.len(),
+        s.not_dicom.len()
+    ));
+    store
+        .audit
+        .record(entry)
+        .and_then(|()| store.audit.flush())
+        .map_err(|e| AppError::Internal(format!("audit trail: {e}")))?;
     Ok(())
 }
 

@@ -600,6 +600,14 @@ fn http_authentication_roles_patient_scope_and_audit() {
                 .is_some_and(|s| s.starts_with("127.0.0.1:"))),
         "no record of patient A's own retrieve"
     );
+    let cli = audit(&server, &admin, "interface=cli");
+    assert!(
+        has(&cli, &|r| r["action"] == "cli.import"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("8 stored"))),
+        "no record of the import: {cli:?}"
+    );
     let jsonl = get(&server, "/api/audit?format=jsonl&limit=5", Some(&admin)).text();
     assert_eq!(jsonl.lines().count(), 5, "{jsonl}");
     let syslog = get(
