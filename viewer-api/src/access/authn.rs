@@ -68,7 +68,7 @@ impl Authenticator {
         peer: Option<&PeerInfo>,
     ) -> Result<Principal, AuthnError> {
         if let Some(token) = bearer(headers)? {
-            return self.from_token(&token).await;
+            return self.with_token(&token).await;
         }
         if self.client_certificates {
             if let (Some(cn), Some(accounts)) =
@@ -89,7 +89,7 @@ impl Authenticator {
         }
     }
 
-    async fn from_token(&self, token: &str) -> Result<Principal, AuthnError> {
+    async fn with_token(&self, token: &str) -> Result<Principal, AuthnError> {
         if token.starts_with(SESSION_PREFIX) {
             let who = self
                 .sessions
