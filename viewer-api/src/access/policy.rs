@@ -130,69 +130,33 @@ const STUDY_UID: &str = "0020000D";
 #[error("{0}")]
 pub struct Denied(pub String);
 
+/// Searching and reading studies, images included.
+fn is_reading(action: Action) -> bool {
+    use Action::*;
+    matches!(
+        action,
+        Search | Retrieve | Metadata | Frames | BulkData | Rendered | Thumbnail
+    )
+}
+
 /// Which roles may take an action at all (before scope).
 fn role_may(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
         Role::Admin => true,
-        Role::Radiologist => matches!(
-            action,
-            Search
-                | Retrieve
-                | Metadata
-                | Frames
-                | BulkData
-                | Rendered
-                | Thumbnail
-                | FhirRead
-                | ReadFlags
-                | PostFlags
-                | MarkRead
-                | Worklist
-        ),
-        Role::Technologist => matches!(
-            action,
-            Search
-                | Retrieve
-                | Metadata
-                | Frames
-                | BulkData
-                | Rendered
-                | Thumbnail
-                | Store
-                | ReadFlags
-        ),
-        Role::ReferringPhysician => matches!(
-            action,
-            Search | Retrieve | Metadata | Frames | BulkData | Rendered | Thumbnail | FhirRead
-        ),
+        Role::Radiologist => {
+            is_reading(action)
+                || matches!(
+                    action,
+                    FhirRead | ReadFlags | PostFlags | MarkRead | Worklist
+                )
+        }
+        Role::Technologist => is_reading(action) || matches!(action, Store | ReadFlags),
+        Role::ReferringPhysician => is_reading(action) || action == FhirRead,
         // Demographics, codes and counts: no pixel data, no bulk data.
         Role::Billing => matches!(action, Search | Metadata | FhirRead),
-        Role::Patient => matches!(
-            action,
-            Search
-                | Retrieve
-                | Metadata
-                | Frames
-                | BulkData
-                | Rendered
-                | Thumbnail
-                | FhirRead
-                | ShareView
-        ),
-        Role::AiService => matches!(
-            action,
-            Search
-                | Retrieve
-                | Metadata
-                | Frames
-                | BulkData
-                | Rendered
-                | Thumbnail
-                | Store
-                | ReadFlags
-                | PostFlags
-        ),
+        Role::Patient => is_reading(action) || matches!(action, FhirRead | ShareView),
+        Role::AiService => is_reading(action) || matches!(action, Store | ReadFlags | PostFlags),
         Role::Ehr => matches!(action, Search | FhirRead | ChangeFeed),
     }
 }
