@@ -1409,6 +1409,14 @@ mod tests {
     }
 
     #[test]
+    fn accounts_and_sessions_are_shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Accounts>();
+        send_sync::<Sessions>();
+        send_sync::<Authenticated>();
+    }
+
+    #[test]
     fn sessions_issue_lookup_revoke() {
         let sessions = Sessions::new();
         let token = sessions

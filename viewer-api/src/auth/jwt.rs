@@ -5,6 +5,10 @@
 //! `alg: none` and HMAC algorithms (an HS256 token "signed" with the public key, the classic
 //! key-confusion attack) are refused explicitly. Header fields that point at keys (`jku`, `x5u`,
 //! `jwk`) are ignored: keys come only from the configured file or URL.
+//!
+//! Test keys (test-only, private keys published): `viewer-api/src/auth/testdata/` holds
+//! `rsa.pem` (kid `test-rsa`), `ec.pem` (kid `test-ec`), their public halves, `rsa-other.pem`
+//! (a key not in the set) and `jwks.json`; see the README there.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -736,6 +740,16 @@ mod tests {
 
     fn b64(v: &Value) -> String {
         URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[tokio::test]
+    async fn jwt_validator_is_shareable_across_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let v = validator(config()).await;
+        send_sync(&v);
+        // Middleware awaits `validate` inside axum's Send futures.
+        send(v.validate("x.y.z"));
     }
 
     #[test]
