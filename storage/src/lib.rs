@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod index;
 pub mod ingest;
+pub mod lengths;
 pub mod part10;
 pub mod query;
 pub mod records;
