@@ -6,10 +6,13 @@
 use std::fs;
 use std::path::Path;
 
+use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+use dicom_transfer_syntax_registry::entries::{
+    EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
+};
 use dicom_ul::pdu::{
     write_pdu, AbortRQSource, AssociationRQ, PDataValue, PDataValueType, Pdu,
     PresentationContextProposed, RequestorRoles, UserIdentity, UserIdentityType,
@@ -105,6 +108,44 @@ fn commands() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// C-FIND identifiers: a study query and a series query with a sequence key.
+fn identifiers() -> Vec<(&'static str, InMemDicomObject)> {
+    let text = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
+    let mut study = InMemDicomObject::new_empty();
+    study.put(text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"));
+    study.put(text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"));
+    study.put(text(tags::PATIENT_NAME, VR::PN, "DOE*"));
+    study.put(text(tags::PATIENT_ID, VR::LO, ""));
+    study.put(text(tags::STUDY_DATE, VR::DA, "20240101-20241231"));
+    study.put(text(tags::STUDY_TIME, VR::TM, "0800-"));
+    study.put(text(tags::MODALITIES_IN_STUDY, VR::CS, "CT\\MR"));
+    study.put(text(tags::STUDY_INSTANCE_UID, VR::UI, ""));
+    study.put(DataElement::new(
+        tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+        VR::IS,
+        PrimitiveValue::Empty,
+    ));
+    let mut series = InMemDicomObject::new_empty();
+    series.put(text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES"));
+    series.put(text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"));
+    series.put(text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4\\1.2.3.5"));
+    series.put(text(tags::MODALITY, VR::CS, "C?"));
+    series.put(DataElement::new(tags::SERIES_NUMBER, VR::IS, PrimitiveValue::Empty));
+    let mut item = InMemDicomObject::new_empty();
+    item.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"));
+    series.put(DataElement::new(
+        tags::REFERENCED_IMAGE_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![item]),
+    ));
+    series.put(DataElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(512_u16),
+    ));
+    vec![("study", study), ("series", series)]
+}
+
 fn pdu(p: &Pdu) -> Vec<u8> {
     let mut out = Vec::new();
     write_pdu(&mut out, p).expect("encode PDU");
@@ -187,6 +228,20 @@ fn main() {
     let cmds = commands();
     for (name, bytes) in &cmds {
         write(&dir, "dimse_command", name, bytes);
+    }
+
+    // find_identifier: selector byte (transfer syntax), identifier in that syntax.
+    for (sel, ts_name, ts) in [
+        (0u8, "implicit-le", IMPLICIT_VR_LITTLE_ENDIAN.erased()),
+        (1, "explicit-le", EXPLICIT_VR_LITTLE_ENDIAN.erased()),
+        (2, "explicit-be", EXPLICIT_VR_BIG_ENDIAN.erased()),
+    ] {
+        for (name, obj) in identifiers() {
+            let mut v = vec![sel];
+            obj.write_dataset_with_ts(&mut v, &ts)
+                .expect("encode identifier");
+            write(&dir, "find_identifier", &format!("{name}-{ts_name}"), &v);
+        }
     }
 
     // pdu_read: selector byte (max PDU 16 KiB, reads of 7 bytes), negotiation variant, PDUs.

@@ -1,8 +1,10 @@
 //! Stand-in for `pacs-storage` in the fuzz build. The real crate links RocksDB, whose
 //! sanitizer build would cost CI minutes; the fuzzed parser files only name these items.
 //! Everything here is a type stub or a verbatim copy of a few lines, except the query
-//! matcher, which is the real source file (see query.rs).
+//! matcher and the element length check, which are the real source files.
 
+#[path = "../../../../storage/src/lengths.rs"]
+pub mod lengths;
 pub mod query;
 
 /// Copy of `pacs_storage::ingest::error_chain`: an error and its sources on one line.

@@ -17,6 +17,28 @@ pub enum Level {
     Image,
 }
 
+/// Copy of the real `Level::parse` and `Level::as_str` (find_scp.rs uses them).
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "PATIENT" => Some(Level::Patient),
+            "STUDY" => Some(Level::Study),
+            "SERIES" => Some(Level::Series),
+            "IMAGE" | "INSTANCE" => Some(Level::Image),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Patient => "PATIENT",
+            Level::Study => "STUDY",
+            Level::Series => "SERIES",
+            Level::Image => "IMAGE",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct QueryKey {
     pub tag: String,
