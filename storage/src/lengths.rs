@@ -4,17 +4,23 @@
 //! value, so a data set of a few bytes that declares a 4 GiB value makes it allocate and touch
 //! 4 GiB (found by fuzzing). [`check`] walks the data set as dicom-parser's `DataSetReader`
 //! frames it (the same headers, the same sequence and item states, the same ends of
-//! defined-length items) without reading values, and refuses a value longer than the bytes
-//! that follow it. It also refuses a binary number value whose length is not a multiple of the
-//! number's size: dicom-parser would read the whole numbers, leave the rest unread, and frame
-//! everything after it differently from this walk.
+//! defined-length items), passing over values without keeping them, and refuses a value
+//! longer than the bytes that follow it. It also refuses a binary number value whose length is
+//! not a multiple of the number's size: dicom-parser would read the whole numbers, leave the
+//! rest unread, and frame everything after it differently from this walk.
+//! [`check_part10_file`] does the same for a Part 10 file as `OpenFileOptions::open_file`
+//! reads it: preamble, File Meta Information (whose reader has the same flaw), data set (to
+//! its end, Pixel Data included, as WADO-RS and rendering read stored files whole).
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::transfer_syntax::{Codec, Endianness, TransferSyntax};
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 const UNDEFINED: u32 = u32::MAX;
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
@@ -70,28 +76,90 @@ struct Open {
     end: Option<u64>,
 }
 
-/// The source, with the position and the end the walk needs.
-struct Source<'a, R> {
+/// What the walk reads: headers are read, values passed over.
+pub trait Input: Read {
+    /// Pass over up to `n` bytes; how many there were.
+    fn pass(&mut self, n: u64) -> std::io::Result<u64>;
+}
+
+impl Input for &[u8] {
+    fn pass(&mut self, n: u64) -> std::io::Result<u64> {
+        let k = usize::try_from(n).unwrap_or(usize::MAX).min(self.len());
+        *self = &self[k..];
+        Ok(k as u64)
+    }
+}
+
+/// Any reader (an inflated data set), passed over by reading.
+pub struct Stream<R>(pub R);
+
+impl<R: Read> Read for Stream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> Input for Stream<R> {
+    fn pass(&mut self, n: u64) -> std::io::Result<u64> {
+        std::io::copy(&mut (&mut self.0).take(n), &mut std::io::sink())
+    }
+}
+
+/// A file, passed over by seeking (pixel data is not read to be checked).
+struct FileInput {
+    reader: BufReader<std::fs::File>,
+    /// Bytes after the reader's position.
+    left: u64,
+}
+
+impl Read for FileInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.left = self.left.saturating_sub(n as u64);
+        Ok(n)
+    }
+}
+
+impl BufRead for FileInput {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.reader.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.reader.consume(n);
+        self.left = self.left.saturating_sub(n as u64);
+    }
+}
+
+impl Input for FileInput {
+    fn pass(&mut self, n: u64) -> std::io::Result<u64> {
+        let k = n.min(self.left);
+        self.reader
+            .seek_relative(i64::try_from(k).map_err(std::io::Error::other)?)?;
+        self.left -= k;
+        Ok(k)
+    }
+}
+
+/// The source and the position in it (which defined-length sequences and items end at).
+struct Source<'a, R: ?Sized> {
     reader: &'a mut R,
     pos: u64,
-    end: u64,
     big_endian: bool,
 }
 
-impl<R: Read + Seek> Source<'_, R> {
-    fn remaining(&self) -> u64 {
-        self.end.saturating_sub(self.pos)
-    }
-
-    /// `n` bytes, or `None` when fewer remain (where dicom-parser stops, ending or failing).
+impl<R: Input + ?Sized> Source<'_, R> {
+    /// `n` bytes, or `None` at the end (where dicom-parser stops, ending or failing).
     fn bytes<const N: usize>(&mut self) -> Result<Option<[u8; N]>, LengthError> {
-        if self.remaining() < N as u64 {
-            return Ok(None);
-        }
         let mut buf = [0u8; N];
-        self.reader.read_exact(&mut buf)?;
-        self.pos += N as u64;
-        Ok(Some(buf))
+        match self.reader.read_exact(&mut buf) {
+            Ok(()) => {
+                self.pos += N as u64;
+                Ok(Some(buf))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn u16(&self, b: [u8; 2]) -> u16 {
@@ -114,35 +182,26 @@ impl<R: Read + Seek> Source<'_, R> {
         Tag(self.u16([b[0], b[1]]), self.u16([b[2], b[3]]))
     }
 
-    /// Skip a value of `len` bytes after checking that they are there.
+    /// Pass over a value of `len` bytes, refusing it when fewer follow.
     fn skip(&mut self, tag: Tag, len: u32) -> Result<(), LengthError> {
-        let remaining = self.remaining();
-        if u64::from(len) > remaining {
+        let passed = self.reader.pass(u64::from(len))?;
+        if passed < u64::from(len) {
             return Err(LengthError::PastEnd {
                 tag,
                 len,
-                remaining,
+                remaining: passed,
             });
         }
-        self.reader.seek(SeekFrom::Current(i64::from(len)))?;
-        self.pos += u64::from(len);
+        self.pos += passed;
         Ok(())
     }
 }
 
-/// Check the lengths of the data set that `reader` holds from its current position to `len`
-/// bytes further, in `encoding`. With `read_until`, stop where
-/// `OpenFileOptions::read_until` makes dicom-object stop (a top-level tag at or past it).
-pub fn check<R: Read + Seek>(
-    reader: &mut R,
-    len: u64,
-    encoding: Encoding,
-    read_until: Option<Tag>,
-) -> Result<(), LengthError> {
+/// Check the lengths of the data set that `reader` holds, in `encoding`, to its end.
+pub fn check<R: Input + ?Sized>(reader: &mut R, encoding: Encoding) -> Result<(), LengthError> {
     let mut src = Source {
         reader,
         pos: 0,
-        end: len,
         big_endian: encoding == Encoding::ExplicitVrBigEndian,
     };
     let explicit = encoding != Encoding::ImplicitVrLittleEndian;
@@ -150,7 +209,6 @@ pub fn check<R: Read + Seek>(
     let mut in_sequence = false;
     let mut delimiter_check = false;
     let mut offset_table_next = false;
-    let stops = |tag: Tag, open: &[Open]| open.is_empty() && read_until.is_some_and(|t| t <= tag);
     loop {
         // Defined-length sequences and items end where their length says.
         if delimiter_check {
@@ -213,57 +271,29 @@ pub fn check<R: Read + Seek>(
                 return Ok(()); // undefined length: dicom-parser fails
             };
             let len = u32::try_from(end - src.pos).unwrap_or(UNDEFINED);
-            if std::mem::take(&mut offset_table_next) && len % 4 != 0 {
-                return Err(LengthError::PartialNumber {
-                    tag: ITEM,
-                    vr: VR::UL,
-                    len,
-                    unit: 4,
-                });
+            if std::mem::take(&mut offset_table_next) {
+                check_offset_table(len)?;
             }
             src.skip(ITEM, len)?;
             delimiter_check = true;
             continue;
         }
         // An element header.
-        let Some(t) = src.bytes::<4>()? else {
+        let header = if explicit {
+            explicit_header(&mut src)?.map(|(tag, vr, len, _)| (tag, vr, len))
+        } else {
+            match (src.bytes::<4>()?, src.bytes::<4>()?) {
+                (Some(t), Some(l)) => {
+                    let tag = src.tag(t);
+                    Some((tag, implicit_vr(tag), src.u32(l)))
+                }
+                _ => None,
+            }
+        };
+        let Some((tag, vr, len)) = header else {
             return Ok(());
         };
-        let tag = src.tag(t);
-        let (vr, len) = if tag.group() == 0xFFFE {
-            let Some(l) = src.bytes::<4>()? else {
-                return Ok(());
-            };
-            let len = src.u32(l);
-            let vr = if explicit { VR::UN } else { implicit_vr(tag) };
-            (vr, len)
-        } else if explicit {
-            let Some(v) = src.bytes::<2>()? else {
-                return Ok(());
-            };
-            let vr = VR::from_binary(v).unwrap_or(VR::UN);
-            let len = if short_length(vr) {
-                let Some(l) = src.bytes::<2>()? else {
-                    return Ok(());
-                };
-                u32::from(src.u16(l))
-            } else {
-                let Some(l) = src.bytes::<6>()? else {
-                    return Ok(());
-                };
-                src.u32([l[2], l[3], l[4], l[5]])
-            };
-            (vr, len)
-        } else {
-            let Some(l) = src.bytes::<4>()? else {
-                return Ok(());
-            };
-            (implicit_vr(tag), src.u32(l))
-        };
         if vr == VR::SQ {
-            if stops(tag, &open) {
-                return Ok(());
-            }
             in_sequence = true;
             open.push(Open {
                 item: false,
@@ -279,9 +309,6 @@ pub fn check<R: Read + Seek>(
                 delimiter_check = true;
             }
         } else if tag == PIXEL_DATA && len == UNDEFINED {
-            if stops(tag, &open) {
-                return Ok(());
-            }
             // Encapsulated pixel data: a sequence of fragments, the first the offset table.
             open.push(Open {
                 item: false,
@@ -312,9 +339,6 @@ pub fn check<R: Read + Seek>(
             }
         } else if len == UNDEFINED {
             // Any other element of undefined length is read as a sequence.
-            if stops(tag, &open) {
-                return Ok(());
-            }
             in_sequence = true;
             open.push(Open {
                 item: false,
@@ -322,9 +346,6 @@ pub fn check<R: Read + Seek>(
                 end: None,
             });
         } else {
-            if stops(tag, &open) {
-                return Ok(());
-            }
             // dicom-parser reads US/SS-or-other "xs" values as SS once it has seen signed
             // pixel data, whatever VR the header gives: both sizes must fit.
             let mut unit = number_size(vr);
@@ -340,14 +361,157 @@ pub fn check<R: Read + Seek>(
     }
 }
 
+fn check_offset_table(len: u32) -> Result<(), LengthError> {
+    if len % 4 == 0 {
+        Ok(())
+    } else {
+        Err(LengthError::PartialNumber {
+            tag: ITEM,
+            vr: VR::UL,
+            len,
+            unit: 4,
+        })
+    }
+}
+
 /// Check a data set held in memory.
-pub fn check_bytes(bytes: &[u8], encoding: Encoding) -> Result<(), LengthError> {
-    check(
-        &mut std::io::Cursor::new(bytes),
-        bytes.len() as u64,
-        encoding,
-        None,
-    )
+pub fn check_bytes(mut bytes: &[u8], encoding: Encoding) -> Result<(), LengthError> {
+    check(&mut bytes, encoding)
+}
+
+/// Check a Part 10 file as `OpenFileOptions::open_file(path)` reads it, to its end: ingest
+/// reads it up to Pixel Data, WADO-RS and rendering later read all of it. Values are passed
+/// over by seeking, so Pixel Data is not read.
+pub fn check_part10_file(path: &Path) -> Result<(), LengthError> {
+    let file = std::fs::File::open(path)?;
+    let left = file.metadata()?.len();
+    let mut input = FileInput {
+        reader: BufReader::new(file),
+        left,
+    };
+    check_part10(&mut input)
+}
+
+/// Check a Part 10 file as dicom-object reads it from a path: the preamble when one is
+/// detected (or none is detected either way), the File Meta Information, then the data set
+/// in its transfer syntax, inflated first when deflated.
+pub fn check_part10<R: BufRead + Input>(reader: &mut R) -> Result<(), LengthError> {
+    // dicom-object's `detect_preamble`: only a missing preamble with "DICM" first skips none.
+    let head = reader.fill_buf()?;
+    let no_preamble = !(head.len() >= 132 && head[128..132] == *b"DICM")
+        && head.len() >= 4
+        && head[..4] == *b"DICM";
+    if !no_preamble {
+        let mut preamble = [0u8; 128];
+        if read_all(reader, &mut preamble)?.is_none() {
+            return Ok(());
+        }
+    }
+    let mut src = Source {
+        reader: &mut *reader,
+        pos: 0,
+        big_endian: false,
+    };
+    // File Meta Information as `FileMetaTable::read_from` reads it: "DICM", the group length
+    // (4 bytes, checked), then elements until that many bytes are read.
+    let Some(magic) = src.bytes::<4>()? else {
+        return Ok(());
+    };
+    if magic != *b"DICM" {
+        return Ok(());
+    }
+    let Some((tag, _, len, _)) = explicit_header(&mut src)? else {
+        return Ok(());
+    };
+    if tag != Tag(0x0002, 0x0000) || len != 4 {
+        return Ok(());
+    }
+    let Some(group_length) = src.bytes::<4>()? else {
+        return Ok(());
+    };
+    let group_length = u32::from_le_bytes(group_length);
+    let mut read = 0u32;
+    let mut ts_uid = None;
+    while read < group_length {
+        let Some((tag, _, len, header_len)) = explicit_header(&mut src)? else {
+            return Ok(());
+        };
+        if len == UNDEFINED {
+            return Ok(());
+        }
+        if tag == Tag(0x0002, 0x0010) && len <= 256 {
+            let mut uid = vec![0u8; len as usize];
+            if read_all(src.reader, &mut uid)?.is_none() {
+                return Ok(());
+            }
+            src.pos += u64::from(len);
+            ts_uid = Some(String::from_utf8_lossy(&uid).into_owned());
+        } else {
+            if tag == Tag(0x0002, 0x0010) {
+                ts_uid = None; // not a transfer syntax dicom-object knows either
+            }
+            src.skip(tag, len)?;
+        }
+        read = read.saturating_add(header_len).saturating_add(len);
+    }
+    // dicom-object fails on a transfer syntax it does not know or cannot read.
+    let Some(ts) = ts_uid.as_deref().and_then(|uid| {
+        TransferSyntaxRegistry.get(uid.trim_end_matches(|c: char| c.is_whitespace() || c == '\0'))
+    }) else {
+        return Ok(());
+    };
+    match ts.codec() {
+        Codec::Dataset(Some(adapter)) => {
+            // Deflated data sets are Explicit VR Little Endian (PS3.5 A.5).
+            let mut inflated = Stream(adapter.adapt_reader(Box::new(&mut *reader)));
+            check(&mut inflated, Encoding::ExplicitVrLittleEndian)
+        }
+        Codec::Dataset(None) => Ok(()),
+        _ => match Encoding::of(ts) {
+            Some(encoding) => check(reader, encoding),
+            None => Ok(()),
+        },
+    }
+}
+
+/// `read_exact` that says `None` at the end of the input.
+fn read_all<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> Result<Option<()>, LengthError> {
+    match reader.read_exact(buf) {
+        Ok(()) => Ok(Some(())),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An Explicit VR header as dicom-encoding decodes it: tag, VR, length, header size.
+fn explicit_header<R: Input + ?Sized>(
+    src: &mut Source<'_, R>,
+) -> Result<Option<(Tag, VR, u32, u32)>, LengthError> {
+    let Some(t) = src.bytes::<4>()? else {
+        return Ok(None);
+    };
+    let tag = src.tag(t);
+    if tag.group() == 0xFFFE {
+        let Some(l) = src.bytes::<4>()? else {
+            return Ok(None);
+        };
+        return Ok(Some((tag, VR::UN, src.u32(l), 8)));
+    }
+    let Some(v) = src.bytes::<2>()? else {
+        return Ok(None);
+    };
+    let vr = VR::from_binary(v).unwrap_or(VR::UN);
+    if short_length(vr) {
+        let Some(l) = src.bytes::<2>()? else {
+            return Ok(None);
+        };
+        Ok(Some((tag, vr, u32::from(src.u16(l)), 8)))
+    } else {
+        let Some(l) = src.bytes::<6>()? else {
+            return Ok(None);
+        };
+        Ok(Some((tag, vr, src.u32([l[2], l[3], l[4], l[5]]), 12)))
+    }
 }
 
 /// The VR dicom-encoding's Implicit VR Little Endian decoder gives a tag.
@@ -514,15 +678,90 @@ mod tests {
     }
 
     #[test]
-    fn reading_stops_where_read_until_stops() {
-        // (0010,0010) PN "A", then Pixel Data declaring 4 GiB - 2: not read when stopping there.
-        let bytes = [
-            0x10, 0x00, 0x10, 0x00, b'P', b'N', 2, 0, b'A', b' ', 0xE0, 0x7F, 0x10, 0x00, b'O',
-            b'W', 0, 0, 0xFE, 0xFF, 0xFF, 0xFF,
-        ];
-        let mut reader = std::io::Cursor::new(&bytes[..]);
+    fn pixel_data_and_what_follows_it_are_checked() {
+        // (0010,0010) PN "A", Pixel Data OW of 2 bytes, then (FFFC,FFFC) OB declaring 4 GiB.
+        let mut bytes = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 2, 0, b'A', b' '];
+        bytes.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 2, 0, 0, 0, 0, 0]);
         let encoding = Encoding::ExplicitVrLittleEndian;
-        assert!(check(&mut reader, bytes.len() as u64, encoding, Some(PIXEL_DATA)).is_ok());
-        assert!(check_bytes(&bytes, encoding).is_err());
+        assert!(check_bytes(&bytes, encoding).is_ok());
+        bytes.extend_from_slice(&[0xFC, 0xFF, 0xFC, 0xFF, b'O', b'B', 0, 0, 0, 0, 0, 0xF0]);
+        assert!(matches!(
+            check_bytes(&bytes, encoding),
+            Err(LengthError::PastEnd {
+                tag: Tag(0xFFFC, 0xFFFC),
+                ..
+            })
+        ));
+        // Pixel Data itself declaring more than there is.
+        bytes.truncate(10);
+        bytes.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 0, 0, 0, 0xF0, 0, 0,
+        ]);
+        assert!(matches!(
+            check_bytes(&bytes, encoding),
+            Err(LengthError::PastEnd {
+                tag: PIXEL_DATA,
+                ..
+            })
+        ));
+    }
+
+    /// The repository's sample-dicom/ (found upward, as this file is also built in fuzz/).
+    fn samples() -> Vec<std::path::PathBuf> {
+        let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+        while let Some(d) = dir {
+            let samples = d.join("sample-dicom");
+            if let Ok(entries) = std::fs::read_dir(&samples) {
+                return entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+                    .collect();
+            }
+            dir = d.parent();
+        }
+        Vec::new()
+    }
+
+    #[test]
+    fn sample_files_pass_whole_and_up_to_pixel_data() {
+        let files = samples();
+        assert!(files.len() >= 5, "sample-dicom not found");
+        for path in files {
+            check_part10_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let bytes = std::fs::read(&path).expect("read sample");
+            check_part10(&mut &bytes[..])
+                .unwrap_or_else(|e| panic!("{} whole: {e}", path.display()));
+        }
+    }
+
+    #[test]
+    fn a_part10_file_declaring_a_huge_value_is_refused() {
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+            .media_storage_sop_instance_uid("1.2.3")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .expect("meta");
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        meta.write(&mut file).expect("write meta");
+        // (0010,1010) UN declaring 4 GiB - 16, then one byte.
+        file.extend_from_slice(&[
+            0x10, 0x00, 0x10, 0x10, b'U', b'N', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF,
+        ]);
+        file.push(b'1');
+        assert!(matches!(
+            check_part10(&mut &file[..]),
+            Err(LengthError::PastEnd { remaining: 1, .. })
+        ));
+        // The same in the File Meta Information: Media Storage SOP Class UID as UN.
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend_from_slice(&[2, 0, 0, 0, b'U', b'L', 4, 0, 24, 0, 0, 0]);
+        file.extend_from_slice(&[2, 0, 2, 0, b'U', b'N', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF, b'1']);
+        assert!(matches!(
+            check_part10(&mut &file[..]),
+            Err(LengthError::PastEnd { remaining: 1, .. })
+        ));
     }
 }
