@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use dicom_core::value::DataSetSequence;
+use dicom_core::value::{DataSetSequence, PixelFragmentSequence};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
@@ -242,6 +242,46 @@ fn main() {
                 .expect("encode identifier");
             write(&dir, "find_identifier", &format!("{name}-{ts_name}"), &v);
         }
+    }
+
+    // part10_ingest: the sample files' headers with a small Pixel Data (seeds stay small).
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-dicom");
+    let mut names: Vec<_> = fs::read_dir(&samples)
+        .expect("sample-dicom")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .collect();
+    names.sort();
+    for path in names {
+        let mut obj = dicom_object::OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(&path)
+            .expect("open sample");
+        let ts = obj.meta().transfer_syntax().to_string();
+        let native = [
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+            "1.2.840.10008.1.2.2",
+            uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+        ]
+        .contains(&ts.as_str());
+        if native {
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(vec![1, 2, 3, 4].into()),
+            ));
+        } else {
+            obj.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PixelFragmentSequence::new(vec![0u32], vec![vec![0xFF, 0xD8, 0xFF, 0xD9]]),
+            ));
+        }
+        let mut bytes = Vec::new();
+        obj.write_all(&mut bytes).expect("write sample seed");
+        let name = path.file_stem().expect("name").to_string_lossy().into_owned();
+        write(&dir, "part10_ingest", &name, &bytes);
     }
 
     // pdu_read: selector byte (max PDU 16 KiB, reads of 7 bytes), negotiation variant, PDUs.
