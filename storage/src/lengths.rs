@@ -64,6 +64,9 @@ pub enum LengthError {
         len: u32,
         unit: u32,
     },
+    /// The deflated data set is not a deflate stream (the sender's fault, unlike `Io`).
+    #[error("inflating the data set: {0}")]
+    Inflate(std::io::Error),
     #[error("reading the data set: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -346,8 +349,8 @@ pub fn check<R: Input + ?Sized>(reader: &mut R, encoding: Encoding) -> Result<()
                 end: None,
             });
         } else {
-            // dicom-parser reads US/SS-or-other "xs" values as SS once it has seen signed
-            // pixel data, whatever VR the header gives: both sizes must fit.
+            // dicom-parser reads a value whose dictionary VR is "US or SS" as SS once it has
+            // seen signed pixel data, whatever VR the header gives: both sizes must fit.
             let mut unit = number_size(vr);
             if is_xs(tag) {
                 unit = unit.max(2);
@@ -464,7 +467,10 @@ pub fn check_part10<R: BufRead + Input>(reader: &mut R) -> Result<(), LengthErro
         Codec::Dataset(Some(adapter)) => {
             // Deflated data sets are Explicit VR Little Endian (PS3.5 A.5).
             let mut inflated = Stream(adapter.adapt_reader(Box::new(&mut *reader)));
-            check(&mut inflated, Encoding::ExplicitVrLittleEndian)
+            check(&mut inflated, Encoding::ExplicitVrLittleEndian).map_err(|e| match e {
+                LengthError::Io(e) => LengthError::Inflate(e),
+                e => e,
+            })
         }
         Codec::Dataset(None) => Ok(()),
         _ => match Encoding::of(ts) {
