@@ -1,8 +1,9 @@
 //! DIMSE command sets (PS3.7 9.3, Annex E): parsing requests and building responses.
 //! Command sets are always Implicit VR Little Endian.
 
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 
@@ -59,8 +60,62 @@ fn uint(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u16> {
     obj.get(tag)?.value().to_int::<u16>().ok()
 }
 
+/// Refuse a command set whose elements do not fit in its bytes, before dicom-parser sees it:
+/// dicom-parser reserves and zero-fills an element's declared length before reading it, so a
+/// 12-byte command set declaring a 4 GiB value made it allocate 4 GiB (found by fuzzing).
+/// The walk frames elements as dicom-parser does (Implicit VR: the VR from the standard
+/// dictionary), so what it checks is what the parser reads. Command sets are flat (PS3.7
+/// E.1): undefined lengths, items and sequences, whose contents it would not walk, are refused.
+fn check_element_lengths(mut bytes: &[u8]) -> Result<(), CommandError> {
+    // Fewer than 8 bytes left is no element header: dicom-parser decides what that means.
+    while let Some((header, rest)) = bytes.split_first_chunk::<8>() {
+        let tag = Tag(
+            u16::from_le_bytes([header[0], header[1]]),
+            u16::from_le_bytes([header[2], header[3]]),
+        );
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        // As dicom-encoding's Implicit VR Little Endian decoder resolves the VR.
+        let vr = if tag == tags::PIXEL_DATA || (tag.group() >> 8 == 0x60 && tag.element() == 0x3000)
+        {
+            VR::OW
+        } else {
+            StandardDataDictionary
+                .by_tag(tag)
+                .map_or(VR::UN, |e| e.vr().relaxed())
+        };
+        if vr == VR::SQ || tag.group() == 0xFFFE || len == u32::MAX {
+            return Err(CommandError::Parse(format!(
+                "element {tag} is a sequence, item or of undefined length"
+            )));
+        }
+        // dicom-parser reads binary numbers whole and skips a remainder without consuming
+        // it, which would leave it reading the next header where this walk does not.
+        let unit = match vr {
+            VR::US | VR::SS | VR::OW => 2,
+            VR::AT | VR::UL | VR::SL | VR::FL | VR::OF | VR::OL => 4,
+            VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+            _ => 1,
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len % unit != 0 {
+            return Err(CommandError::Parse(format!(
+                "element {tag} ({vr}) has a length of {len}, not a multiple of {unit}"
+            )));
+        }
+        if len > rest.len() {
+            return Err(CommandError::Parse(format!(
+                "element {tag} declares {len} bytes but {} remain",
+                rest.len()
+            )));
+        }
+        bytes = &rest[len..];
+    }
+    Ok(())
+}
+
 impl Command {
     pub fn parse(bytes: &[u8]) -> Result<Self, CommandError> {
+        check_element_lengths(bytes)?;
         let obj =
             InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
                 .map_err(|e| CommandError::Parse(pacs_storage::error_chain(&e)))?;
@@ -358,5 +413,30 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(Command::parse(&[1, 2, 3, 4, 5]).is_err());
         assert!(Command::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn a_declared_length_beyond_the_bytes_is_refused_before_parsing() {
+        // A complete C-ECHO-RQ, then Affected SOP Class UID (0000,0002) declaring 3 GiB.
+        let mut bytes = request_bytes(field::C_ECHO_RQ, false);
+        bytes.extend_from_slice(&[0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0xC0, b'1']);
+        assert!(matches!(
+            Command::parse(&bytes),
+            Err(CommandError::Parse(m)) if m.contains("declares 3221225472 bytes but 1 remain")
+        ));
+        // A sequence (here of undefined length) has no place in a command set.
+        let mut bytes = request_bytes(field::C_ECHO_RQ, false);
+        bytes.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert!(matches!(
+            Command::parse(&bytes),
+            Err(CommandError::Parse(m)) if m.contains("sequence")
+        ));
+        // A 2-byte UL: dicom-parser would read no number, consume nothing, and take the next
+        // bytes as an element header declaring 4 GiB.
+        let bytes = [0, 0, 0, 0, 2, 0, 0, 0, 0, 8, 2, 0, 0, 0, 0, 0xFA];
+        assert!(matches!(
+            Command::parse(&bytes),
+            Err(CommandError::Parse(m)) if m.contains("not a multiple of 4")
+        ));
     }
 }

@@ -11,6 +11,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use pacs_storage::attrs::tag_key;
+use pacs_storage::lengths;
 use pacs_storage::query::{Level, MatchOptions, Matcher, Query, QueryKey, QueryMatch};
 
 use super::status::Status;
@@ -55,6 +56,13 @@ pub fn parse_request(
     let ts = TransferSyntaxRegistry
         .get(transfer_syntax)
         .ok_or_else(|| identifier_error(format!("unknown transfer syntax {transfer_syntax}")))?;
+    // dicom-parser allocates what an element declares before reading it: check first.
+    if let Some(encoding) = lengths::Encoding::of(ts) {
+        lengths::check_bytes(bytes, encoding).map_err(|e| FindFailure {
+            status: Status::CANNOT_UNDERSTAND,
+            comment: format!("identifier cannot be parsed: {e}"),
+        })?;
+    }
     let identifier =
         InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| FindFailure {
             status: Status::CANNOT_UNDERSTAND,

@@ -256,6 +256,20 @@ fn check_staged(
             path: staged.path.clone(),
             source: e,
         })?;
+    // dicom-parser allocates what an element declares before reading it: check the whole
+    // file first (later reads of the stored file go past Pixel Data).
+    match crate::lengths::check_part10_file(&staged.path) {
+        Ok(()) => {}
+        Err(crate::lengths::LengthError::Io(e)) => {
+            return Err(StorageError::Io {
+                context: "checking",
+                path: staged.path.clone(),
+                source: e,
+            }
+            .into())
+        }
+        Err(e) => return Err(IngestError::Unparseable(e.to_string())),
+    }
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(&staged.path)

@@ -13,6 +13,7 @@ pub mod events;
 pub mod index;
 pub mod ingest;
 pub mod integrity;
+pub mod lengths;
 pub mod part10;
 pub mod query;
 pub mod records;
