@@ -15,8 +15,7 @@ use dicom_transfer_syntax_registry::entries::{
 };
 use dicom_ul::pdu::{
     write_pdu, AbortRQSource, AssociationRQ, PDataValue, PDataValueType, Pdu,
-    PresentationContextProposed, RequestorRoles, UserIdentity, UserIdentityType,
-    UserVariableItem,
+    PresentationContextProposed, RequestorRoles, UserIdentity, UserIdentityType, UserVariableItem,
 };
 use pacs_fuzz::dimse::command::store_request;
 
@@ -52,8 +51,13 @@ fn commands() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "c-store-rq",
-            store_request(3, uids::CT_IMAGE_STORAGE, "1.2.3.4.5", Some(("MODALITY", 9)))
-                .expect("store request"),
+            store_request(
+                3,
+                uids::CT_IMAGE_STORAGE,
+                "1.2.3.4.5",
+                Some(("MODALITY", 9)),
+            )
+            .expect("store request"),
         ),
         (
             "c-find-rq",
@@ -130,9 +134,17 @@ fn identifiers() -> Vec<(&'static str, InMemDicomObject)> {
     series.put(text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"));
     series.put(text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4\\1.2.3.5"));
     series.put(text(tags::MODALITY, VR::CS, "C?"));
-    series.put(DataElement::new(tags::SERIES_NUMBER, VR::IS, PrimitiveValue::Empty));
+    series.put(DataElement::new(
+        tags::SERIES_NUMBER,
+        VR::IS,
+        PrimitiveValue::Empty,
+    ));
     let mut item = InMemDicomObject::new_empty();
-    item.put(text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"));
+    item.put(text(
+        tags::REFERENCED_SOP_CLASS_UID,
+        VR::UI,
+        "1.2.840.10008.5.1.4.1.1.2",
+    ));
     series.put(DataElement::new(
         tags::REFERENCED_IMAGE_SEQUENCE,
         VR::SQ,
@@ -280,25 +292,24 @@ fn main() {
         }
         let mut bytes = Vec::new();
         obj.write_all(&mut bytes).expect("write sample seed");
-        let name = path.file_stem().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         write(&dir, "part10_ingest", &name, &bytes);
     }
 
     // pdu_read: selector byte (max PDU 16 KiB, reads of 7 bytes), negotiation variant, PDUs.
     let rq = pdu(&association_rq());
-    let echo = pdu(&pdata(
-        1,
-        PDataValueType::Command,
-        true,
-        cmds[0].1.clone(),
-    ));
-    let store_cmd = pdu(&pdata(
+    let echo = pdu(&pdata(1, PDataValueType::Command, true, cmds[0].1.clone()));
+    let store_cmd = pdu(&pdata(3, PDataValueType::Command, true, cmds[1].1.clone()));
+    let store_data = pdu(&pdata(
         3,
-        PDataValueType::Command,
+        PDataValueType::Data,
         true,
-        cmds[1].1.clone(),
+        vec![0x08, 0, 0x16, 0],
     ));
-    let store_data = pdu(&pdata(3, PDataValueType::Data, true, vec![0x08, 0, 0x16, 0]));
     let release = pdu(&Pdu::ReleaseRQ);
     let abort = pdu(&Pdu::AbortRQ {
         source: AbortRQSource::ServiceUser,
@@ -310,7 +321,12 @@ fn main() {
         }
         v
     };
-    write(&dir, "pdu_read", "associate-rq", &session(0b0101, 4, &[&rq]));
+    write(
+        &dir,
+        "pdu_read",
+        "associate-rq",
+        &session(0b0101, 4, &[&rq]),
+    );
     write(
         &dir,
         "pdu_read",
