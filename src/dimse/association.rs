@@ -185,6 +185,9 @@ pub async fn reject_busy(stream: DimseStream, settings: Arc<DimseSettings>) {
     pdus.close_gracefully(REJECT_LINGER).await;
 }
 
+/// Largest command set we accept (fragments put together).
+const MAX_COMMAND: usize = 64 * 1024;
+
 /// How long a rejected peer gets to read the A-ASSOCIATE-RJ and close.
 const REJECT_LINGER: Duration = Duration::from_secs(15);
 
@@ -384,6 +387,14 @@ impl Association {
             (Receiving::Command { context_id, bytes }, PDataValueType::Command)
                 if *context_id == ctx =>
             {
+                // Real command sets are well under 1 KiB; a peer sending command fragments
+                // without end must not grow our memory without end.
+                if bytes.len() + pdv.data.len() > MAX_COMMAND {
+                    return Err(Violation::InvalidParameter(format!(
+                        "command set larger than {} KiB",
+                        MAX_COMMAND / 1024
+                    )));
+                }
                 bytes.extend_from_slice(&pdv.data);
             }
             (
