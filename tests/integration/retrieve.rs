@@ -266,23 +266,8 @@ fn c_get_returns_instances_on_the_same_association() {
 
     // dcmtk getscu, study level.
     let out_dir = tmp.path().join("getscu");
-    std::fs::create_dir_all(&out_dir).expect("mkdir");
     let (study, _) = study_of(&server, "us_rgb_multiframe.dcm");
-    let out = run(dcmtk("getscu")
-        .args(["-S", "-aec", AE, "127.0.0.1", &server.port(), "-od"])
-        .arg(&out_dir)
-        .args([
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            &format!("StudyInstanceUID={study}"),
-        ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let files = files_under(&out_dir);
+    let files = getscu_study(&server, &study, &out_dir);
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(dataset_bytes(&files[0]) == dataset_bytes(&samples().join("us_rgb_multiframe.dcm")));
     server.assert_echo();

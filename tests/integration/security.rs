@@ -866,22 +866,7 @@ fn blobs_encrypted_at_rest_read_back_through_every_path() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(&r.body[..2], &[0xFF, 0xD8], "JPEG");
     let out_dir = data.parent().expect("parent").join("got");
-    std::fs::create_dir_all(&out_dir).expect("mkdir");
-    let out = run(dcmtk("getscu")
-        .args(["-S", "-aec", AE, "127.0.0.1", &server.port(), "-od"])
-        .arg(&out_dir)
-        .args([
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            &format!("StudyInstanceUID={study}"),
-        ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let files = files_under(&out_dir);
+    let files = getscu_study(&server, &study, &out_dir);
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(
         dataset_bytes(&files[0]) == dataset_bytes(&sample),

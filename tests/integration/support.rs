@@ -363,6 +363,26 @@ pub fn storescu(server: &Server, files: &[PathBuf]) {
     }
 }
 
+/// C-GET a whole study with dcmtk getscu into `out_dir`; the files that arrived.
+pub fn getscu_study(server: &Server, study: &str, out_dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(out_dir).expect("mkdir");
+    let out = run(dcmtk("getscu")
+        .args(["-S", "-aec", AE, "127.0.0.1", &server.port(), "-od"])
+        .arg(out_dir)
+        .args([
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            &format!("StudyInstanceUID={study}"),
+        ]));
+    assert!(
+        out.status.success(),
+        "getscu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    files_under(out_dir)
+}
+
 /// Every file below `dir` (none when it does not exist).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
