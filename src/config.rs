@@ -320,34 +320,29 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
 /// The local accounts file: `[auth] users_file` (relative to the config file) or
 /// `<data>/users.toml`.
 pub fn users_file(auth: Option<&AuthConfig>, data: &Path, config_file: Option<&Path>) -> PathBuf {
-    match auth.and_then(|a| a.users_file.clone()) {
-        Some(p) if p.is_relative() => config_file
-            .and_then(Path::parent)
-            .map(|d| d.join(&p))
-            .unwrap_or(p),
-        Some(p) => p,
+    match auth.and_then(|a| a.users_file.as_deref()) {
+        Some(p) => beside_config(p, config_file),
         None => data.join("users.toml"),
     }
 }
 
-/// Paths in `[tls]` are relative to the config file's folder, like a site expects.
-fn resolve_relative(mut t: TlsConfig, config_file: Option<&Path>) -> TlsConfig {
-    let base = config_file
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    for p in [&mut t.cert, &mut t.key] {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
+/// A path named in the config file: a relative one is taken from the config file's folder,
+/// like a site expects.
+fn beside_config(p: &Path, config_file: Option<&Path>) -> PathBuf {
+    match config_file.and_then(Path::parent) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
     }
-    for p in [&mut t.dicom_client_ca, &mut t.http_client_ca]
-        .into_iter()
-        .flatten()
-    {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
+}
+
+/// Paths in `[tls]`, taken from the config file's folder.
+fn resolve_relative(mut t: TlsConfig, config_file: Option<&Path>) -> TlsConfig {
+    for p in [&mut t.cert, &mut t.key].into_iter().chain(
+        [&mut t.dicom_client_ca, &mut t.http_client_ca]
+            .into_iter()
+            .flatten(),
+    ) {
+        *p = beside_config(p, config_file);
     }
     t
 }
@@ -365,13 +360,9 @@ fn blob_key(
             .map_err(bad);
     }
     match enc.and_then(|e| e.key_file.as_ref()) {
-        Some(p) => {
-            let p = match config_file.and_then(Path::parent) {
-                Some(dir) if p.is_relative() => dir.join(p),
-                _ => p.clone(),
-            };
-            BlobKeyMaterial::from_file(&p).map(Some).map_err(bad)
-        }
+        Some(p) => BlobKeyMaterial::from_file(&beside_config(p, config_file))
+            .map(Some)
+            .map_err(bad),
         None if enc.is_some() => Err(ConfigError::Invalid(
             "[encryption] needs key_file or the PACS_BLOB_KEY environment variable".into(),
         )),
@@ -503,14 +494,8 @@ impl ServeArgs {
                 .tls
                 .map(|t| resolve_relative(t, self.store.config.as_deref())),
             auth: file.auth.map(|mut a| {
-                if let Some(oidc) = a.oidc.as_mut() {
-                    if let Some(j) = oidc.jwks_file.as_mut() {
-                        if j.is_relative() {
-                            if let Some(dir) = self.store.config.as_deref().and_then(Path::parent) {
-                                *j = dir.join(&*j);
-                            }
-                        }
-                    }
+                if let Some(j) = a.oidc.as_mut().and_then(|o| o.jwks_file.as_mut()) {
+                    *j = beside_config(j, self.store.config.as_deref());
                 }
                 a
             }),
