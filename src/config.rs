@@ -199,6 +199,87 @@ pub struct FileConfig {
     pub auth: Option<AuthConfig>,
     /// Encryption at rest of blob files.
     pub encryption: Option<EncryptionConfig>,
+    /// What connections may cost before they are associations or requests.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: bounds on connections that have not yet proved anything (DICOM connections
+/// still negotiating, HTTP connections and their request headers).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a DICOM connection has for its TLS handshake and whole A-ASSOCIATE-RQ (ARTIM)
+    /// [default: 30].
+    pub artim_timeout_secs: Option<u64>,
+    /// DICOM connections negotiating at once; more are refused unread [default: 256].
+    pub max_pending_associations: Option<usize>,
+    /// Of those, from one address [default: 32].
+    pub max_pending_per_address: Option<usize>,
+    /// MiB that all negotiating DICOM connections may buffer together [default: 64].
+    pub pending_memory_mib: Option<usize>,
+    /// HTTP connections at once; more get 503 [default: 1024].
+    pub http_max_connections: Option<usize>,
+    /// Of those, from one address (raise it behind a reverse proxy) [default: 256].
+    pub http_max_connections_per_address: Option<usize>,
+    /// Seconds a client has to send a request's headers; also the longest an idle
+    /// keep-alive connection stays open [default: 30].
+    pub http_header_timeout_secs: Option<u64>,
+}
+
+impl LimitsConfig {
+    fn resolve(&self, max_associations: usize) -> Result<Limits, ConfigError> {
+        let positive = |name: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(ConfigError::Invalid(format!(
+                "limits.{name} must be at least 1"
+            ))),
+            v => Ok(v.unwrap_or(default)),
+        };
+        let secs = |name: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(ConfigError::Invalid(format!(
+                "limits.{name} must be at least 1"
+            ))),
+            v => Ok(Duration::from_secs(v.unwrap_or(default))),
+        };
+        Ok(Limits {
+            dimse: crate::dimse::admission::AdmissionLimits {
+                max_associations,
+                max_handshakes: positive(
+                    "max_pending_associations",
+                    self.max_pending_associations,
+                    256,
+                )?,
+                max_handshakes_per_peer: positive(
+                    "max_pending_per_address",
+                    self.max_pending_per_address,
+                    32,
+                )?,
+                handshake_memory: positive("pending_memory_mib", self.pending_memory_mib, 64)?
+                    .saturating_mul(1 << 20),
+                artim: secs("artim_timeout_secs", self.artim_timeout_secs, 30)?,
+            },
+            http: crate::http_listener::HttpLimits {
+                max_connections: positive("http_max_connections", self.http_max_connections, 1024)?,
+                max_per_address: positive(
+                    "http_max_connections_per_address",
+                    self.http_max_connections_per_address,
+                    256,
+                )?,
+                header_timeout: secs(
+                    "http_header_timeout_secs",
+                    self.http_header_timeout_secs,
+                    30,
+                )?,
+            },
+        })
+    }
+}
+
+/// The resolved `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub dimse: crate::dimse::admission::AdmissionLimits,
+    pub http: crate::http_listener::HttpLimits,
 }
 
 /// `[encryption]`: blob files sealed with AES-256-GCM. The key (64 hex digits or 32 raw
@@ -283,6 +364,7 @@ pub struct ServeSettings {
     pub max_associations: usize,
     pub max_pdu: u32,
     pub idle_timeout: Duration,
+    pub limits: Limits,
     pub nodes: Vec<RemoteNode>,
     pub restrict_to_nodes: bool,
     pub case_insensitive_names: bool,
@@ -467,6 +549,7 @@ impl ServeArgs {
             max_associations,
             max_pdu,
             idle_timeout: Duration::from_secs(file.idle_timeout_secs.unwrap_or(120)),
+            limits: file.limits.resolve(max_associations)?,
             nodes: file.nodes,
             restrict_to_nodes: file.restrict_to_nodes.unwrap_or(false),
             case_insensitive_names: file.case_insensitive_names.unwrap_or(false),

@@ -1,110 +1,249 @@
-//! The HTTP API's listener for axum: plain TCP or HTTPS, handing each connection on with
-//! who is at the other end (address, and the client certificate's name under mutual TLS).
+//! The HTTP API's server: plain TCP or HTTPS, HTTP/1.1 served by hyper with the axum router.
+//! Our own accept loop rather than `axum::serve`, for the limits that one lacks: connections
+//! at once (in all and per source address, answered 503 beyond), a deadline for the TLS
+//! handshake, and a deadline for each request's headers, which also closes idle keep-alive
+//! connections. Each request carries who is at the other end ([`PeerInfo`]: address, and the
+//! client certificate's name under mutual TLS).
 
-use std::io;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use pacs_viewer_api::PeerInfo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::tls::{self, ServerTlsStream};
+use crate::tls;
 
-/// Handshakes finished but not yet taken by axum.
-const READY_QUEUE: usize = 256;
-
-pub enum HttpListener {
-    Plain(TcpListener),
-    /// Connections accepted and handshaken by a background task.
-    Tls {
-        ready: mpsc::Receiver<(ServerTlsStream, PeerInfo)>,
-        local: SocketAddr,
-    },
+/// The limits of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Connections at once.
+    pub max_connections: usize,
+    /// Of those, from one source address.
+    pub max_per_address: usize,
+    /// Deadline for a request's headers, counted from when the server starts waiting for
+    /// them (so also the longest a keep-alive connection may sit idle).
+    pub header_timeout: Duration,
 }
 
-impl HttpListener {
-    pub fn plain(listener: TcpListener) -> Self {
-        HttpListener::Plain(listener)
-    }
+/// What a client over the connection cap is told before the connection closes.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+Retry-After: 5\r\nConnection: close\r\nContent-Length: 57\r\n\r\n\
+{\"error\":\"too many connections; try again in a moment\"}\n";
 
-    /// HTTPS: each handshake runs in its own task, so a client that never finishes one
-    /// delays nobody else.
-    pub fn tls(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(READY_QUEUE);
-        tokio::spawn(async move {
-            loop {
-                let (stream, addr) = match listener.accept().await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "HTTPS accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let handed = tx.clone();
-                tokio::spawn(async move {
-                    match tls::accept(&acceptor, stream).await {
-                        Ok(s) => {
-                            let client_cn = tls::peer_common_name(&s);
-                            let _ = handed.send((s, PeerInfo { addr, client_cn })).await;
-                        }
-                        Err(e) => tracing::info!(peer = %addr, error = %e, "TLS handshake failed"),
-                    }
-                });
-                if tx.is_closed() {
-                    break;
-                }
+/// Connections in use, in all and per source address.
+struct Slots {
+    limits: HttpLimits,
+    all: Arc<Semaphore>,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place; dropping it frees the place.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut per = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per.get(&ip).copied().unwrap_or(0);
+        if n >= self.limits.max_per_address {
+            return None;
+        }
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        per.insert(ip, n + 1);
+        Some(Slot {
+            slots: self.clone(),
+            ip,
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per = self
+            .slots
+            .per_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
             }
-        });
-        Ok(HttpListener::Tls { ready, local })
-    }
-}
-
-impl axum::serve::Listener for HttpListener {
-    type Io = Either<TcpStream, ServerTlsStream>;
-    type Addr = PeerInfo;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self {
-            HttpListener::Plain(l) => loop {
-                match TcpListener::accept(l).await {
-                    Ok((s, addr)) => {
-                        let _ = s.set_nodelay(true);
-                        return (
-                            Either::Left(s),
-                            PeerInfo {
-                                addr,
-                                client_cn: None,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "HTTP accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            },
-            HttpListener::Tls { ready, .. } => match ready.recv().await {
-                Some((s, peer)) => (Either::Right(s), peer),
-                // The accept task only ends when this receiver is gone.
-                None => std::future::pending().await,
-            },
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        let addr = match self {
-            HttpListener::Plain(l) => l.local_addr()?,
-            HttpListener::Tls { local, .. } => *local,
+/// Serve `app` on `listener` until `shutdown`, then let open requests finish (connections
+/// are closed once their current response is sent).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Slots {
+        all: Arc::new(Semaphore::new(limits.max_connections)),
+        per_address: Mutex::new(HashMap::new()),
+        limits,
+    });
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => break,
         };
-        Ok(PeerInfo {
-            addr,
-            client_cn: None,
-        })
+        let (stream, addr) = match accepted {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(slot) = slots.take(addr.ip()) else {
+            tracing::warn!(peer = %addr, "HTTP connection limit reached; refusing");
+            if tls.is_none() {
+                // A fresh socket's send buffer takes these few bytes without waiting.
+                let _ = stream.try_write(BUSY);
+            }
+            continue;
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        let header_timeout = slots.limits.header_timeout;
+        tracker.spawn(async move {
+            connection(stream, addr, tls, app, header_timeout, shutdown).await;
+            drop(slot);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// One connection: the TLS handshake when there is one, then HTTP/1.1 until either side
+/// closes or the server shuts down.
+async fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    match tls {
+        None => {
+            let peer = PeerInfo {
+                addr,
+                client_cn: None,
+            };
+            http1(stream, peer, app, header_timeout, shutdown).await
+        }
+        Some(acceptor) => match tls::accept(&acceptor, stream).await {
+            Ok(s) => {
+                let client_cn = tls::peer_common_name(&s);
+                let peer = PeerInfo { addr, client_cn };
+                http1(s, peer, app, header_timeout, shutdown).await
+            }
+            Err(e) => tracing::info!(peer = %addr, error = %e, "TLS handshake failed"),
+        },
+    }
+}
+
+async fn http1<S>(
+    io: S,
+    peer: PeerInfo,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = peer.addr;
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer.clone()));
+        let mut app = app.clone();
+        async move {
+            let req = req.map(axum::body::Body::new);
+            Ok::<_, Infallible>(match tower_service::Service::call(&mut app, req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            })
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            tracing::info!(peer = %addr, "HTTP request headers not received within {header_timeout:?}; closed");
+        } else {
+            tracing::debug!(peer = %addr, error = %e, "HTTP connection ended with an error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_slots_are_capped_in_all_and_per_address() {
+        let slots = Arc::new(Slots {
+            limits: HttpLimits {
+                max_connections: 3,
+                max_per_address: 2,
+                header_timeout: Duration::from_secs(1),
+            },
+            all: Arc::new(Semaphore::new(3)),
+            per_address: Mutex::new(HashMap::new()),
+        });
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = slots.take(a).expect("a1");
+        let _a2 = slots.take(a).expect("a2");
+        assert!(slots.take(a).is_none(), "per address");
+        let _b1 = slots.take(b).expect("b1");
+        assert!(slots.take(b).is_none(), "in all");
+        drop(a1);
+        assert!(slots.take(b).is_some(), "a freed slot is reusable");
+        assert_eq!(
+            BUSY.len()
+                - BUSY
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(0, |i| i + 4),
+            57
+        );
     }
 }

@@ -5,26 +5,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use pacs_storage::query::MatchOptions;
 use pacs_storage::Store;
 use pacs_viewer_api::access::authn::Authenticator;
 use pacs_viewer_api::auth::accounts::Accounts;
 use pacs_viewer_api::auth::jwt::JwtValidator;
-use pacs_viewer_api::PeerInfo;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServeSettings;
 use crate::dimse::access::AccessPolicy;
+use crate::dimse::admission::Admission;
 use crate::dimse::association::DimseSettings;
 use crate::dimse::listener::DimseListener;
 use crate::error::AppError;
-use crate::http_listener::HttpListener;
 use crate::tls::ClientAuth;
 
 /// How long in-flight associations get to finish at shutdown.
@@ -63,24 +60,19 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         "DICOM listening on {dicom_local}"
     );
     let tls = TlsListeners::configure(&settings).await?;
-    let http = match &tls.https {
-        Some(acceptor) => {
-            tracing::info!("HTTPS listening on {http_local}");
-            HttpListener::tls(http, acceptor.clone()).map_err(AppError::Io)?
-        }
-        None => {
-            tracing::info!("HTTP listening on {http_local}");
-            HttpListener::plain(http)
-        }
-    };
+    if tls.https.is_some() {
+        tracing::info!("HTTPS listening on {http_local}");
+    } else {
+        tracing::info!("HTTP listening on {http_local}");
+    }
+    open_dicom_warning(&settings);
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(settings.max_associations));
+    let admission = Admission::new(settings.limits.dimse.clone());
     let dimse_settings = Arc::new(DimseSettings {
         ae_title: settings.ae_title.clone(),
         max_pdu: settings.max_pdu,
-        artim_timeout: Duration::from_secs(30),
         idle_timeout: settings.idle_timeout,
         nodes: settings.nodes.clone(),
         access: AccessPolicy::new(settings.restrict_to_nodes, &settings.nodes),
@@ -91,18 +83,16 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     let listener = DimseListener {
         listener: dicom,
         settings: dimse_settings.clone(),
-        max_associations: settings.max_associations,
         tls: None,
-        permits: permits.clone(),
+        admission: admission.clone(),
     };
     let dimse_task = tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()));
     let dimse_tls_task = tls.dicom.map(|(listener, acceptor)| {
         let listener = DimseListener {
             listener,
             settings: dimse_settings.clone(),
-            max_associations: settings.max_associations,
             tls: Some(acceptor),
-            permits: permits.clone(),
+            admission: admission.clone(),
         };
         tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()))
     });
@@ -163,15 +153,13 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(
-            http.tap_io(|_| {}),
-            app.into_make_service_with_connect_info::<PeerInfo>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-    });
+    let http_task = tokio::spawn(crate::http_listener::serve(
+        http,
+        tls.https.clone(),
+        app,
+        settings.limits.http.clone(),
+        shutdown.clone(),
+    ));
 
     signals.wait().await;
     tracing::info!("shutting down: no new associations; finishing in-flight stores");
@@ -191,10 +179,11 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     {
         tracing::warn!("associations still open after {DRAIN_TIMEOUT:?}; closing anyway");
     }
-    match tokio::time::timeout(Duration::from_secs(5), http_task).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-        Err(_) => tracing::warn!("HTTP connections still open; closing anyway"),
-        _ => {}
+    if tokio::time::timeout(Duration::from_secs(5), http_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open; closing anyway");
     }
     // Dropping the last handle joins the index writer and closes RocksDB.
     tokio::task::spawn_blocking(move || drop(store))
@@ -202,6 +191,21 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         .map_err(|e| AppError::Internal(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Say plainly what an open DICOM port lets anyone do (the easy first run's default).
+fn open_dicom_warning(settings: &ServeSettings) {
+    if settings.restrict_to_nodes {
+        return;
+    }
+    let everywhere = settings.dicom_bind.is_unspecified();
+    tracing::warn!(
+        bind = %settings.dicom_bind,
+        "DICOM is open: any calling AE title{} may store, query and retrieve (C-STORE, C-FIND, \
+         C-MOVE, C-GET), and a listed node's `allow` list does not bind a peer that calls with \
+         another AE title; set restrict_to_nodes = true and list the [[nodes]] to close it",
+        if everywhere { " from any address" } else { "" }
+    );
 }
 
 /// How HTTP callers are authenticated, from `[auth]` and `[tls]`.

@@ -118,33 +118,21 @@ pub fn server_config(
 pub fn peer_common_name<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<String> {
     let (_, conn) = stream.get_ref();
     let cert = conn.peer_certificates()?.first()?;
-    common_name(cert.as_ref())
+    subject_common_name(cert.as_ref())
 }
 
-/// The first CommonName (2.5.4.3) in a DER certificate. A tiny scan rather than an X.509
-/// parser: the chain was already verified by rustls, we only want a label for the audit
-/// trail and the account it maps to.
-fn common_name(der: &[u8]) -> Option<String> {
-    const CN_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
-    // The subject follows the issuer; take the last CN, which is the subject's.
-    let mut found = None;
-    let mut i = 0;
-    while i + CN_OID.len() + 2 <= der.len() {
-        if der[i..].starts_with(&CN_OID) {
-            let tag_at = i + CN_OID.len();
-            let len = usize::from(der[tag_at + 1]);
-            let start = tag_at + 2;
-            if len < 0x80 && start + len <= der.len() {
-                found = std::str::from_utf8(&der[start..start + len])
-                    .ok()
-                    .map(str::to_owned);
-            }
-            i = start;
-        } else {
-            i += 1;
-        }
+/// The CommonName of a DER certificate's subject, and only the subject's: a CN in the issuer
+/// or inside an extension (a subjectAltName directoryName, which many CAs copy from the
+/// request) names nobody. A subject with several CNs names nobody either.
+fn subject_common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut names = cert.subject().iter_common_name();
+    let name = names.next()?.as_str().ok()?.to_string();
+    if names.next().is_some() {
+        tracing::warn!("client certificate subject has several common names; none is used");
+        return None;
     }
-    found
+    Some(name)
 }
 
 /// Complete the server side of a handshake within [`HANDSHAKE_TIMEOUT`].
@@ -193,14 +181,18 @@ mod tests {
         assert!(e.to_string().contains("client CA"), "{e}");
     }
 
+    /// openssl-made: subject CN=svc-tech, issuer CN=ca, and a subjectAltName directoryName
+    /// CN=svc-admin (tests/support/make_certs.sh makes the same kind for the HTTPS test).
+    const SAN_DIRNAME_CERT: &str = include_str!("../tests/support/fixtures/san-dirname.pem");
+
     #[test]
-    fn common_name_is_the_last_cn() {
-        // issuer CN=ca, subject CN=node1 (only the OID + string parts matter to the scan)
-        let mut der = vec![0x30, 0x00];
-        der.extend_from_slice(&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x02, b'c', b'a']);
-        der.extend_from_slice(&[0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05]);
-        der.extend_from_slice(b"node1");
-        assert_eq!(common_name(&der).as_deref(), Some("node1"));
-        assert_eq!(common_name(&[0x06, 0x03, 0x55]), None);
+    fn common_name_is_the_subjects_only() {
+        let der = CertificateDer::from_pem_slice(SAN_DIRNAME_CERT.as_bytes()).expect("PEM");
+        assert_eq!(
+            subject_common_name(der.as_ref()).as_deref(),
+            Some("svc-tech")
+        );
+        assert_eq!(subject_common_name(b"\x30\x03\x06\x01\x00"), None);
+        assert_eq!(subject_common_name(&[]), None);
     }
 }

@@ -20,7 +20,8 @@ pub enum UserCommand {
         /// ai-service or ehr
         #[arg(long)]
         role: Role,
-        /// For role patient: a Patient ID whose studies they may see (repeatable)
+        /// For role patient: a Patient ID whose studies they may see, as ID or ID^^^ISSUER
+        /// (then only studies under that Issuer of Patient ID) (repeatable)
         #[arg(long = "patient-id")]
         patient_ids: Vec<String>,
         /// Require a TOTP code at login; prints the secret and an otpauth:// URI once
@@ -29,6 +30,16 @@ pub enum UserCommand {
         /// No password: a service account that authenticates with API keys only
         #[arg(long)]
         no_password: bool,
+        /// Let a verified HTTPS client certificate whose subject CN is NAME log in as this
+        /// account (service accounts; not with --totp)
+        #[arg(long)]
+        client_certificate: bool,
+    },
+    /// Allow (or with --off stop) client-certificate login for an account.
+    Certificate {
+        name: String,
+        #[arg(long)]
+        off: bool,
     },
     /// List accounts (no secrets).
     List,
@@ -87,6 +98,7 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
             patient_ids,
             totp,
             no_password,
+            client_certificate,
         } => {
             let password = if no_password {
                 None
@@ -96,6 +108,9 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
             let new = file
                 .add_user(&name, role, patient_ids, password.as_deref(), totp)
                 .map_err(fail)?;
+            if client_certificate {
+                file.set_client_certificate(&name, true).map_err(fail)?;
+            }
             file.save().map_err(fail)?;
             println!("added {} ({role}) to {}", new.name, path.display());
             if let Some(t) = new.totp {
@@ -106,7 +121,7 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
         UserCommand::List => {
             for u in file.list() {
                 println!(
-                    "{}\t{}\t{}\t{}{}{}",
+                    "{}\t{}\t{}\t{}{}{}{}",
                     u.name,
                     u.role,
                     if u.disabled { "disabled" } else { "enabled" },
@@ -116,6 +131,11 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
                         "no-password"
                     },
                     if u.totp_secret.is_some() { "+totp" } else { "" },
+                    if u.client_certificate {
+                        "+certificate"
+                    } else {
+                        ""
+                    },
                     if u.api_key_hashes.is_empty() {
                         String::new()
                     } else {
@@ -123,6 +143,14 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
                     }
                 );
             }
+        }
+        UserCommand::Certificate { name, off } => {
+            file.set_client_certificate(&name, !off).map_err(fail)?;
+            file.save().map_err(fail)?;
+            println!(
+                "client certificate login {} for {name}",
+                if off { "off" } else { "on" }
+            );
         }
         UserCommand::Disable { name } => {
             file.set_disabled(&name, true).map_err(fail)?;

@@ -229,6 +229,26 @@ fn pdata(context: u8, value_type: PDataValueType, is_last: bool, data: Vec<u8>) 
     }
 }
 
+/// `depth` sequences of undefined length in (0040,A730), one item each, then their
+/// delimiters: the shape that once overflowed the stack. Seeds at and past the nesting limit
+/// (pacs_storage::lengths::MAX_SEQUENCE_DEPTH), so both sides of the check get mutated.
+fn nested(depth: usize, explicit: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    for _ in 0..depth {
+        v.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7]);
+        if explicit {
+            v.extend_from_slice(b"SQ\0\0");
+        }
+        v.extend_from_slice(&[0xFF; 4]);
+        v.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+    for _ in 0..depth {
+        v.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        v.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    }
+    v
+}
+
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
     fs::create_dir_all(&d).expect("mkdir");
@@ -254,6 +274,27 @@ fn main() {
                 .expect("encode identifier");
             write(&dir, "find_identifier", &format!("{name}-{ts_name}"), &v);
         }
+    }
+
+    let limit = pacs_storage::lengths::MAX_SEQUENCE_DEPTH;
+    for (depth, name) in [(limit, "at-limit"), (limit + 1, "past-limit")] {
+        let mut v = vec![1u8];
+        v.extend_from_slice(&nested(depth, true));
+        write(&dir, "find_identifier", &format!("nested-{name}-explicit-le"), &v);
+        let mut v = vec![0u8];
+        v.extend_from_slice(&nested(depth, false));
+        write(&dir, "find_identifier", &format!("nested-{name}-implicit-le"), &v);
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(uids::BASIC_TEXT_SR_STORAGE)
+            .media_storage_sop_instance_uid("1.2.3.4.5.6")
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .build()
+            .expect("file meta");
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        meta.write(&mut file).expect("write file meta");
+        file.extend_from_slice(&nested(depth, true));
+        write(&dir, "part10_ingest", &format!("nested-{name}"), &file);
     }
 
     // part10_ingest: the sample files' headers with a small Pixel Data (seeds stay small).

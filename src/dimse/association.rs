@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dicom_ul::pdu::{
-    AbortRQServiceProviderReason, AbortRQSource, AssociationRJ, AssociationRJResult,
-    AssociationRJServiceProviderPresentationReason, AssociationRJSource, PDataValue,
-    PDataValueType, Pdu,
+    AbortRQServiceProviderReason, AbortRQSource, AssociationRQ, PDataValue, PDataValueType, Pdu,
 };
 use pacs_storage::query::{execute, resolve_instances, MatchOptions, QueryError};
 use pacs_storage::{IngestOutcome, InstanceRecord, Store};
@@ -16,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::access::{AccessPolicy, Service};
+use super::admission::HandshakeTicket;
 use super::audit::AssociationAudit;
 use super::command::{field, store_request, Command, Response, SubOperations, Tally};
 use super::find_scp::{failed_list, parse_request, response_identifier, MAX_IDENTIFIER};
@@ -29,8 +28,11 @@ use super::store_scp::StoreReceiver;
 /// C-FIND matches handed from the engine thread to the association at a time.
 const FIND_BATCH: usize = 32;
 
+/// How long a peer rejected for the association limit gets to read the rejection and close.
+const REJECT_LINGER: Duration = Duration::from_secs(15);
+
 /// How long we wait for the peer to close after our last PDU.
-const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Settings every association of the listener shares.
 #[derive(Debug, Clone)]
@@ -38,8 +40,6 @@ pub struct DimseSettings {
     pub ae_title: String,
     /// Largest P-DATA PDU we accept (announced as Maximum Length).
     pub max_pdu: u32,
-    /// How long to wait for the A-ASSOCIATE-RQ after connect (ARTIM).
-    pub artim_timeout: Duration,
     /// How long an association may stay silent.
     pub idle_timeout: Duration,
     /// Known remote nodes (C-MOVE destinations).
@@ -130,13 +130,13 @@ pub struct DimsePeer {
     pub client_cn: Option<String>,
 }
 
-fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
+pub fn abort_pdu(reason: AbortRQServiceProviderReason) -> Pdu {
     Pdu::AbortRQ {
         source: AbortRQSource::ServiceProvider(reason),
     }
 }
 
-fn abort_reason_for(e: &PduError) -> AbortRQServiceProviderReason {
+pub fn abort_reason_for(e: &PduError) -> AbortRQServiceProviderReason {
     match e {
         PduError::UnrecognizedType(_) => AbortRQServiceProviderReason::UnrecognizedPdu,
         PduError::Malformed(_) | PduError::TooLarge { .. } => {
@@ -168,32 +168,17 @@ fn is_cancel_for(pdu: &Result<Pdu, PduError>, message_id: u16) -> bool {
     })
 }
 
-/// Refuse a connection because the association cap is reached (transient, local limit).
-pub async fn reject_busy(stream: DimseStream, settings: Arc<DimseSettings>) {
-    let mut pdus = PduStream::new(stream, settings.max_pdu);
-    if let Ok(Pdu::AssociationRQ(_)) = pdus.read(settings.artim_timeout).await {
-        let rj = AssociationRJ {
-            result: AssociationRJResult::Transient,
-            source: AssociationRJSource::ServiceProviderPresentation(
-                AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-            ),
-        };
-        let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
-    }
-    // The peer closes once it has read the rejection; a loaded peer (pynetdicom on a busy
-    // machine) can take seconds, and closing first makes it report an abort instead.
-    pdus.close_gracefully(REJECT_LINGER).await;
-}
-
 /// Largest command set we accept (fragments put together).
 const MAX_COMMAND: usize = 64 * 1024;
 
-/// How long a rejected peer gets to read the A-ASSOCIATE-RJ and close.
-const REJECT_LINGER: Duration = Duration::from_secs(15);
-
-/// Run one association to its end. Never panics on peer input; logs one line at the end.
+/// Run one association from its A-ASSOCIATE-RQ (read by the listener within the ARTIM
+/// deadline) to its end: access policy, negotiation, then the association permit, taken only
+/// now so that connections still negotiating never hold one. Never panics on peer input; logs
+/// one line at the end.
 pub async fn serve(
-    stream: DimseStream,
+    mut pdus: PduStream<DimseStream>,
+    rq: AssociationRQ,
+    ticket: HandshakeTicket,
     peer_info: DimsePeer,
     store: Arc<Store>,
     settings: Arc<DimseSettings>,
@@ -201,25 +186,6 @@ pub async fn serve(
 ) {
     let started = Instant::now();
     let peer = peer_info.addr;
-    let mut pdus = PduStream::new(stream, settings.max_pdu);
-    let rq = match pdus.read(settings.artim_timeout).await {
-        Ok(Pdu::AssociationRQ(rq)) => rq,
-        Ok(other) => {
-            tracing::warn!(%peer, pdu = %other.short_description(), "expected A-ASSOCIATE-RQ; aborting");
-            let _ = pdus
-                .write(&abort_pdu(AbortRQServiceProviderReason::UnexpectedPdu))
-                .await;
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "no valid A-ASSOCIATE-RQ; aborting");
-            if e.is_protocol_error() {
-                let _ = pdus.write(&abort_pdu(abort_reason_for(&e))).await;
-                pdus.close_gracefully(LINGER).await;
-            }
-            return;
-        }
-    };
     let allowed = settings
         .access
         .services_for(rq.calling_ae_title.trim(), peer.ip());
@@ -249,6 +215,24 @@ pub async fn serve(
             return;
         }
     };
+    let Some(_permit) = ticket.associate() else {
+        tracing::warn!(%peer, calling_ae = %rq.calling_ae_title.trim(), "association limit reached; rejecting");
+        super::audit::rejected(
+            &store,
+            &peer_info,
+            rq.calling_ae_title.trim(),
+            "local limit exceeded (max_associations)",
+        );
+        pdus.release_charge();
+        let _ = pdus
+            .write(&Pdu::AssociationRJ(super::listener::local_limit()))
+            .await;
+        // The peer closes once it has read the rejection; a loaded peer (pynetdicom on a busy
+        // machine) can take seconds, and closing first makes it report an abort instead.
+        pdus.close_gracefully(REJECT_LINGER).await;
+        return;
+    };
+    pdus.release_charge();
     if let Err(e) = pdus.write(&Pdu::AssociationAC(ac)).await {
         tracing::warn!(%peer, error = %e, "could not send A-ASSOCIATE-AC");
         return;

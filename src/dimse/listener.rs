@@ -1,71 +1,184 @@
-//! The DICOM listener: accept, cap concurrent associations, one task per association.
+//! The DICOM listener: accept, admit (see [`super::admission`]), read the A-ASSOCIATE-RQ
+//! within the ARTIM deadline, then hand the association to its own task.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderPresentationReason, AssociationRJSource, AssociationRQ, Pdu,
+};
 use pacs_storage::Store;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::association::{reject_busy, serve, DimsePeer, DimseSettings, DimseStream};
+use super::admission::{Admission, Refusal};
+use super::association::{
+    abort_pdu, abort_reason_for, serve, DimsePeer, DimseSettings, DimseStream, LINGER,
+};
+use super::pdu_io::{PduError, PduStream};
+
+/// How long a refused peer gets to read the A-ASSOCIATE-RJ and close.
+const REFUSED_LINGER: Duration = Duration::from_secs(5);
 
 pub struct DimseListener {
     pub listener: TcpListener,
     pub settings: Arc<DimseSettings>,
-    pub max_associations: usize,
     /// DICOM TLS: every connection is a TLS handshake first.
     pub tls: Option<TlsAcceptor>,
-    /// Shared by the plain and the TLS listener, so the cap counts both.
-    pub permits: Arc<Semaphore>,
+    /// Shared by the plain and the TLS listener, so the limits count both.
+    pub admission: Arc<Admission>,
 }
 
 impl DimseListener {
     /// Accept until `shutdown`; association tasks are spawned on `tracker` so the caller can
     /// wait for in-flight stores to finish.
     pub async fn run(self, store: Arc<Store>, shutdown: CancellationToken, tracker: TaskTracker) {
-        let permits = self.permits.clone();
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
                 _ = shutdown.cancelled() => break,
             };
-            let (stream, peer) = match accepted {
+            let (stream, addr) = match accepted {
                 Ok(v) => v,
                 Err(e) => {
                     // Out of file descriptors and similar: wait a moment rather than spin.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             // Without TCP_NODELAY, dcmtk peers stall ~40 ms per message on delayed ACKs.
             if let Err(e) = stream.set_nodelay(true) {
-                tracing::warn!(%peer, error = %e, "cannot set TCP_NODELAY");
+                tracing::warn!(peer = %addr, error = %e, "cannot set TCP_NODELAY");
             }
+            let ticket = match self.admission.begin(addr.ip()) {
+                Ok(t) => t,
+                Err(refusal) => {
+                    self.admission.log_refusal(addr, refusal);
+                    self.refuse_unread(stream, &tracker);
+                    continue;
+                }
+            };
+            let store = store.clone();
             let settings = self.settings.clone();
+            let admission = self.admission.clone();
             let tls = self.tls.clone();
-            match permits.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let store = store.clone();
-                    let shutdown = shutdown.clone();
-                    tracker.spawn(async move {
-                        if let Some((stream, peer)) = secure(stream, peer, tls.as_ref()).await {
-                            serve(stream, peer, store, settings, shutdown).await;
-                        }
-                        drop(permit);
-                    });
-                }
-                Err(_) => {
-                    tracing::warn!(%peer, max = self.max_associations, "association limit reached; rejecting");
-                    tracker.spawn(async move {
-                        if let Some((stream, _)) = secure(stream, peer, tls.as_ref()).await {
-                            reject_busy(stream, settings).await;
-                        }
-                    });
-                }
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                let Some((pdus, rq, peer)) =
+                    handshake(stream, addr, tls.as_ref(), &admission, &settings).await
+                else {
+                    return;
+                };
+                serve(pdus, rq, ticket, peer, store, settings, shutdown).await;
+            });
+        }
+    }
+
+    /// Turn a connection away without reading from it: a transient rejection (on the plain
+    /// port; TLS would need a handshake first), then close once the peer has read it.
+    fn refuse_unread(&self, stream: TcpStream, tracker: &TaskTracker) {
+        if self.tls.is_some() {
+            return; // dropped: closing is all we can say without a handshake
+        }
+        let Some(slot) = self.admission.closing_slot() else {
+            return; // too many being closed already: just drop it
+        };
+        let mut out = Vec::new();
+        if dicom_ul::pdu::write_pdu(&mut out, &Pdu::AssociationRJ(local_limit())).is_err() {
+            return;
+        }
+        tracker.spawn(async move {
+            let mut stream = stream;
+            if stream.write_all(&out).await.is_ok() {
+                let _ = stream.shutdown().await;
+                linger(stream, REFUSED_LINGER).await;
             }
+            drop(slot);
+        });
+    }
+}
+
+/// A-ASSOCIATE-RJ: transient, local limit exceeded (PS3.8 9.3.4).
+pub fn local_limit() -> AssociationRJ {
+    AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    }
+}
+
+/// Read and drop what the peer still sends until it closes or `wait` passes, with a small
+/// fixed buffer: closing with unread data would reset the connection before the peer reads
+/// our last PDU.
+async fn linger(mut stream: TcpStream, wait: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 1024];
+    let _ = tokio::time::timeout(wait, async {
+        while let Ok(n) = stream.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The handshake within the ARTIM deadline: TLS (on the DICOM TLS port), then the
+/// A-ASSOCIATE-RQ, its buffer charged to the handshake memory pool. On failure the peer gets
+/// an A-ABORT or A-ASSOCIATE-RJ where that helps it, and the connection ends.
+async fn handshake(
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<&TlsAcceptor>,
+    admission: &Admission,
+    settings: &DimseSettings,
+) -> Option<(PduStream<DimseStream>, AssociationRQ, DimsePeer)> {
+    let artim = admission.limits.artim;
+    let deadline = tokio::time::Instant::now() + artim;
+    let secured = tokio::time::timeout_at(deadline, secure(stream, addr, tls)).await;
+    let (stream, peer) = match secured {
+        Ok(Some(v)) => v,
+        Ok(None) => return None,
+        Err(_) => {
+            tracing::warn!(peer = %addr, "no TLS handshake within the ARTIM timeout ({artim:?})");
+            return None;
+        }
+    };
+    let mut pdus = PduStream::new(stream, settings.max_pdu).charged_to(admission.memory());
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    match pdus.read(left).await {
+        Ok(Pdu::AssociationRQ(rq)) => Some((pdus, rq, peer)),
+        Ok(other) => {
+            tracing::warn!(peer = %addr, pdu = %other.short_description(), "expected A-ASSOCIATE-RQ; aborting");
+            let _ = pdus
+                .write(&abort_pdu(AbortRQServiceProviderReason::UnexpectedPdu))
+                .await;
+            None
+        }
+        Err(PduError::OutOfMemory(_)) => {
+            admission.log_refusal(addr, Refusal::OutOfMemory);
+            pdus.release_charge();
+            let _ = pdus.write(&Pdu::AssociationRJ(local_limit())).await;
+            None
+        }
+        Err(PduError::Timeout(_)) => {
+            tracing::warn!(peer = %addr, "no complete A-ASSOCIATE-RQ within the ARTIM timeout ({artim:?}); closing");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(peer = %addr, error = %e, "no valid A-ASSOCIATE-RQ; aborting");
+            if e.is_protocol_error() {
+                let _ = pdus.write(&abort_pdu(abort_reason_for(&e))).await;
+                pdus.close_gracefully(LINGER).await;
+            }
+            None
         }
     }
 }
@@ -73,8 +186,8 @@ impl DimseListener {
 /// The TLS handshake on a DICOM TLS port (nothing to do on the plain one). A failed handshake
 /// (no certificate under mutual TLS, plain DICOM on the TLS port) ends the connection here.
 async fn secure(
-    stream: tokio::net::TcpStream,
-    addr: std::net::SocketAddr,
+    stream: TcpStream,
+    addr: SocketAddr,
     tls: Option<&TlsAcceptor>,
 ) -> Option<(DimseStream, DimsePeer)> {
     let Some(acceptor) = tls else {
@@ -84,7 +197,7 @@ async fn secure(
         };
         return Some((Box::new(stream), peer));
     };
-    match crate::tls::accept(acceptor, stream).await {
+    match acceptor.accept(stream).await {
         Ok(s) => {
             let client_cn = crate::tls::peer_common_name(&s);
             Some((Box::new(s), DimsePeer { addr, client_cn }))

@@ -1,9 +1,12 @@
 //! A stored instance as a local file for the DIMSE senders, which read from paths: the blob
 //! itself when the store keeps plain local files, else a decrypted copy in `<data>/tmp`
-//! (mode 0600) removed when the send is done.
+//! (mode 0600) removed when the send is done. Either way its bytes are first checked against
+//! the checksum recorded at ingest.
 
 use std::path::{Path, PathBuf};
 
+use pacs_storage::audit::Interface;
+use pacs_storage::integrity::IntegrityProblem;
 use pacs_storage::{InstanceRecord, Store};
 
 pub struct LocalBlob {
@@ -25,20 +28,29 @@ impl Drop for LocalBlob {
     }
 }
 
-/// The instance's bytes as a file on this machine.
+/// The instance's bytes as a file on this machine, checked against the SHA-256 recorded at
+/// ingest first (a changed blob is not sent; the check logs and audits it).
 pub async fn local_blob(
     store: &std::sync::Arc<Store>,
     rec: &InstanceRecord,
 ) -> Result<LocalBlob, String> {
-    if let Some(path) = store.blobs.local_path(&rec.blob) {
-        return Ok(LocalBlob {
-            path,
-            temporary: false,
-        });
-    }
     let store = store.clone();
-    let key = rec.blob.clone();
+    let rec = rec.clone();
     tokio::task::spawn_blocking(move || {
+        let mut blob = store
+            .open_verified(&rec, Interface::Dimse)
+            .map_err(|e| e.to_string())?;
+        let failed = |e: std::io::Error| match blob_problem(&e) {
+            Some(p) => format!("instance {} not sent: {p}", rec.sop_instance_uid),
+            None => format!("blob {}: {e}", rec.blob),
+        };
+        if let Some(path) = store.blobs.local_path(&rec.blob) {
+            std::io::copy(&mut blob, &mut std::io::sink()).map_err(failed)?;
+            return Ok(LocalBlob {
+                path,
+                temporary: false,
+            });
+        }
         let dir = store.data_dir().join("tmp");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(format!("{}.dcm", uuid::Uuid::new_v4().simple()));
@@ -53,10 +65,14 @@ pub async fn local_blob(
         let mut out = options
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut reader = store.blobs.open(&key).map_err(|e| e.to_string())?;
-        std::io::copy(&mut reader, &mut out).map_err(|e| format!("blob {key}: {e}"))?;
+        std::io::copy(&mut blob, &mut out).map_err(failed)?;
         Ok(guard)
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// The integrity problem an I/O error from a verified reader carries, if it is one.
+fn blob_problem(e: &std::io::Error) -> Option<&IntegrityProblem> {
+    e.get_ref()?.downcast_ref::<IntegrityProblem>()
 }

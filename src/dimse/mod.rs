@@ -1,6 +1,7 @@
 //! DIMSE over the DICOM upper layer: the listener, associations, command sets and services.
 
 pub mod access;
+pub mod admission;
 pub mod association;
 pub mod audit;
 pub mod command;

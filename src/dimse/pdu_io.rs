@@ -1,22 +1,29 @@
 //! PDU framing over a TCP stream (PS3.8 9.3). We find PDU boundaries ourselves, check the
 //! length against our limit before buffering, then let dicom-ul decode the complete PDU.
+//! The buffer grows only as bytes arrive (never to a length the peer merely declares), and
+//! may be charged to a shared [`MemoryPool`] (connections not yet associated).
 //! Each outgoing PDU is encoded by dicom-ul and written with one `write_all`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use dicom_ul::pdu::{read_pdu, write_pdu, PDataValue, PDataValueType, Pdu, MAXIMUM_PDU_SIZE};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 const HEADER: usize = 6;
-/// A-ASSOCIATE-RQ may be larger than the negotiated P-DATA size (128 presentation contexts).
-const MAX_ASSOCIATE_RQ: u32 = 1 << 20;
+/// A-ASSOCIATE-RQ may be larger than the negotiated P-DATA size (128 presentation contexts
+/// with many transfer syntaxes each, user identity).
+pub const MAX_ASSOCIATE_RQ: u32 = 1 << 20;
+/// The buffer grows by at most this much per read.
+const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PduError {
     #[error("peer closed the connection")]
     Closed,
-    #[error("timed out after {0:?} waiting for the peer")]
+    #[error("the peer did not send a complete PDU within {0:?}")]
     Timeout(Duration),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -26,6 +33,8 @@ pub enum PduError {
     TooLarge { length: u32, limit: u32 },
     #[error("malformed PDU: {0}")]
     Malformed(String),
+    #[error("no memory left for connections not yet associated ({0} bytes in use)")]
+    OutOfMemory(usize),
 }
 
 impl PduError {
@@ -38,25 +47,108 @@ impl PduError {
     }
 }
 
+/// Bytes that several connections' buffers may hold together.
+#[derive(Clone)]
+pub struct MemoryPool {
+    permits: Arc<Semaphore>,
+    total: usize,
+}
+
+impl MemoryPool {
+    pub fn new(bytes: usize) -> Self {
+        let total = bytes.min(Semaphore::MAX_PERMITS);
+        MemoryPool {
+            permits: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Bytes charged now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.permits.available_permits()
+    }
+}
+
+/// What one buffer holds of a pool.
+struct Charge {
+    pool: MemoryPool,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Charge {
+    fn bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Hold at least `bytes`, or fail when the pool cannot give them.
+    fn cover(&mut self, bytes: usize) -> Result<(), PduError> {
+        let more = bytes.saturating_sub(self.bytes());
+        if more == 0 {
+            return Ok(());
+        }
+        let n = u32::try_from(more).map_err(|_| PduError::OutOfMemory(self.pool.in_use()))?;
+        let permit = self
+            .pool
+            .permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| PduError::OutOfMemory(self.pool.in_use()))?;
+        match self.held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
 pub struct PduStream<S> {
     stream: S,
     buf: BytesMut,
     /// Largest PDU body we accept once associated (what we announced as Maximum Length).
     max_pdu: u32,
+    /// The pool this buffer is charged to, while it is.
+    charge: Option<Charge>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
     pub fn new(stream: S, max_pdu: u32) -> Self {
         PduStream {
             stream,
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::new(),
             max_pdu,
+            charge: None,
         }
     }
 
-    /// Read one complete PDU, waiting at most `timeout` for each chunk of bytes.
+    /// Charge the buffer to `pool` from now on: a read that would grow it past what the pool
+    /// can give fails with [`PduError::OutOfMemory`].
+    pub fn charged_to(mut self, pool: &MemoryPool) -> Self {
+        self.charge = Some(Charge {
+            pool: pool.clone(),
+            held: None,
+        });
+        self
+    }
+
+    /// Stop charging the pool (the connection is now an association, counted otherwise), and
+    /// give back a buffer that a large handshake grew.
+    pub fn release_charge(&mut self) {
+        if self.charge.take().is_some() && self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Read one complete PDU; the whole PDU must arrive within `timeout` (a deadline, so a
+    /// peer trickling bytes cannot stretch it).
     pub async fn read(&mut self, timeout: Duration) -> Result<Pdu, PduError> {
-        self.fill(HEADER, timeout).await?;
+        match tokio::time::timeout(timeout, self.read_pdu()).await {
+            Ok(r) => r,
+            Err(_) => Err(PduError::Timeout(timeout)),
+        }
+    }
+
+    async fn read_pdu(&mut self) -> Result<Pdu, PduError> {
+        self.fill(HEADER).await?;
         let pdu_type = self.buf[0];
         if !(0x01..=0x07).contains(&pdu_type) {
             return Err(PduError::UnrecognizedType(pdu_type));
@@ -72,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
             return Err(PduError::TooLarge { length, limit });
         }
         let total = HEADER + length as usize;
-        self.fill(total, timeout).await?;
+        self.fill(total).await?;
         let frame = self.buf.split_to(total).freeze();
         match read_pdu(frame, MAXIMUM_PDU_SIZE, false) {
             Ok(Some(pdu)) => Ok(pdu),
@@ -81,12 +173,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
         }
     }
 
-    async fn fill(&mut self, want: usize, timeout: Duration) -> Result<(), PduError> {
+    /// Read until the buffer holds `want` bytes, growing it only by what is arriving.
+    async fn fill(&mut self, want: usize) -> Result<(), PduError> {
         while self.buf.len() < want {
-            self.buf.reserve(want - self.buf.len());
-            let n = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf))
-                .await
-                .map_err(|_| PduError::Timeout(timeout))??;
+            self.buf.reserve((want - self.buf.len()).min(READ_CHUNK));
+            if let Some(charge) = self.charge.as_mut() {
+                charge.cover(self.buf.capacity())?;
+            }
+            let n = self.stream.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Err(PduError::Closed);
             }
@@ -205,6 +299,70 @@ mod tests {
             s.read(Duration::from_secs(1)).await,
             Err(PduError::TooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_not_buffered_before_it_arrives() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        // An A-ASSOCIATE-RQ declaring 1,000,000 bytes, of which 10,000 arrive.
+        a.write_all(&[0x01, 0, 0x00, 0x0F, 0x42, 0x40])
+            .await
+            .expect("write");
+        a.write_all(&[0u8; 10_000]).await.expect("write");
+        let pool = MemoryPool::new(1 << 20);
+        let mut s = PduStream::new(b, 16 * 1024).charged_to(&pool);
+        let err = s
+            .read(Duration::from_millis(200))
+            .await
+            .expect_err("incomplete");
+        assert!(matches!(err, PduError::Timeout(_)), "{err}");
+        assert!(
+            s.buf.capacity() < 100_000,
+            "buffer grew to {} for 10 KB",
+            s.buf.capacity()
+        );
+        assert!(pool.in_use() >= 10_000 && pool.in_use() < 100_000);
+        s.release_charge();
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_buffer_past_the_pool_fails() {
+        let (mut a, b) = tokio::io::duplex(1 << 20);
+        a.write_all(&[0x01, 0, 0x00, 0x0F, 0x42, 0x40])
+            .await
+            .expect("write");
+        a.write_all(&vec![0u8; 300_000]).await.expect("write");
+        let pool = MemoryPool::new(100_000);
+        let mut s = PduStream::new(b, 16 * 1024).charged_to(&pool);
+        let err = s
+            .read(Duration::from_secs(5))
+            .await
+            .expect_err("over the pool");
+        assert!(matches!(err, PduError::OutOfMemory(_)), "{err}");
+        drop(s);
+        assert_eq!(pool.in_use(), 0, "the charge goes back with the stream");
+    }
+
+    #[tokio::test]
+    async fn a_trickled_pdu_misses_its_deadline() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        let mut s = PduStream::new(b, 16 * 1024);
+        let writer = tokio::spawn(async move {
+            for byte in [0x05u8, 0, 0, 0, 0, 4, 0, 0, 0, 0] {
+                if a.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        // Every byte comes well within 300 ms of the last; the PDU does not.
+        let err = s
+            .read(Duration::from_millis(300))
+            .await
+            .expect_err("deadline");
+        assert!(matches!(err, PduError::Timeout(_)), "{err}");
+        writer.abort();
     }
 
     #[tokio::test]

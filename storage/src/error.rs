@@ -35,6 +35,8 @@ pub enum StorageError {
     },
     #[error("unreadable {what}: {detail}")]
     CorruptBlob { what: String, detail: String },
+    #[error("stored instance failed its integrity check: {0}")]
+    Integrity(#[from] crate::integrity::IntegrityProblem),
     #[error("column family {0} is missing from the index")]
     MissingColumnFamily(&'static str),
     #[error("the index writer has stopped")]

@@ -8,6 +8,9 @@
 //! longer than the bytes that follow it. It also refuses a binary number value whose length is
 //! not a multiple of the number's size: dicom-parser would read the whole numbers, leave the
 //! rest unread, and frame everything after it differently from this walk.
+//! It also refuses sequences nested deeper than [`MAX_SEQUENCE_DEPTH`]: dicom-object builds
+//! and drops nested items recursively, and a few thousand levels (under 200 KB) overflow a
+//! thread's stack and abort the whole process.
 //! [`check_part10_file`] does the same for a Part 10 file as `OpenFileOptions::open_file`
 //! reads it: preamble, File Meta Information (whose reader has the same flaw), data set (to
 //! its end, Pixel Data included, as WADO-RS and rendering read stored files whole).
@@ -27,6 +30,11 @@ const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
 const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);
+
+/// Deepest nesting of sequences accepted. Real objects stay far below it (structured reports,
+/// the deepest in practice, nest a few tens of levels); recursive readers and writers of a
+/// data set use a small, bounded amount of stack at this depth.
+pub const MAX_SEQUENCE_DEPTH: usize = 64;
 
 /// How a data set's elements are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,8 @@ pub enum LengthError {
         unit: u32,
     },
     /// The deflated data set is not a deflate stream (the sender's fault, unlike `Io`).
+    #[error("sequences nested more than {limit} deep (at {tag})")]
+    TooDeep { tag: Tag, limit: usize },
     #[error("inflating the data set: {0}")]
     Inflate(std::io::Error),
     #[error("reading the data set: {0}")]
@@ -77,6 +87,18 @@ struct Open {
     pixel_data: bool,
     /// Where a defined-length sequence or item ends.
     end: Option<u64>,
+}
+
+/// Open a sequence (not an item), refusing one nested deeper than [`MAX_SEQUENCE_DEPTH`].
+fn open_sequence(open: &mut Vec<Open>, tag: Tag, sequence: Open) -> Result<(), LengthError> {
+    if open.iter().filter(|o| !o.item).count() >= MAX_SEQUENCE_DEPTH {
+        return Err(LengthError::TooDeep {
+            tag,
+            limit: MAX_SEQUENCE_DEPTH,
+        });
+    }
+    open.push(sequence);
+    Ok(())
 }
 
 /// What the walk reads: headers are read, values passed over.
@@ -298,11 +320,16 @@ pub fn check<R: Input + ?Sized>(reader: &mut R, encoding: Encoding) -> Result<()
         };
         if vr == VR::SQ {
             in_sequence = true;
-            open.push(Open {
-                item: false,
-                pixel_data: false,
-                end: (len != UNDEFINED).then(|| src.pos + u64::from(len)),
-            });
+            let end = (len != UNDEFINED).then(|| src.pos + u64::from(len));
+            open_sequence(
+                &mut open,
+                tag,
+                Open {
+                    item: false,
+                    pixel_data: false,
+                    end,
+                },
+            )?;
             delimiter_check = len == 0;
         } else if tag == ITEM_DELIMITER {
             // Outside a sequence dicom-parser ignores it; inside, it closes the item.
@@ -313,11 +340,15 @@ pub fn check<R: Input + ?Sized>(reader: &mut R, encoding: Encoding) -> Result<()
             }
         } else if tag == PIXEL_DATA && len == UNDEFINED {
             // Encapsulated pixel data: a sequence of fragments, the first the offset table.
-            open.push(Open {
-                item: false,
-                pixel_data: true,
-                end: None,
-            });
+            open_sequence(
+                &mut open,
+                tag,
+                Open {
+                    item: false,
+                    pixel_data: true,
+                    end: None,
+                },
+            )?;
             let Some(header) = src.bytes::<8>()? else {
                 return Ok(());
             };
@@ -343,11 +374,15 @@ pub fn check<R: Input + ?Sized>(reader: &mut R, encoding: Encoding) -> Result<()
         } else if len == UNDEFINED {
             // Any other element of undefined length is read as a sequence.
             in_sequence = true;
-            open.push(Open {
-                item: false,
-                pixel_data: false,
-                end: None,
-            });
+            open_sequence(
+                &mut open,
+                tag,
+                Open {
+                    item: false,
+                    pixel_data: false,
+                    end: None,
+                },
+            )?;
         } else {
             // dicom-parser reads a value whose dictionary VR is "US or SS" as SS once it has
             // seen signed pixel data, whatever VR the header gives: both sizes must fit.
@@ -709,6 +744,60 @@ mod tests {
                 tag: PIXEL_DATA,
                 ..
             })
+        ));
+    }
+
+    /// `depth` sequences of undefined length, each in the one item of the one above.
+    fn nested(depth: usize, encoding: Encoding) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..depth {
+            // (0040,A730) Content Sequence, undefined length; an item of undefined length.
+            match encoding {
+                Encoding::ImplicitVrLittleEndian => {
+                    bytes.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7, 0xFF, 0xFF, 0xFF, 0xFF])
+                }
+                _ => bytes.extend_from_slice(&[
+                    0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+                ]),
+            }
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        bytes
+    }
+
+    #[test]
+    fn nesting_is_refused_beyond_the_limit_before_any_parser_sees_it() {
+        for encoding in [
+            Encoding::ImplicitVrLittleEndian,
+            Encoding::ExplicitVrLittleEndian,
+        ] {
+            check_bytes(&nested(MAX_SEQUENCE_DEPTH, encoding), encoding)
+                .unwrap_or_else(|e| panic!("{encoding:?} at the limit: {e}"));
+            for depth in [MAX_SEQUENCE_DEPTH + 1, 30_000] {
+                assert!(
+                    matches!(
+                        check_bytes(&nested(depth, encoding), encoding),
+                        Err(LengthError::TooDeep { .. })
+                    ),
+                    "{encoding:?} {depth} deep"
+                );
+            }
+        }
+        // Elements of undefined length that are not SQ are read as sequences too (UN).
+        let mut un = Vec::new();
+        for _ in 0..=MAX_SEQUENCE_DEPTH {
+            un.extend_from_slice(&[
+                0x09, 0x00, 0x10, 0x10, b'U', b'N', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+            ]);
+            un.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(matches!(
+            check_bytes(&un, Encoding::ExplicitVrLittleEndian),
+            Err(LengthError::TooDeep { .. })
         ));
     }
 

@@ -57,7 +57,16 @@ pub fn read_instance(
     key: &crate::BlobKey,
     header_only: bool,
 ) -> Result<dicom_object::DefaultDicomObject, crate::StorageError> {
-    let mut reader = std::io::BufReader::with_capacity(256 * 1024, blobs.open(key)?);
+    read_instance_from(blobs.open(key)?, key, header_only)
+}
+
+/// Read a stored instance (as [`read_instance`]) from a reader of its blob.
+pub fn read_instance_from(
+    blob: impl Read,
+    key: &crate::BlobKey,
+    header_only: bool,
+) -> Result<dicom_object::DefaultDicomObject, crate::StorageError> {
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, blob);
     let mut preamble = [0u8; 128];
     reader
         .read_exact(&mut preamble)

@@ -3,13 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::audit::{AuditLog, AuditTrail};
+use std::io::Read;
+
+use crate::audit::{AuditEntry, AuditLog, AuditTrail, Interface, Outcome};
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::blob_crypto::{BlobKeyMaterial, EncryptedBlobStore};
 use crate::error::StorageError;
 use crate::events::{Flags, Outbox};
 use crate::index::{DuplicatePolicy, Index, RocksIndex};
 use crate::ingest::Ingestor;
+use crate::integrity::{IntegrityProblem, Verified};
+use crate::records::InstanceRecord;
 
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -66,5 +70,54 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// A stored instance's bytes, checked against what ingest recorded as they are read (see
+    /// [`Verified`]): a blob changed on disk fails the read at its end, is logged, and is
+    /// written to the audit trail as `integrity.failure` on `via`.
+    pub fn open_verified(
+        &self,
+        rec: &InstanceRecord,
+        via: Interface,
+    ) -> Result<Verified<Box<dyn Read + Send>>, StorageError> {
+        let reader = self.blobs.open(&rec.blob)?;
+        let audit = self.audit.clone();
+        let (study, series, instance) = (
+            rec.study_instance_uid.clone(),
+            rec.series_instance_uid.clone(),
+            rec.sop_instance_uid.clone(),
+        );
+        let on_mismatch = Box::new(move |problem: &IntegrityProblem| {
+            tracing::error!(study = %study, instance = %instance, %problem, "stored instance failed its integrity check; not served");
+            let mut entry =
+                AuditEntry::new(via, "system", "", "integrity.failure", Outcome::Failure);
+            entry.study_uid = Some(study);
+            entry.series_uid = Some(series);
+            entry.instance_uid = Some(instance);
+            entry.detail = Some(problem.to_string());
+            if let Err(e) = audit.record(entry) {
+                tracing::error!(error = %e, "cannot record the integrity failure in the audit trail");
+            }
+        });
+        Ok(Verified::new(reader, rec, on_mismatch))
+    }
+
+    /// A stored instance, whole, read through [`Store::open_verified`] to the blob's end: a
+    /// blob that is not the one recorded gives [`StorageError::Integrity`].
+    pub fn read_verified(
+        &self,
+        rec: &InstanceRecord,
+        via: Interface,
+    ) -> Result<dicom_object::DefaultDicomObject, StorageError> {
+        let mut blob = self.open_verified(rec, via)?;
+        let read = crate::part10::read_instance_from(&mut blob, &rec.blob, false);
+        // The parser may stop before the end (trailing padding): read on, so the check runs.
+        let rest = std::io::copy(&mut blob, &mut std::io::sink());
+        if let Some(problem) = blob.problem_found() {
+            return Err(StorageError::Integrity(problem.clone()));
+        }
+        let obj = read?;
+        rest.map_err(|e| StorageError::io("reading", &rec.blob.0, e))?;
+        Ok(obj)
     }
 }

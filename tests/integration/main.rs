@@ -9,6 +9,8 @@ mod dicomweb;
 mod echo;
 mod events;
 mod find;
+mod hardening;
+mod hardening_access;
 mod import;
 mod lifecycle;
 mod pixels;

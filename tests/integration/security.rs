@@ -12,18 +12,18 @@ use crate::support::*;
 
 const ISS: &str = "https://idp.example.org";
 const AUD: &str = "pacs";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-fn testdata() -> PathBuf {
+pub(crate) fn testdata() -> PathBuf {
     repo().join("viewer-api/src/auth/testdata")
 }
 
-fn pacs() -> Command {
+pub(crate) fn pacs() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pacs"))
 }
 
 /// `pacs user add` with the password from the environment; returns stdout.
-fn add_user(config: &Path, name: &str, role: &str, extra: &[&str]) -> String {
+pub(crate) fn add_user(config: &Path, name: &str, role: &str, extra: &[&str]) -> String {
     let out = run(pacs()
         .args(["user", "add", name, "--role", role])
         .args(extra)
@@ -38,7 +38,7 @@ fn add_user(config: &Path, name: &str, role: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn api_key(config: &Path, name: &str) -> String {
+pub(crate) fn api_key(config: &Path, name: &str) -> String {
     let out = run(pacs()
         .args(["user", "api-key", name, "--config"])
         .arg(config));
@@ -71,14 +71,14 @@ fn jwt(key: &str, extra: &[&str]) -> String {
 }
 
 /// One HTTP exchange with curl: (status, headers, body).
-struct Reply {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "status {}: not JSON ({e}): {}",
@@ -87,12 +87,12 @@ impl Reply {
             )
         })
     }
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-fn curl(url: &str, method: &str, token: Option<&str>, extra: &[&str]) -> Reply {
+pub(crate) fn curl(url: &str, method: &str, token: Option<&str>, extra: &[&str]) -> Reply {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-i", "--max-time", "20", "-X", method]);
     if let Some(t) = token {
@@ -119,12 +119,12 @@ fn curl(url: &str, method: &str, token: Option<&str>, extra: &[&str]) -> Reply {
     }
 }
 
-fn get(server: &Server, path: &str, token: Option<&str>) -> Reply {
+pub(crate) fn get(server: &Server, path: &str, token: Option<&str>) -> Reply {
     let url = format!("http://127.0.0.1:{}{path}", server.http_port);
     curl(&url, "GET", token, &[])
 }
 
-fn login(server: &Server, user: &str, totp: Option<&str>) -> Reply {
+pub(crate) fn login(server: &Server, user: &str, totp: Option<&str>) -> Reply {
     let mut body = serde_json::json!({"username": user, "password": PASSWORD});
     if let Some(code) = totp {
         body["totp"] = Value::String(code.into());
@@ -143,14 +143,14 @@ fn login(server: &Server, user: &str, totp: Option<&str>) -> Reply {
     )
 }
 
-fn session(server: &Server, user: &str) -> String {
+pub(crate) fn session(server: &Server, user: &str) -> String {
     let r = login(server, user, None);
     assert_eq!(r.status, 200, "login {user}: {}", r.text());
     r.json()["token"].as_str().expect("token").to_string()
 }
 
 /// Study UIDs of a QIDO answer.
-fn studies_of(r: &Reply) -> Vec<String> {
+pub(crate) fn studies_of(r: &Reply) -> Vec<String> {
     assert_eq!(r.status, 200, "QIDO: {}", r.text());
     let mut v: Vec<String> = r
         .json()
@@ -215,7 +215,7 @@ fn study_routes(p: &StudyPaths) -> Vec<String> {
     ]
 }
 
-fn audit(server: &Server, admin: &str, query: &str) -> Vec<Value> {
+pub(crate) fn audit(server: &Server, admin: &str, query: &str) -> Vec<Value> {
     let r = get(
         server,
         &format!("/api/audit?limit=10000&{query}"),

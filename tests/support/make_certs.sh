@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Test PKI for the TLS tests: a CA, a server certificate for 127.0.0.1/localhost and two
-# client certificates (one a DICOM node, one an HTTPS service account), all signed by the CA,
+# Test PKI for the TLS tests: a CA, a server certificate for 127.0.0.1/localhost and four
+# client certificates (a DICOM node, an HTTPS service account, one with a CN hidden in its
+# subjectAltName, one naming a person), all signed by the CA,
 # plus a client certificate from a second, untrusted CA. Usage: make_certs.sh DIR
 set -euo pipefail
 dir=$1
@@ -25,3 +26,8 @@ leaf server localhost ca "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKey
 leaf node1 MODALITY1 ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 leaf svc ai-service-1 ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 leaf rogue ROGUE rogue-ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
+# The certificate-field trick: subject CN=svc-tech, and a subjectAltName directoryName with
+# CN=svc-admin, as a CA that copies requested SANs would sign it.
+leaf tech svc-tech ca "subjectAltName=dirName:dir_sect\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n[dir_sect]\nCN=svc-admin"
+# A person's name on a certificate (an admin with password + TOTP).
+leaf alice alice ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"

@@ -111,6 +111,7 @@ async fn search(
     );
     let fhir_base = wado_base.trim_end_matches("/dicom-web").to_string() + "/fhir";
     let store = s.store.clone();
+    let scope = grant.scope.clone();
     let query = Query {
         level: Level::Study,
         keys,
@@ -120,6 +121,9 @@ async fn search(
     let resources = blocking(move || {
         let mut uids = Vec::new();
         query::execute(store.index.as_ref(), &query, &mut |m| {
+            if !scope.admits_match(&m.attributes) {
+                return true;
+            }
             if let Some(uid) = m.attributes.get("0020000D").and_then(|a| a.first()) {
                 uids.push(uid.to_string());
             }

@@ -73,7 +73,7 @@ pub fn event_for(action: &str, outcome: Outcome) -> (Code, ActionCode) {
         (EXPORT, ActionCode::Read)
     } else if starts(&["audit."]) {
         (AUDIT_LOG_USED, ActionCode::Execute)
-    } else if outcome == Outcome::Denied {
+    } else if outcome == Outcome::Denied || starts(&["integrity."]) {
         (SECURITY_ALERT, ActionCode::Execute)
     } else {
         (APPLICATION_ACTIVITY, ActionCode::Execute)

@@ -34,7 +34,8 @@ pub struct Authenticator {
     pub sessions: Sessions,
     pub session_ttl: Duration,
     pub jwt: Option<JwtValidator>,
-    /// Verified HTTPS client certificates authenticate as the local account of their CN.
+    /// Verified HTTPS client certificates authenticate as the local account their subject's CN
+    /// names, when that account is marked for certificate login.
     pub client_certificates: bool,
 }
 
@@ -74,10 +75,10 @@ impl Authenticator {
             if let (Some(cn), Some(accounts)) =
                 (peer.and_then(|p| p.client_cn.as_deref()), &self.accounts)
             {
-                return match accounts.current(cn) {
+                return match accounts.for_certificate(cn) {
                     Some(who) => Ok(Self::principal(who, AuthMethod::ClientCertificate)),
                     None => Err(AuthnError::Invalid(format!(
-                        "client certificate {cn:?} names no enabled account"
+                        "client certificate {cn:?} names no enabled account marked for certificate login"
                     ))),
                 };
             }

@@ -147,14 +147,19 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
     if let Some(study) = entry.study_uid.clone() {
         // The study's patient, for the audit record and the scope check. Outside the scope,
         // the study does not exist as far as this caller can tell.
-        let patient_id = match s.store.index.study(&study) {
+        let patient = match s.store.index.study(&study) {
             Ok(Some(rec)) => s
                 .store
                 .index
                 .patient(&rec.patient_key)
                 .ok()
                 .flatten()
-                .map(|p| first_value(&p.attributes, "00100020").to_string()),
+                .map(|p| {
+                    (
+                        first_value(&p.attributes, "00100020").to_string(),
+                        first_value(&p.attributes, "00100021").to_string(),
+                    )
+                }),
             Ok(None) => None,
             Err(e) => {
                 let e = ApiError::from(e);
@@ -162,8 +167,9 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
                 return finish(&s, entry, e.into_response());
             }
         };
-        entry.patient_id = patient_id.clone().filter(|p| !p.is_empty());
-        if !scope.admits(&study, patient_id.as_deref().unwrap_or("")) {
+        let (patient_id, issuer) = patient.unwrap_or_default();
+        entry.patient_id = Some(patient_id.clone()).filter(|p| !p.is_empty());
+        if !scope.admits(&study, &patient_id, &issuer) {
             entry.detail = Some("study outside the caller's scope".into());
             let response = ApiError::NotFound("study").into_response();
             return finish_as(&s, entry, response, Outcome::Denied);

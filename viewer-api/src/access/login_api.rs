@@ -1,12 +1,9 @@
 //! Local-account login for small sites: `POST /api/login` trades a password (and TOTP code)
 //! for a short-lived session token; `POST /api/logout` ends it; `GET /api/whoami` tells who a
-//! token is. Repeated failures lock a user name out for a while (password guessing).
+//! token is. Repeated failures lock a user name, and a source address, out for a while
+//! (password guessing; see [`super::throttle`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,15 +13,11 @@ use serde_json::json;
 
 use crate::auth::accounts::LoginError;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::{ApiState, PeerInfo};
 
 use super::authn::SESSION_PREFIX;
 use super::guard::{AuditNote, Grant};
-
-/// Failures within [`WINDOW`] before a user name is locked out for [`LOCKOUT`].
-const MAX_FAILURES: usize = 5;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-const LOCKOUT: Duration = Duration::from_secs(5 * 60);
+use super::throttle::Locked;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -33,38 +26,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/whoami", get(whoami))
 }
 
-/// Recent failed logins per user name.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl Throttle {
-    fn locked(&self, user: &str) -> bool {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(list) = map.get_mut(user) else {
-            return false;
-        };
-        list.retain(|t| t.elapsed() < WINDOW);
-        list.len() >= MAX_FAILURES && list.last().is_some_and(|t| t.elapsed() < LOCKOUT)
-    }
-
-    fn failed(&self, user: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: forget everyone when an attacker sprays many names.
-        if map.len() > 10_000 {
-            map.clear();
-        }
-        map.entry(user.to_string())
-            .or_default()
-            .push(Instant::now());
-    }
-
-    fn succeeded(&self, user: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(user);
-    }
-}
+pub use super::throttle::Throttle;
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -83,7 +45,12 @@ fn with_note(mut response: Response, user: &str, detail: Option<String>) -> Resp
     response
 }
 
-async fn login(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
+async fn login(
+    State(s): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<PeerInfo>>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let source = peer.map(|Extension(ConnectInfo(p))| p.addr.ip());
     let req: LoginRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -97,13 +64,19 @@ async fn login(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
     let Some(accounts) = s.auth.accounts.clone() else {
         return ApiError::BadRequest("local accounts are not configured".into()).into_response();
     };
-    if s.login_throttle.locked(&user) {
-        let r = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"error": "too many failed logins; try again later"})),
-        )
-            .into_response();
-        return with_note(r, &user, Some("locked out after repeated failures".into()));
+    if let Err(locked) = s.login_throttle.check(&user, source) {
+        let (error, detail) = match locked {
+            Locked::Name => (
+                "too many failed logins for this user; try again later",
+                "user locked out after repeated failures",
+            ),
+            Locked::Source => (
+                "too many failed logins from this address; try again later",
+                "address locked out after repeated failures",
+            ),
+        };
+        let r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": error}))).into_response();
+        return with_note(r, &user, Some(detail.into()));
     }
     let name = user.clone();
     let checked = tokio::task::spawn_blocking(move || {
@@ -113,7 +86,7 @@ async fn login(State(s): State<ApiState>, body: axum::body::Bytes) -> Response {
     let who = match checked {
         Ok(Ok(who)) => who,
         Ok(Err(e)) => {
-            s.login_throttle.failed(&user);
+            s.login_throttle.failed(&user, source);
             let status = StatusCode::UNAUTHORIZED;
             let r = (status, Json(json!({"error": e.to_string()}))).into_response();
             let detail = match e {

@@ -7,6 +7,7 @@ pub mod login_api;
 pub mod policy;
 pub mod principal;
 pub mod routes;
+pub mod throttle;
 
 pub use guard::{AuditNote, Grant};
 pub use policy::{Action, Scope};

@@ -3,6 +3,7 @@
 //! returns is applied both to single-study requests (refused) and to searches (filtered).
 
 use pacs_storage::query::{Matcher, QueryKey};
+use pacs_storage::records::Attributes;
 
 use crate::auth::role::Role;
 
@@ -78,23 +79,70 @@ impl Action {
     }
 }
 
+/// A patient as an account names one: Patient ID, and the Issuer of Patient ID when the
+/// account says `ID^^^ISSUER` (HL7 CX notation). A Patient ID alone is not unique across
+/// issuers: with an issuer, only studies under that same issuer match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRef {
+    pub id: String,
+    pub issuer: Option<String>,
+}
+
+impl PatientRef {
+    pub fn parse(text: &str) -> PatientRef {
+        match text.split_once("^^^") {
+            Some((id, issuer)) if !issuer.trim().is_empty() => PatientRef {
+                id: id.trim().to_string(),
+                issuer: Some(issuer.trim().to_string()),
+            },
+            _ => PatientRef {
+                id: text.trim().to_string(),
+                issuer: None,
+            },
+        }
+    }
+
+    /// Whether a study of this Patient ID and issuer ("" when it has none) is this patient's.
+    /// An account entry without an issuer matches the ID under any issuer (single-domain
+    /// sites); one with an issuer never matches a study without it.
+    pub fn matches(&self, patient_id: &str, issuer: &str) -> bool {
+        self.id == patient_id.trim() && self.issuer.as_deref().is_none_or(|i| i == issuer.trim())
+    }
+}
+
 /// Which studies a granted action covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     All,
-    /// Only studies of these Patient IDs (none: nothing).
-    Patients(Vec<String>),
+    /// Only studies of these patients (none: nothing).
+    Patients(Vec<PatientRef>),
     /// Only this study.
     Study(String),
 }
 
 impl Scope {
-    /// Whether a study (with its Patient ID) is inside the scope.
-    pub fn admits(&self, study_uid: &str, patient_id: &str) -> bool {
+    /// Whether a study (with its Patient ID and Issuer of Patient ID) is inside the scope.
+    pub fn admits(&self, study_uid: &str, patient_id: &str, issuer: &str) -> bool {
         match self {
             Scope::All => true,
-            Scope::Patients(ids) => ids.iter().any(|id| id == patient_id),
+            Scope::Patients(refs) => refs.iter().any(|r| r.matches(patient_id, issuer)),
             Scope::Study(uid) => uid == study_uid,
+        }
+    }
+
+    /// Whether a search match (its attributes include the study's and the patient's) is
+    /// inside the scope. Searches narrow by [`Scope::query_keys`] first and check each match
+    /// with this before counting it, so paging stays exact.
+    pub fn admits_match(&self, attrs: &Attributes) -> bool {
+        let first = |tag: &str| {
+            attrs
+                .get(tag)
+                .and_then(|v| v.values.first())
+                .map_or("", String::as_str)
+        };
+        match self {
+            Scope::All => true,
+            _ => self.admits(first(STUDY_UID), first(PATIENT_ID), first(ISSUER)),
         }
     }
 }
@@ -105,15 +153,19 @@ impl Scope {
     pub fn query_keys(&self) -> Vec<QueryKey> {
         match self {
             Scope::All => Vec::new(),
-            Scope::Patients(ids) => vec![QueryKey {
-                tag: PATIENT_ID.into(),
-                vr: "LO".into(),
-                matcher: match ids.as_slice() {
-                    [one] => Matcher::Single(one.clone()),
-                    // Any of several; none matches nothing.
-                    _ => Matcher::UidList(ids.clone()),
-                },
-            }],
+            Scope::Patients(refs) => {
+                let mut ids: Vec<String> = refs.iter().map(|r| r.id.clone()).collect();
+                ids.dedup();
+                vec![QueryKey {
+                    tag: PATIENT_ID.into(),
+                    vr: "LO".into(),
+                    matcher: match ids.as_slice() {
+                        [one] => Matcher::Single(one.clone()),
+                        // Any of several; none matches nothing.
+                        _ => Matcher::UidList(ids),
+                    },
+                }]
+            }
             Scope::Study(uid) => vec![QueryKey {
                 tag: STUDY_UID.into(),
                 vr: "UI".into(),
@@ -124,6 +176,7 @@ impl Scope {
 }
 
 const PATIENT_ID: &str = "00100020";
+const ISSUER: &str = "00100021";
 const STUDY_UID: &str = "0020000D";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,7 +238,13 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<Scope, Denied>
         )));
     }
     Ok(match principal.role {
-        Role::Patient => Scope::Patients(principal.patient_ids.clone()),
+        Role::Patient => Scope::Patients(
+            principal
+                .patient_ids
+                .iter()
+                .map(|p| PatientRef::parse(p))
+                .collect(),
+        ),
         _ => Scope::All,
     })
 }
@@ -226,15 +285,50 @@ mod tests {
     fn patients_are_scoped_to_their_ids() {
         let p = who(Role::Patient, &["PID-A"]);
         let scope = authorize(&p, Action::Retrieve).expect("allowed");
-        assert!(scope.admits("1.2", "PID-A"));
-        assert!(!scope.admits("1.2", "PID-B"));
+        assert!(scope.admits("1.2", "PID-A", ""));
+        assert!(scope.admits("1.2", "PID-A", "ANY-ISSUER"));
+        assert!(!scope.admits("1.2", "PID-B", ""));
         assert!(authorize(&p, Action::Store).is_err());
         assert!(authorize(&p, Action::Delete).is_err());
         assert!(authorize(&p, Action::Worklist).is_err());
         let nobody = who(Role::Patient, &[]);
         assert!(!authorize(&nobody, Action::Search)
             .expect("allowed")
-            .admits("1.2", ""));
+            .admits("1.2", "", ""));
+    }
+
+    #[test]
+    fn a_patient_named_with_an_issuer_sees_that_issuer_only() {
+        let p = who(Role::Patient, &["P1^^^HOSP-A"]);
+        let scope = authorize(&p, Action::Search).expect("allowed");
+        assert!(scope.admits("1.2", "P1", "HOSP-A"));
+        assert!(
+            !scope.admits("1.2", "P1", "HOSP-B"),
+            "same ID, other issuer"
+        );
+        assert!(
+            !scope.admits("1.2", "P1", ""),
+            "issuer unknown on the study"
+        );
+        let mut attrs = Attributes::new();
+        for (tag, value) in [("00100020", "P1"), ("00100021", "HOSP-B")] {
+            attrs.insert(
+                tag.into(),
+                pacs_storage::records::AttrValue {
+                    vr: "LO".into(),
+                    values: vec![value.into()],
+                },
+            );
+        }
+        assert!(!scope.admits_match(&attrs));
+        assert_eq!(
+            PatientRef::parse("P1^^^HOSP-A"),
+            PatientRef {
+                id: "P1".into(),
+                issuer: Some("HOSP-A".into())
+            }
+        );
+        assert_eq!(PatientRef::parse("P1^^^").issuer, None);
     }
 
     #[test]

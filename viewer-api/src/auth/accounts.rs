@@ -65,6 +65,10 @@ pub struct UserRecord {
     pub api_key_hashes: Vec<String>,
     #[serde(default)]
     pub disabled: bool,
+    /// A verified HTTPS client certificate naming this account logs in as it (service
+    /// accounts only: the certificate then stands in for every other factor).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_certificate: bool,
     /// RFC 3339 UTC time of creation.
     #[serde(default)]
     pub created: String,
@@ -81,6 +85,7 @@ impl fmt::Debug for UserRecord {
             .field("has_totp", &self.totp_secret.is_some())
             .field("api_keys", &self.api_key_hashes.len())
             .field("disabled", &self.disabled)
+            .field("client_certificate", &self.client_certificate)
             .field("created", &self.created)
             .finish()
     }
@@ -157,12 +162,14 @@ pub enum AccountsError {
     PatientWithoutIds,
     #[error("Patient IDs apply to role patient only, not to {0}")]
     PatientIdsForRole(Role),
-    #[error("invalid Patient ID {0:?}: 1 to 64 characters, no backslash or control characters")]
+    #[error("invalid Patient ID {0:?}: ID or ID^^^ISSUER, each 1 to 64 characters, no backslash or control characters")]
     BadPatientId(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
     #[error("the system's random number generator failed: {0}")]
     Random(getrandom::Error),
+    #[error("user {0:?} has TOTP: certificate login would skip its second factor (it is for service accounts)")]
+    CertificateWithTotp(String),
     #[error("no API key of user {user:?} matches {key:?}")]
     NoSuchApiKey { user: String, key: String },
     #[error("{key:?} matches {count} API keys of user {user:?}: give more of the hash")]
@@ -317,6 +324,7 @@ impl AccountsFile {
             totp_secret,
             api_key_hashes: Vec::new(),
             disabled: false,
+            client_certificate: false,
             created: rfc3339_utc(SystemTime::now()),
         });
         tracing::info!(user = name, %role, totp = with_totp, "account added");
@@ -354,6 +362,18 @@ impl AccountsFile {
     pub fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<()> {
         self.get_mut(name)?.disabled = disabled;
         tracing::info!(user = name, disabled, "account disabled flag set");
+        Ok(())
+    }
+
+    /// Lets (or stops letting) a client certificate naming the account log in as it. Refused
+    /// for an account with TOTP: the certificate would skip its second factor.
+    pub fn set_client_certificate(&mut self, name: &str, allowed: bool) -> Result<()> {
+        let user = self.get_mut(name)?;
+        if allowed && user.totp_secret.is_some() {
+            return Err(AccountsError::CertificateWithTotp(name.to_string()));
+        }
+        user.client_certificate = allowed;
+        tracing::info!(user = name, allowed, "client certificate login set");
         Ok(())
     }
 
@@ -640,6 +660,22 @@ impl Accounts {
         Some(Authenticated::from(user))
     }
 
+    /// The account a verified client certificate names, if it exists, is enabled and is
+    /// marked for certificate login (`pacs user certificate NAME`).
+    pub fn for_certificate(&self, name: &str) -> Option<Authenticated> {
+        self.refresh();
+        let state = self.read();
+        let user = state.users.get(name).filter(|u| !u.disabled)?;
+        if !user.client_certificate {
+            tracing::warn!(
+                user = name,
+                "client certificate names an account not marked for certificate login"
+            );
+            return None;
+        }
+        Some(Authenticated::from(user))
+    }
+
     /// The account as it is now, if it exists and is enabled: lets a session notice that its
     /// user was disabled, removed or given another role since login.
     pub fn current(&self, name: &str) -> Option<Authenticated> {
@@ -840,11 +876,15 @@ fn validate_patient_ids(role: Role, ids: &[String]) -> Result<()> {
         (Role::Patient, false) | (_, true) => {}
         (other, false) => return Err(AccountsError::PatientIdsForRole(other)),
     }
+    // `ID` or `ID^^^ISSUER` (Issuer of Patient ID, HL7 CX notation): each a DICOM LO.
+    let bad_lo = |v: &str| {
+        v.trim().is_empty()
+            || v.chars().count() > MAX_PATIENT_ID_LEN
+            || v.chars().any(|c| c == '\\' || c.is_control())
+    };
     for id in ids {
-        if id.trim().is_empty()
-            || id.chars().count() > MAX_PATIENT_ID_LEN
-            || id.chars().any(|c| c == '\\' || c.is_control())
-        {
+        let (pid, issuer) = id.split_once("^^^").unwrap_or((id, "x"));
+        if bad_lo(pid) || bad_lo(issuer) {
             return Err(AccountsError::BadPatientId(id.clone()));
         }
     }

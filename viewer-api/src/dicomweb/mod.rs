@@ -162,6 +162,8 @@ async fn search(
         s.config.match_options,
     )?;
     search.query.keys.extend(grant.scope.query_keys());
+    let scope = grant.scope.clone();
+    search.admit_only(move |attrs| scope.admits_match(attrs));
     let ctx = Ctx::new(&s, &headers);
     let mut warnings = search.warnings.clone();
     let (results, more) =

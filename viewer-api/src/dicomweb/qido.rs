@@ -52,6 +52,16 @@ pub struct Search {
     with_study_attributes: bool,
     /// Texts of `Warning: 299` headers (keys ignored, limits applied).
     pub warnings: Vec<String>,
+    /// Which matches the caller may see (access scope), checked before paging counts them.
+    admit: Admit,
+}
+
+struct Admit(Box<dyn Fn(&Attributes) -> bool + Send>);
+
+impl std::fmt::Debug for Admit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admit(..)")
+    }
 }
 
 /// Tag and dictionary VR of a QIDO attribute name: a keyword or 8 hex digits.
@@ -107,6 +117,7 @@ impl Search {
             with_study_attributes: level != Level::Study
                 && !path_keys.iter().any(|(t, _)| *t == STUDY_UID),
             warnings: Vec::new(),
+            admit: Admit(Box::new(|_| true)),
         };
         let mut fuzzy = false;
         let mut limit: Option<usize> = None;
@@ -226,6 +237,11 @@ impl Search {
     }
 
     /// Run the search: the page of matches as a DICOM JSON array, and whether more matched.
+    /// Answer only matches `admit` lets through (before offset and limit count them).
+    pub fn admit_only(&mut self, admit: impl Fn(&Attributes) -> bool + Send + 'static) {
+        self.admit = Admit(Box::new(admit));
+    }
+
     pub fn run(
         &self,
         index: &dyn pacs_storage::Index,
@@ -238,6 +254,9 @@ impl Search {
         let mut more = false;
         let mut failure = None;
         query::execute(index, &self.query, &mut |m| {
+            if !(self.admit.0)(&m.attributes) {
+                return true;
+            }
             if skipped < self.offset {
                 skipped += 1;
                 return true;

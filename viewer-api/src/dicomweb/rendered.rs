@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use pacs_storage::part10::read_instance;
+use pacs_storage::audit::Interface;
 use pacs_storage::records::first_value;
 use pacs_storage::transcode::can_transcode;
 use pacs_storage::InstanceRecord;
@@ -134,7 +134,7 @@ fn render_one(
     frame: u32,
     options: &RenderOptions,
 ) -> Result<Vec<u8>, ApiError> {
-    let obj = read_instance(s.store.blobs.as_ref(), &rec.blob, false)?;
+    let obj = s.store.read_verified(rec, Interface::Http)?;
     render::render(&obj, frame, options).map_err(|e| render_error(e, rec))
 }
 

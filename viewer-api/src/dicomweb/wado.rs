@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use dicom_core::value::Value;
 use dicom_core::Tag;
 use dicom_object::InMemDicomObject;
+use pacs_storage::audit::Interface;
 use pacs_storage::part10::{file_header, read_instance, FileMetaFields};
 use pacs_storage::transcode::{can_transcode, encode_as, is_native};
 use pacs_storage::{InstanceRecord, SecondaryKey};
@@ -212,7 +213,10 @@ fn prepare(ctx: &Ctx, rec: &InstanceRecord, target: &str) -> Result<Prepared, St
         return Ok(Prepared::Stored);
     }
     let fail = |e: &dyn std::fmt::Display| format!("instance {}: {e}", rec.sop_instance_uid);
-    let obj = read_instance(ctx.store.blobs.as_ref(), &rec.blob, false).map_err(|e| fail(&e))?;
+    let obj = ctx
+        .store
+        .read_verified(rec, Interface::Http)
+        .map_err(|e| fail(&e))?;
     let dataset = encode_as(obj, &rec.transfer_syntax_uid, target).map_err(|e| fail(&e))?;
     let head = file_header(&FileMetaFields {
         sop_class_uid: &rec.sop_class_uid,
@@ -239,8 +243,7 @@ fn send_instance(
         Prepared::Stored => {
             let reader = ctx
                 .store
-                .blobs
-                .open(&rec.blob)
+                .open_verified(rec, Interface::Http)
                 .map_err(|e| format!("instance {}: {e}", rec.sop_instance_uid))?;
             w.begin(&part_type, Some(&location)).map_err(gone)?;
             w.copy_from(reader)
@@ -446,7 +449,9 @@ fn negotiate_frames(ranges: &[MediaRange], stored: &str) -> Result<FrameSyntax, 
     )))
 }
 
-/// Parse `1,3,5` (1-based frame numbers).
+/// Parse `1,3,5` (1-based frame numbers, no duplicates: PS3.18 8.3.3.1.3). Without
+/// duplicates the list is never longer than the frame count once each number is checked
+/// against it, so a short URL cannot ask for the same large frame thousands of times.
 pub(super) fn parse_frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
     let frames: Vec<u32> = text
         .split(',')
@@ -459,6 +464,12 @@ pub(super) fn parse_frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
         })?;
     if frames.is_empty() || frames.contains(&0) {
         return Err(ApiError::BadRequest("frame numbers start at 1".into()));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(frames.len());
+    if let Some(dup) = frames.iter().find(|f| !seen.insert(**f)) {
+        return Err(ApiError::BadRequest(format!(
+            "frame {dup} is listed more than once"
+        )));
     }
     Ok(frames)
 }
@@ -512,12 +523,12 @@ async fn send_frames(
     }
     // Read, check and produce the first frame before answering, so a bad frame number or an
     // undecodable instance is a 4xx/5xx with its reason, not a cut stream.
-    let blobs = s.store.blobs.clone();
+    let store = s.store.clone();
     let rec2 = rec.clone();
     let decode = syntax.decode;
     let (obj, frames, first) = blocking(move || {
         Ok((|| {
-            let obj = read_instance(blobs.as_ref(), &rec2.blob, false)?;
+            let obj = store.read_verified(&rec2, Interface::Http)?;
             if obj.get(dicom_dictionary_std::tags::PIXEL_DATA).is_none() {
                 return Err(frame_error(FrameError::NoPixelData));
             }
@@ -629,12 +640,11 @@ pub async fn bulk(
     if path.len() == 1 && path[0].0 == dicom_dictionary_std::tags::PIXEL_DATA {
         return send_frames(s, resource, None, headers).await;
     }
-    let blobs = s.store.blobs.clone();
-    let index = s.store.index.clone();
+    let store = s.store.clone();
     let bytes = blocking(move || {
         Ok((|| {
-            let rec = resolve(index.as_ref(), &resource)?.remove(0);
-            let obj = read_instance(blobs.as_ref(), &rec.blob, false)?;
+            let rec = resolve(store.index.as_ref(), &resource)?.remove(0);
+            let obj = store.read_verified(&rec, Interface::Http)?;
             bulk_value(&obj, &path).ok_or(ApiError::NotFound("bulk data element"))
         })())
     })
@@ -684,6 +694,7 @@ mod tests {
         assert_eq!(parse_frame_list("1,3,5").expect("list"), [1, 3, 5]);
         assert!(parse_frame_list("0").is_err());
         assert!(parse_frame_list("1,x").is_err());
+        assert!(parse_frame_list("1,2,1").is_err(), "duplicates");
         assert_eq!(parse_bulk_path("7FE00010").expect("pixel").len(), 1);
         assert_eq!(
             parse_bulk_path("00540016/0/00181074")
