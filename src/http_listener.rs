@@ -38,7 +38,7 @@ pub struct HttpLimits {
 
 /// What a client over the connection cap is told before the connection closes.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Retry-After: 5\r\nConnection: close\r\nContent-Length: 57\r\n\r\n\
+Retry-After: 5\r\nConnection: close\r\nContent-Length: 56\r\n\r\n\
 {\"error\":\"too many connections; try again in a moment\"}\n";
 
 /// Connections in use, in all and per source address.
@@ -243,7 +243,7 @@ mod tests {
                     .windows(4)
                     .position(|w| w == b"\r\n\r\n")
                     .map_or(0, |i| i + 4),
-            57
+            56
         );
     }
 }

@@ -12,7 +12,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Longest a client may take to complete the TLS handshake.
@@ -146,9 +145,6 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         Err(_) => Err(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")),
     }
 }
-
-/// A TLS stream over TCP, as the listeners hand it on.
-pub type ServerTlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,10 @@ const HEADER: usize = 6;
 /// A-ASSOCIATE-RQ may be larger than the negotiated P-DATA size (128 presentation contexts
 /// with many transfer syntaxes each, user identity).
 pub const MAX_ASSOCIATE_RQ: u32 = 1 << 20;
-/// The buffer grows by at most this much per read.
+/// The buffer grows by at most this much per read (less while charged to a pool: a peer
+/// not yet associated gets little room ahead of what it actually sent).
 const READ_CHUNK: usize = 64 * 1024;
+const CHARGED_READ_CHUNK: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PduError {
@@ -176,7 +178,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PduStream<S> {
     /// Read until the buffer holds `want` bytes, growing it only by what is arriving.
     async fn fill(&mut self, want: usize) -> Result<(), PduError> {
         while self.buf.len() < want {
-            self.buf.reserve((want - self.buf.len()).min(READ_CHUNK));
+            let chunk = match self.charge {
+                Some(_) => CHARGED_READ_CHUNK,
+                None => READ_CHUNK,
+            };
+            self.buf.reserve((want - self.buf.len()).min(chunk));
             if let Some(charge) = self.charge.as_mut() {
                 charge.cover(self.buf.capacity())?;
             }

@@ -96,14 +96,14 @@ fn deeply_nested_sequences_are_refused_over_dimse_and_stow() {
     // At the limit, the data set is an ordinary instance: stored and read back whole.
     let v = hostile(&["deep-dimse", &port, "64"]);
     assert_eq!(v["status"], 0, "64 deep: {v}");
-    let meta = server.json("/dicom-web/studies/1.2.826.0.1.3680043.10.999.2/metadata");
-    let mut depth = 0;
-    let mut node = &meta[0];
-    while let Some(next) = node["00101002"]["Value"].get(0) {
-        depth += 1;
-        node = next;
-    }
-    assert_eq!(depth, 64, "metadata keeps every level");
+    // (Counted in the text: 64 levels are deeper than serde_json parses by default.)
+    let (code, meta) = server.http("/dicom-web/studies/1.2.826.0.1.3680043.10.999.2/metadata");
+    assert_eq!(code, 200, "{meta}");
+    assert_eq!(
+        meta.matches("\"00101002\"").count(),
+        64,
+        "metadata keeps every level"
+    );
     assert_eq!(stats_tuple(&server.statistics()), (1, 1, 1, 1));
 }
 
@@ -124,11 +124,16 @@ fn half_sent_associate_requests_cost_bounded_memory_and_it_is_returned() {
     server.assert_echo();
     flood.tell();
     assert_eq!(flood.next()["done"], true);
-    // Memory goes back once the connections are gone (the allocator returns freed pages
-    // after a short delay).
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Memory goes back once the connections are gone. mimalloc returns freed pages to the
+    // system lazily, when the threads that freed them next allocate: a server in use does,
+    // so this one is kept in use (C-ECHO, HTTP) while we wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut after = server.memory_kib("VmRSS");
-    while after > baseline + 64 * 1024 && Instant::now() < deadline {
+    while after > baseline + 32 * 1024 && Instant::now() < deadline {
+        for _ in 0..5 {
+            server.assert_echo();
+            server.http("/api/statistics");
+        }
         std::thread::sleep(Duration::from_millis(500));
         after = server.memory_kib("VmRSS");
     }
@@ -141,7 +146,7 @@ fn half_sent_associate_requests_cost_bounded_memory_and_it_is_returned() {
     );
     assert!(peak < 300 * 1024, "peak RSS {} MB", peak / 1024);
     assert!(
-        after <= baseline + 64 * 1024,
+        after <= baseline + 32 * 1024,
         "RSS stayed at {} MB (baseline {} MB)",
         after / 1024,
         baseline / 1024

@@ -30,27 +30,35 @@ impl Destination {
     /// `accept` is storescp's transfer syntax option (`+xa` all, `+xi` implicit VR LE only).
     fn start_with(dir: &Path, accept: &str) -> Destination {
         std::fs::create_dir_all(dir).expect("mkdir");
-        let port = free_port();
-        let child = dcmtk("storescp")
-            .args([accept, "+B", "-aet", "DEST", "-od"])
-            .arg(dir)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("storescp");
-        // Wait until it listens.
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+        // The free port may be taken again before storescp binds it (tests beside this one
+        // open many connections): then storescp exits, and we try another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = dcmtk("storescp")
+                .args([accept, "+B", "-aet", "DEST", "-od"])
+                .arg(dir)
+                .arg(port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("storescp");
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Destination {
+                        child,
+                        dir: dir.to_path_buf(),
+                        port,
+                    };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        Destination {
-            child,
-            dir: dir.to_path_buf(),
-            port,
-        }
+        panic!("storescp did not start on any of five ports");
     }
 
     fn files(&self) -> Vec<std::path::PathBuf> {

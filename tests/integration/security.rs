@@ -692,6 +692,7 @@ fn tls_for_dimse_and_https_with_client_certificates() {
             "--role",
             "ai-service",
             "--no-password",
+            "--client-certificate",
         ])
         .args(args));
     assert!(

@@ -262,14 +262,20 @@ def http_hold(port: int, n: int, src: str) -> None:
 
 # --- password spraying ----------------------------------------------------------------------
 
-def login(port: int, src: str, user: str, password: str, conn_cache=None) -> int:
-    conn = http.client.HTTPConnection(HOST, port, timeout=30, source_address=(src, 0))
+def login(port: int, src: str, user: str, password: str, conn=None) -> int:
+    """One login; over `conn` (kept open) when given, else over a connection of its own."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30, source_address=(src, 0))
     body = json.dumps({"username": user, "password": password})
     try:
         conn.request("POST", "/api/login", body, {"Content-Type": "application/json"})
-        return conn.getresponse().status
+        response = conn.getresponse()
+        response.read()
+        return response.status
     finally:
-        conn.close()
+        if own:
+            conn.close()
 
 
 def spray(port: int, user: str, password: str, other: str, other_password: str, n: int) -> None:
@@ -284,8 +290,12 @@ def spray(port: int, user: str, password: str, other: str, other_password: str, 
 
     def batch(b: int) -> list:
         src = str(first + b)
-        return [login(port, src, f"spray{b}-{k}", "x" * 1100) for k in range(per_source)
-                if b * per_source + k < n]
+        conn = http.client.HTTPConnection(HOST, port, timeout=30, source_address=(src, 0))
+        try:
+            return [login(port, src, f"spray{b}-{k}", "x" * 1100, conn) for k in range(per_source)
+                    if b * per_source + k < n]
+        finally:
+            conn.close()
 
     with ThreadPoolExecutor(8) as ex:
         codes = [c for chunk in ex.map(batch, range((n + per_source - 1) // per_source)) for c in chunk]
