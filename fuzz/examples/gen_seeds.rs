@@ -277,13 +277,25 @@ fn main() {
     }
 
     let limit = pacs_storage::lengths::MAX_SEQUENCE_DEPTH;
-    for (depth, name) in [(limit, "at-limit"), (limit + 1, "past-limit")] {
+    // 300 levels overflow the fuzz targets' small parser stack (lib.rs `on_small_stack`) at
+    // once should the check ever let them through.
+    for (depth, name) in [(limit, "at-limit"), (limit + 1, "past-limit"), (300, "deep")] {
         let mut v = vec![1u8];
         v.extend_from_slice(&nested(depth, true));
-        write(&dir, "find_identifier", &format!("nested-{name}-explicit-le"), &v);
+        write(
+            &dir,
+            "find_identifier",
+            &format!("nested-{name}-explicit-le"),
+            &v,
+        );
         let mut v = vec![0u8];
         v.extend_from_slice(&nested(depth, false));
-        write(&dir, "find_identifier", &format!("nested-{name}-implicit-le"), &v);
+        write(
+            &dir,
+            "find_identifier",
+            &format!("nested-{name}-implicit-le"),
+            &v,
+        );
         let meta = dicom_object::meta::FileMetaTableBuilder::new()
             .media_storage_sop_class_uid(uids::BASIC_TEXT_SR_STORAGE)
             .media_storage_sop_instance_uid("1.2.3.4.5.6")

@@ -17,6 +17,7 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use libfuzzer_sys::fuzz_target;
 use pacs_fuzz::dimse::find_scp::{parse_request, response_identifier};
+use pacs_fuzz::on_small_stack;
 use pacs_storage::lengths::{self, Encoding, LengthError};
 use pacs_storage::query::{MatchOptions, QueryMatch};
 use pacs_storage::records::AttrValue;
@@ -51,24 +52,26 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    let Ok(request) = parse_request(identifier, ts, options) else {
-        return;
-    };
-    let mut found = QueryMatch::default();
-    for key in &request.query.keys {
-        let _ = key.matcher.literal_prefix();
-        let value = match key.vr.as_str() {
-            "US" | "UL" | "SS" | "SL" | "FL" | "FD" => "7",
-            "DA" => "20240102",
-            _ => "X",
+    on_small_stack(|| {
+        let Ok(request) = parse_request(identifier, ts, options) else {
+            return;
         };
-        found.attributes.insert(
-            key.tag.clone(),
-            AttrValue {
-                vr: key.vr.clone(),
-                values: vec![value.to_string()],
-            },
-        );
-    }
-    let _ = response_identifier(&request, &found, "PACS");
+        let mut found = QueryMatch::default();
+        for key in &request.query.keys {
+            let _ = key.matcher.literal_prefix();
+            let value = match key.vr.as_str() {
+                "US" | "UL" | "SS" | "SL" | "FL" | "FD" => "7",
+                "DA" => "20240102",
+                _ => "X",
+            };
+            found.attributes.insert(
+                key.tag.clone(),
+                AttrValue {
+                    vr: key.vr.clone(),
+                    values: vec![value.to_string()],
+                },
+            );
+        }
+        let _ = response_identifier(&request, &found, "PACS");
+    });
 });

@@ -137,15 +137,19 @@ pub struct HandshakeTicket {
 }
 
 impl HandshakeTicket {
-    /// The association was accepted: trade the ticket for an association permit, or `None`
+    /// The association was accepted: trade the ticket for an association permit, or keep it
     /// when `max_associations` are open (the peer gets a transient rejection).
-    pub fn associate(self) -> Option<AssociationPermit> {
-        self.admission
-            .associations
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(AssociationPermit)
+    pub fn associate(self) -> Result<AssociationPermit, HandshakeTicket> {
+        match self.admission.associations.clone().try_acquire_owned() {
+            Ok(permit) => Ok(AssociationPermit(permit)),
+            Err(_) => Err(self),
+        }
+    }
+
+    /// A slot to close this connection politely after refusing it (see
+    /// [`Admission::closing_slot`]); the ticket itself may then go.
+    pub fn closing_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.admission.closing_slot()
     }
 }
 
@@ -196,10 +200,15 @@ mod tests {
         drop(t1);
         let t4 = a.begin(one).expect("a slot was freed");
         // Associations are counted apart: the first accepted one takes the only permit.
-        let permit = t2.associate().expect("association permit");
-        assert!(t3.associate().is_none(), "max_associations is 1");
-        drop(permit);
-        assert!(t4.associate().is_some());
+        let permit = t2.associate().ok().expect("association permit");
+        let t3 = t3.associate().err().expect("max_associations is 1");
+        assert_eq!(
+            a.handshakes_in_progress(),
+            2,
+            "a refused ticket still counts"
+        );
+        drop((permit, t3));
+        assert!(t4.associate().is_ok());
         assert_eq!(a.handshakes_in_progress(), 0);
         assert!(a.per_peer.lock().expect("lock").is_empty());
     }

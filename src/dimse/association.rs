@@ -215,22 +215,29 @@ pub async fn serve(
             return;
         }
     };
-    let Some(_permit) = ticket.associate() else {
-        tracing::warn!(%peer, calling_ae = %rq.calling_ae_title.trim(), "association limit reached; rejecting");
-        super::audit::rejected(
-            &store,
-            &peer_info,
-            rq.calling_ae_title.trim(),
-            "local limit exceeded (max_associations)",
-        );
-        pdus.release_charge();
-        let _ = pdus
-            .write(&Pdu::AssociationRJ(super::listener::local_limit()))
-            .await;
-        // The peer closes once it has read the rejection; a loaded peer (pynetdicom on a busy
-        // machine) can take seconds, and closing first makes it report an abort instead.
-        pdus.close_gracefully(REJECT_LINGER).await;
-        return;
+    let _permit = match ticket.associate() {
+        Ok(permit) => permit,
+        Err(ticket) => {
+            tracing::warn!(%peer, calling_ae = %rq.calling_ae_title.trim(), "association limit reached; rejecting");
+            super::audit::rejected(
+                &store,
+                &peer_info,
+                rq.calling_ae_title.trim(),
+                "local limit exceeded (max_associations)",
+            );
+            pdus.release_charge();
+            let _ = pdus
+                .write(&Pdu::AssociationRJ(super::listener::local_limit()))
+                .await;
+            // The peer closes once it has read the rejection; a loaded peer (pynetdicom on a
+            // busy machine) can take seconds, and closing first makes it report an abort
+            // instead. Waiting holds one of a bounded number of closing slots, not the ticket.
+            if let Some(_slot) = ticket.closing_slot() {
+                drop(ticket);
+                pdus.close_gracefully(REJECT_LINGER).await;
+            }
+            return;
+        }
     };
     pdus.release_charge();
     if let Err(e) = pdus.write(&Pdu::AssociationAC(ac)).await {
