@@ -36,6 +36,9 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
 }
 
+/// Bytes hyper may buffer per connection (request line and headers must fit).
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
 /// What a client over the connection cap is told before the connection closes.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
 Retry-After: 5\r\nConnection: close\r\nContent-Length: 56\r\n\r\n\
@@ -192,6 +195,11 @@ async fn http1<S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        // hyper's default read buffer (about 400 KB, which request headers may fill) times
+        // the connection cap would be 400 MB; our longest legitimate request line (a QIDO UID
+        // list, a frame list) is a few KB. Larger headers get 431.
+        .max_buf_size(MAX_READ_BUFFER)
+        .max_header_size(MAX_READ_BUFFER)
         .keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)

@@ -247,4 +247,13 @@ fn trickling_connections_neither_lock_modalities_out_nor_stay() {
     assert_eq!(v["busy"], 20, "{v}");
     let (code, _) = server.http("/api/statistics");
     assert_eq!(code, 200);
+    // Headers cannot fill memory either: 100 KB of them are refused.
+    let big = format!("X-Filler: {}", "a".repeat(100_000));
+    let out = run(std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", &big])
+        .arg(format!(
+            "http://127.0.0.1:{}/api/statistics",
+            server.http_port
+        )));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "431");
 }
