@@ -5,10 +5,8 @@
 //! connections. Each request carries who is at the other end ([`PeerInfo`]: address, and the
 //! client certificate's name under mutual TLS).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -17,11 +15,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pacs_viewer_api::PeerInfo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::address_slots::AddressSlots;
 use crate::tls;
 
 /// The limits of the HTTP server.
@@ -44,53 +42,6 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: applicat
 Retry-After: 5\r\nConnection: close\r\nContent-Length: 56\r\n\r\n\
 {\"error\":\"too many connections; try again in a moment\"}\n";
 
-/// Connections in use, in all and per source address.
-struct Slots {
-    limits: HttpLimits,
-    all: Arc<Semaphore>,
-    per_address: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's place; dropping it frees the place.
-struct Slot {
-    slots: Arc<Slots>,
-    ip: IpAddr,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Slots {
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut per = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
-        let n = per.get(&ip).copied().unwrap_or(0);
-        if n >= self.limits.max_per_address {
-            return None;
-        }
-        let permit = self.all.clone().try_acquire_owned().ok()?;
-        per.insert(ip, n + 1);
-        Some(Slot {
-            slots: self.clone(),
-            ip,
-            _permit: permit,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut per = self
-            .slots
-            .per_address
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Serve `app` on `listener` until `shutdown`, then let open requests finish (connections
 /// are closed once their current response is sent).
 pub async fn serve(
@@ -100,11 +51,7 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Slots {
-        all: Arc::new(Semaphore::new(limits.max_connections)),
-        per_address: Mutex::new(HashMap::new()),
-        limits,
-    });
+    let slots = AddressSlots::new(limits.max_connections, limits.max_per_address);
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -120,7 +67,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Some(slot) = slots.take(addr.ip()) else {
+        let Ok(slot) = slots.take(addr.ip()) else {
             tracing::warn!(peer = %addr, "HTTP connection limit reached; refusing");
             if tls.is_none() {
                 // A fresh socket's send buffer takes these few bytes without waiting.
@@ -131,7 +78,7 @@ pub async fn serve(
         let app = app.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
-        let header_timeout = slots.limits.header_timeout;
+        let header_timeout = limits.header_timeout;
         tracker.spawn(async move {
             connection(stream, addr, tls, app, header_timeout, shutdown).await;
             drop(slot);
@@ -226,32 +173,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connection_slots_are_capped_in_all_and_per_address() {
-        let slots = Arc::new(Slots {
-            limits: HttpLimits {
-                max_connections: 3,
-                max_per_address: 2,
-                header_timeout: Duration::from_secs(1),
-            },
-            all: Arc::new(Semaphore::new(3)),
-            per_address: Mutex::new(HashMap::new()),
-        });
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let a1 = slots.take(a).expect("a1");
-        let _a2 = slots.take(a).expect("a2");
-        assert!(slots.take(a).is_none(), "per address");
-        let _b1 = slots.take(b).expect("b1");
-        assert!(slots.take(b).is_none(), "in all");
-        drop(a1);
-        assert!(slots.take(b).is_some(), "a freed slot is reusable");
-        assert_eq!(
-            BUSY.len()
-                - BUSY
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map_or(0, |i| i + 4),
-            56
-        );
+    fn the_busy_answer_says_how_long_its_body_is() {
+        let head_end = BUSY
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i + 4);
+        let head = String::from_utf8_lossy(&BUSY[..head_end]);
+        assert!(head.contains(&format!("Content-Length: {}", BUSY.len() - head_end)));
     }
 }

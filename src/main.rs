@@ -1,5 +1,6 @@
 //! `pacs`: a PACS server (DICOM C-ECHO/C-STORE, HTTP API) and its admin commands.
 
+mod address_slots;
 mod audit_cli;
 mod config;
 mod dimse;

@@ -6,7 +6,6 @@
 //! before the ARTIM deadline (PS3.8 9.1.5). Only an accepted association takes one of the
 //! `max_associations` permits, so silent or trickling connections cannot lock modalities out.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::pdu_io::MemoryPool;
+use crate::address_slots::{AddressSlot, AddressSlots, NoSlot};
 
 /// The limits of [`Admission`].
 #[derive(Debug, Clone)]
@@ -45,8 +45,7 @@ pub enum Refusal {
 pub struct Admission {
     pub limits: AdmissionLimits,
     associations: Arc<Semaphore>,
-    handshakes: Arc<Semaphore>,
-    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    handshakes: Arc<AddressSlots>,
     memory: MemoryPool,
     /// Refused connections still being closed politely (bounded too).
     closing: Arc<Semaphore>,
@@ -65,8 +64,7 @@ impl Admission {
     pub fn new(limits: AdmissionLimits) -> Arc<Admission> {
         Arc::new(Admission {
             associations: Arc::new(Semaphore::new(limits.max_associations)),
-            handshakes: Arc::new(Semaphore::new(limits.max_handshakes)),
-            per_peer: Mutex::new(HashMap::new()),
+            handshakes: AddressSlots::new(limits.max_handshakes, limits.max_handshakes_per_peer),
             memory: MemoryPool::new(limits.handshake_memory),
             closing: Arc::new(Semaphore::new(MAX_CLOSING)),
             refusals: Mutex::new((0, None)),
@@ -76,22 +74,14 @@ impl Admission {
 
     /// A new connection from `ip` may start its handshake, or is refused without reading.
     pub fn begin(self: &Arc<Self>, ip: IpAddr) -> Result<HandshakeTicket, Refusal> {
-        let mut peers = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
-        let n = peers.get(&ip).copied().unwrap_or(0);
-        if n >= self.limits.max_handshakes_per_peer {
-            return Err(Refusal::TooManyFromPeer);
+        match self.handshakes.take(ip) {
+            Ok(slot) => Ok(HandshakeTicket {
+                admission: self.clone(),
+                _slot: slot,
+            }),
+            Err(NoSlot::InAll) => Err(Refusal::TooManyHandshakes),
+            Err(NoSlot::ForAddress) => Err(Refusal::TooManyFromPeer),
         }
-        let permit = self
-            .handshakes
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::TooManyHandshakes)?;
-        peers.insert(ip, n + 1);
-        Ok(HandshakeTicket {
-            admission: self.clone(),
-            ip,
-            _permit: permit,
-        })
     }
 
     /// Log a refused connection, rate-limited.
@@ -125,15 +115,14 @@ impl Admission {
 
     /// Handshakes in progress (for tests and logs).
     pub fn handshakes_in_progress(&self) -> usize {
-        self.limits.max_handshakes - self.handshakes.available_permits()
+        self.handshakes.in_use()
     }
 }
 
 /// A connection in its handshake; dropping it ends the handshake.
 pub struct HandshakeTicket {
     admission: Arc<Admission>,
-    ip: IpAddr,
-    _permit: OwnedSemaphorePermit,
+    _slot: AddressSlot,
 }
 
 impl HandshakeTicket {
@@ -150,22 +139,6 @@ impl HandshakeTicket {
     /// [`Admission::closing_slot`]); the ticket itself may then go.
     pub fn closing_slot(&self) -> Option<OwnedSemaphorePermit> {
         self.admission.closing_slot()
-    }
-}
-
-impl Drop for HandshakeTicket {
-    fn drop(&mut self) {
-        let mut peers = self
-            .admission
-            .per_peer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = peers.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                peers.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -210,6 +183,5 @@ mod tests {
         drop((permit, t3));
         assert!(t4.associate().is_ok());
         assert_eq!(a.handshakes_in_progress(), 0);
-        assert!(a.per_peer.lock().expect("lock").is_empty());
     }
 }

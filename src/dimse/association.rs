@@ -168,6 +168,23 @@ fn is_cancel_for(pdu: &Result<Pdu, PduError>, message_id: u16) -> bool {
     })
 }
 
+/// Send an A-ASSOCIATE-RJ and close once the peer has read it. The peer closes after reading
+/// the rejection; a loaded peer (pynetdicom on a busy machine) can take seconds, and closing
+/// first makes it report an abort instead. Waiting holds one of a bounded number of closing
+/// slots, not the handshake ticket; with none free, the connection is closed at once.
+async fn reject(
+    mut pdus: PduStream<DimseStream>,
+    ticket: HandshakeTicket,
+    rj: dicom_ul::pdu::AssociationRJ,
+) {
+    pdus.release_charge();
+    let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
+    if let Some(_slot) = ticket.closing_slot() {
+        drop(ticket);
+        pdus.close_gracefully(REJECT_LINGER).await;
+    }
+}
+
 /// Largest command set we accept (fragments put together).
 const MAX_COMMAND: usize = 64 * 1024;
 
@@ -210,8 +227,7 @@ pub async fn serve(
                 rq.calling_ae_title.trim(),
                 &rj.source.to_string(),
             );
-            let _ = pdus.write(&Pdu::AssociationRJ(rj)).await;
-            pdus.close_gracefully(LINGER).await;
+            reject(pdus, ticket, rj).await;
             return;
         }
     };
@@ -225,17 +241,7 @@ pub async fn serve(
                 rq.calling_ae_title.trim(),
                 "local limit exceeded (max_associations)",
             );
-            pdus.release_charge();
-            let _ = pdus
-                .write(&Pdu::AssociationRJ(super::listener::local_limit()))
-                .await;
-            // The peer closes once it has read the rejection; a loaded peer (pynetdicom on a
-            // busy machine) can take seconds, and closing first makes it report an abort
-            // instead. Waiting holds one of a bounded number of closing slots, not the ticket.
-            if let Some(_slot) = ticket.closing_slot() {
-                drop(ticket);
-                pdus.close_gracefully(REJECT_LINGER).await;
-            }
+            reject(pdus, ticket, super::listener::local_limit()).await;
             return;
         }
     };

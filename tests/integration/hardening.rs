@@ -51,6 +51,17 @@ impl Background {
         serde_json::from_str(&line).unwrap_or_else(|_| panic!("hostile.py said {line:?}"))
     }
 
+    /// A trickler's last line: when the server closed each connection (never: infinity).
+    fn closed_times(&mut self) -> Vec<f64> {
+        let v = self.next();
+        v["closed"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no closing times: {v}"))
+            .iter()
+            .map(|t| t.as_f64().unwrap_or(f64::INFINITY))
+            .collect()
+    }
+
     /// A line on stdin (flood: close the connections).
     fn tell(&mut self) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
@@ -202,13 +213,7 @@ fn trickling_connections_neither_lock_modalities_out_nor_stay() {
     // The ARTIM timer is a deadline for the whole A-ASSOCIATE-RQ: every trickler is closed
     // soon after 4 s, whatever it keeps sending.
     for (name, bg) in [("near", &mut near), ("far", &mut far)] {
-        let closed = bg.next();
-        let times: Vec<f64> = closed["closed"]
-            .as_array()
-            .expect("closed")
-            .iter()
-            .map(|t| t.as_f64().unwrap_or(f64::INFINITY))
-            .collect();
+        let times = bg.closed_times();
         let latest = times.iter().cloned().fold(0.0, f64::max);
         assert!(latest <= 10.0, "{name}: tricklers closed at {times:?}");
     }
@@ -224,13 +229,7 @@ fn trickling_connections_neither_lock_modalities_out_nor_stay() {
     assert_eq!(slow.next()["started"], 15);
     let (code, _) = server.http("/api/statistics");
     assert_eq!(code, 200, "the API answers while headers trickle");
-    let closed = slow.next();
-    let times: Vec<f64> = closed["closed"]
-        .as_array()
-        .expect("closed")
-        .iter()
-        .map(|t| t.as_f64().unwrap_or(f64::INFINITY))
-        .collect();
+    let times = slow.closed_times();
     assert!(
         times.iter().all(|t| *t <= 8.0),
         "trickling HTTP connections closed at {times:?}"

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::hardening::hostile;
-use crate::security::{add_user, curl, get, pacs, session, studies_of, PASSWORD};
+use crate::security::{add_user, curl, get, pacs, session, studies_of, test_pki, PASSWORD};
 use crate::support::*;
 
 /// A config with `[auth]` (and `extra` after it) for the server on `data`: `pacs user`
@@ -64,15 +64,7 @@ fn a_login_lockout_survives_a_spray_and_addresses_are_locked_too() {
 fn client_certificates_name_their_subject_and_only_marked_accounts() {
     let (_tmp, data) = data_dir();
     let root = data.parent().expect("parent").to_path_buf();
-    let certs = root.join("certs");
-    let out = run(Command::new("bash")
-        .arg(repo().join("tests/support/make_certs.sh"))
-        .arg(&certs));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let certs = test_pki(&root);
     let c = |f: &str| certs.join(f).to_string_lossy().into_owned();
     let config = auth_config(
         &data,
@@ -292,15 +284,7 @@ fn a_blob_changed_on_disk_is_not_served_and_is_audited() {
     let sample = samples().join("ct_16bit_signed_implicit.dcm");
     storescu(&server, std::slice::from_ref(&sample));
     let (sop, _) = file_uids(&sample);
-    let rec = server.json(&format!("/api/instances/{sop}"));
-    let study = rec["study_instance_uid"]
-        .as_str()
-        .expect("study")
-        .to_string();
-    let series = rec["series_instance_uid"]
-        .as_str()
-        .expect("series")
-        .to_string();
+    let (study, series) = server.parents_of(&sop);
     // One pixel byte changed in place, as a failing disk or a tamperer would.
     let blob = server.blob_path(&sop);
     let mut bytes = std::fs::read(&blob).expect("blob");

@@ -38,6 +38,20 @@ pub(crate) fn add_user(config: &Path, name: &str, role: &str, extra: &[&str]) ->
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The test PKI (tests/support/make_certs.sh) in `root/certs`; that folder.
+pub(crate) fn test_pki(root: &Path) -> PathBuf {
+    let certs = root.join("certs");
+    let out = run(Command::new("bash")
+        .arg(repo().join("tests/support/make_certs.sh"))
+        .arg(&certs));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    certs
+}
+
 pub(crate) fn api_key(config: &Path, name: &str) -> String {
     let out = run(pacs()
         .args(["user", "api-key", name, "--config"])
@@ -652,15 +666,7 @@ fn http_authentication_roles_patient_scope_and_audit() {
 fn tls_for_dimse_and_https_with_client_certificates() {
     let (_tmp, data) = data_dir();
     let root = data.parent().expect("parent").to_path_buf();
-    let certs = root.join("certs");
-    let out = run(Command::new("bash")
-        .arg(repo().join("tests/support/make_certs.sh"))
-        .arg(&certs));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let certs = test_pki(&root);
     let c = |f: &str| certs.join(f).to_string_lossy().into_owned();
     let config = root.join("pacs.toml");
     std::fs::write(
@@ -853,15 +859,7 @@ fn blobs_encrypted_at_rest_read_back_through_every_path() {
     assert_eq!(&raw[..8], b"PACSAES1");
     assert!(!raw.windows(4).any(|w| w == b"DICM"), "plaintext on disk");
     // Through WADO-RS, C-GET and the renderer: the instance as sent.
-    let rec = server.json(&format!("/api/instances/{sop}"));
-    let study = rec["study_instance_uid"]
-        .as_str()
-        .expect("study")
-        .to_string();
-    let series = rec["series_instance_uid"]
-        .as_str()
-        .expect("series")
-        .to_string();
+    let (study, series) = server.parents_of(&sop);
     let path = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
     let r = get(&server, &format!("{path}/rendered"), None);
     assert_eq!(r.status, 200, "{}", r.text());

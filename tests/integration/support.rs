@@ -233,6 +233,18 @@ impl Server {
         self.json("/api/statistics")
     }
 
+    /// Study and series UIDs of a stored instance, from its index record.
+    pub fn parents_of(&self, sop_instance_uid: &str) -> (String, String) {
+        let rec = self.json(&format!("/api/instances/{sop_instance_uid}"));
+        let uid = |k: &str| {
+            rec[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{k} in {rec}"))
+                .to_string()
+        };
+        (uid("study_instance_uid"), uid("series_instance_uid"))
+    }
+
     /// The stored blob of an instance, from its index record.
     pub fn blob_path(&self, sop_instance_uid: &str) -> PathBuf {
         let rec = self.json(&format!("/api/instances/{sop_instance_uid}"));
