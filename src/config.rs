@@ -115,6 +115,12 @@ pub struct TargetConfig {
     pub backoff_ms: Option<u64>,
     /// Longest retry delay in ms [default: 300000].
     pub max_backoff_ms: Option<u64>,
+    /// Time limit of one request in seconds; a target that has not answered by then fails
+    /// the attempt [default: 30].
+    pub timeout_secs: Option<f64>,
+    /// Deliveries of different studies sent at once (a study's own are always one at a
+    /// time, in order) [default: 8].
+    pub max_in_flight: Option<usize>,
 }
 
 fn enabled_by_default() -> bool {
@@ -142,6 +148,18 @@ impl WorkersConfig {
             if t.max_attempts == Some(0) {
                 return Err(ConfigError::Invalid(format!(
                     "workers.{name}.max_attempts must be at least 1"
+                )));
+            }
+            if t.timeout_secs
+                .is_some_and(|s| !(s.is_finite() && s > 0.0 && s <= 86_400.0))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "workers.{name}.timeout_secs must be more than 0 and at most 86400"
+                )));
+            }
+            if t.max_in_flight == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "workers.{name}.max_in_flight must be at least 1"
                 )));
             }
         }
@@ -635,6 +653,41 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn worker_timeouts_and_concurrency_must_be_usable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("pacs.toml");
+        let resolve = |target: &str| {
+            std::fs::write(
+                &cfg,
+                format!("[workers.ehr]\nurl = \"http://127.0.0.1:9/fhir\"\n{target}"),
+            )
+            .expect("write");
+            ServeArgs {
+                store: StoreArgs {
+                    config: Some(cfg.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .resolve()
+        };
+        let ok = resolve("timeout_secs = 2.5\nmax_in_flight = 3\n").expect("valid");
+        let ehr = ok.workers.ehr.expect("ehr");
+        assert_eq!((ehr.timeout_secs, ehr.max_in_flight), (Some(2.5), Some(3)));
+        for bad in [
+            "timeout_secs = 0",
+            "timeout_secs = -1",
+            "timeout_secs = nan",
+            "max_in_flight = 0",
+        ] {
+            let Err(ConfigError::Invalid(why)) = resolve(bad) else {
+                panic!("{bad} must be refused");
+            };
+            assert!(why.contains("workers.ehr."), "{why}");
+        }
     }
 
     #[test]

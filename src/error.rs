@@ -21,6 +21,8 @@ pub enum AppError {
     Integrity(usize),
     #[error("the audit trail failed verification ({0} problems)")]
     AuditChain(usize),
+    #[error("cannot build the workers' HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }

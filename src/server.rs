@@ -134,22 +134,19 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         settings.stable_after,
         shutdown.clone(),
     ));
-    let wado_base = match &settings.public_url {
-        Some(u) => format!("{}/dicom-web", u.trim_end_matches('/')),
-        None => format!("http://{http_local}/dicom-web"),
-    };
+    // Absolute URLs the workers hand out (ImagingStudy endpoint, portal links).
+    let public_base = crate::workers::public_base(
+        settings.public_url.as_deref(),
+        http_local,
+        tls.https.is_some(),
+    );
     let mut worker_tasks = Vec::new();
     let share = crate::workers::ShareSettings {
         secret: share_secret.clone(),
         ttl_secs: settings.share_link_ttl.as_secs().max(1),
     };
-    for (target, worker) in crate::workers::configured(&settings.workers, &wado_base, &share) {
-        let dispatcher = crate::workers::dispatch::Dispatcher {
-            worker,
-            store: store.clone(),
-            retry: crate::workers::dispatch::RetryPolicy::from_target(&target),
-            client: crate::workers::dispatch::http_client()?,
-        };
+    for (target, worker) in crate::workers::configured(&settings.workers, &public_base, &share) {
+        let dispatcher = crate::workers::dispatch::Dispatcher::new(worker, store.clone(), &target)?;
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }

@@ -7,6 +7,7 @@ use pacs_storage::integrity::{self, IntegrityProblem};
 use std::sync::Arc;
 
 use pacs_storage::blob_crypto::EncryptedBlobStore;
+use pacs_storage::key_check::check_blob_key;
 use pacs_storage::{BlobStore, FsBlobStore, Index};
 use rayon::prelude::*;
 
@@ -34,6 +35,8 @@ impl VerifyReport {
 
 pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
     let index = RocksIndex::open_read_only(settings.data.join("index"))?;
+    // A wrong or missing key would report every sealed blob as damaged.
+    check_blob_key(&settings.data, settings.blob_key.as_ref(), false)?;
     let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open_existing(&settings.data)?);
     let blobs: Arc<dyn BlobStore> = match &settings.blob_key {
         Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),

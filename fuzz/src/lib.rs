@@ -4,6 +4,7 @@
 
 pub mod dicomweb;
 pub mod dimse;
+pub mod render;
 
 /// viewer-api's error type, the real file.
 #[path = "../../viewer-api/src/error.rs"]

@@ -82,6 +82,20 @@ impl StoreReceiver {
             ));
             return rx;
         };
+        for (attribute, uid) in [
+            ("AffectedSOPClassUID (0000,0002)", &class),
+            ("AffectedSOPInstanceUID (0000,1000)", &instance),
+        ] {
+            if !pacs_storage::attrs::is_valid_uid(uid) {
+                let e = IngestError::InvalidUid {
+                    attribute,
+                    value: uid.clone(),
+                };
+                tracing::warn!(error = %e, calling_ae, "C-STORE refused");
+                rx.failure = Some(StoreResult::failed(status_for(&e), e.to_string()));
+                return rx;
+            }
+        }
         let ts = transfer_syntax.to_string();
         let ae = calling_ae.to_string();
         let staged = tokio::task::spawn_blocking(move || -> Result<StagedBlob, String> {
@@ -195,7 +209,7 @@ async fn remove_staged(path: Option<PathBuf>) {
 /// The one place ingest failures become C-STORE statuses.
 pub fn status_for(e: &IngestError) -> Status {
     match e {
-        IngestError::Unparseable(_) => Status::CANNOT_UNDERSTAND,
+        IngestError::Unparseable(_) | IngestError::InvalidUid { .. } => Status::CANNOT_UNDERSTAND,
         IngestError::MissingAttribute(_) | IngestError::Mismatch { .. } => {
             Status::DATASET_DOES_NOT_MATCH
         }

@@ -3,7 +3,7 @@
 
 use pacs_storage::{Event, EventKind, Store};
 
-use super::{series_records, Outgoing, Prepared, Worker};
+use super::{series_records, Outgoing, Prepared, Worker, WorkerError};
 
 pub struct AiWorker {
     /// The AI service's DICOMweb base; instances go to `{url}/studies`.
@@ -24,8 +24,7 @@ impl Worker for AiWorker {
         event.kind == EventKind::SeriesStable
     }
 
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
-        let e = |e: pacs_storage::StorageError| e.to_string();
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         let Some(series) = &event.series_instance_uid else {
             return Ok(Prepared::Skip);
         };
@@ -35,8 +34,12 @@ impl Worker for AiWorker {
         for rec in series_records(store, series)? {
             let sop = &rec.sop_instance_uid;
             let mut file = Vec::new();
-            std::io::Read::read_to_end(&mut store.blobs.open(&rec.blob).map_err(e)?, &mut file)
-                .map_err(|err| format!("reading {sop}: {err}"))?;
+            std::io::Read::read_to_end(&mut store.blobs.open(&rec.blob)?, &mut file).map_err(
+                |source| WorkerError::ReadBlob {
+                    sop: sop.clone(),
+                    source,
+                },
+            )?;
             body.extend_from_slice(
                 format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
             );

@@ -7,34 +7,15 @@
 use dicom_dictionary_std::tags;
 use pacs_storage::records::first_value;
 use pacs_storage::{Event, EventKind, Store};
+use pacs_viewer_api::fhir::coding::{codes, Code};
 use serde_json::{json, Value};
 
-use super::{study_headers, subject, text, Outgoing, Prepared, Worker};
+use super::{study_headers, subject, text, Outgoing, Prepared, Worker, WorkerError};
 
 pub struct BillingWorker {
     /// FHIR base of the billing system.
     pub url: String,
     pub bearer: Option<String>,
-}
-
-/// (code, scheme, meaning) of a code sequence's items.
-fn codes(
-    obj: &dicom_object::InMemDicomObject,
-    tag: dicom_core::Tag,
-) -> Vec<(String, String, String)> {
-    let Some(items) = obj.get(tag).and_then(|e| e.value().items()) else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|i| {
-            Some((
-                text(i, tags::CODE_VALUE)?,
-                text(i, tags::CODING_SCHEME_DESIGNATOR).unwrap_or_default(),
-                text(i, tags::CODE_MEANING).unwrap_or_default(),
-            ))
-        })
-        .collect()
 }
 
 impl Worker for BillingWorker {
@@ -46,22 +27,25 @@ impl Worker for BillingWorker {
         event.kind == EventKind::StudyStable
     }
 
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         let study_uid = &event.study_instance_uid;
-        let Some(study) = store.index.study(study_uid).map_err(|e| e.to_string())? else {
+        let Some(study) = store.index.study(study_uid)? else {
             return Ok(Prepared::Skip);
         };
         let a = &study.attributes;
         let accession = first_value(a, "00080050").trim().to_string();
         let headers = study_headers(store, study_uid)?;
-        let mut procedures: Vec<(String, String, String)> = Vec::new();
+        let mut procedures: Vec<Code> = Vec::new();
         for h in &headers {
             let mut found = codes(h, tags::PROCEDURE_CODE_SEQUENCE);
             if found.is_empty() {
                 found = codes(h, tags::REQUESTED_PROCEDURE_CODE_SEQUENCE);
             }
             for c in found {
-                if !procedures.iter().any(|p| p.0 == c.0 && p.1 == c.1) {
+                if !procedures
+                    .iter()
+                    .any(|p| p.value == c.value && p.designator == c.designator)
+                {
                     procedures.push(c);
                 }
             }
@@ -84,17 +68,16 @@ impl Worker for BillingWorker {
             .iter()
             .find_map(|h| text(h, tags::PERFORMING_PHYSICIAN_NAME));
         let date = first_value(a, "00080020");
-        let occurrence = (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| format!("{}-{}-{}", &date[..4], &date[4..6], &date[6..8]));
+        let occurrence = pacs_viewer_api::fhir::datetime::fhir_date(date);
         let entries: Vec<Value> = procedures
             .iter()
-            .map(|(code, scheme, meaning)| {
-                let id = format!("{accession}-{code}");
+            .map(|code| {
+                let id = format!("{accession}-{}", code.value);
                 let mut charge = json!({
                     "resourceType": "ChargeItem",
                     "identifier": [{"system": "urn:pacs:charge", "value": id}],
                     "status": "billable",
-                    "code": {"coding": [{"system": scheme, "code": code, "display": meaning}], "text": meaning},
+                    "code": code.concept(),
                     "subject": subject(a),
                     "quantity": {"value": 1},
                     "supportingInformation": [{"identifier": {"system": "urn:dicom:uid", "value": format!("urn:oid:{study_uid}")}}],

@@ -4,7 +4,7 @@
 use pacs_storage::{Event, EventKind, Store};
 use pacs_viewer_api::fhir::imaging_study;
 
-use super::{Outgoing, Prepared, Worker};
+use super::{Outgoing, Prepared, Worker, WorkerError};
 
 pub struct EhrWorker {
     /// FHIR base, e.g. https://ehr.example.org/fhir
@@ -23,7 +23,7 @@ impl Worker for EhrWorker {
         event.kind == EventKind::StudyStable
     }
 
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         let Some(resource) = imaging_study(store, &event.study_instance_uid, &self.wado_base)?
         else {
             return Ok(Prepared::Skip);

@@ -2,30 +2,73 @@
 //! hospital system through the dispatcher (at least once, in order per study, retried, dead
 //! letters kept), plus the stability detector that emits the quiet-period events.
 
+pub mod agents;
 pub mod ai;
 pub mod billing;
 pub mod dispatch;
 pub mod ehr;
+pub mod error;
 pub mod pharmacy;
 pub mod portal;
 pub mod quality;
+mod queue;
+mod send;
 pub mod stability;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use pacs_storage::{Event, Store};
 
-/// The enabled workers of the configuration, with their targets.
+pub use error::WorkerError;
+
+/// The base of the absolute URLs workers hand to other systems (the ImagingStudy endpoint,
+/// portal links): `public_url` when set, else the scheme and an address this server really
+/// serves (`https` with `[tls]`, since the HTTP port then speaks only TLS). A wildcard bind
+/// names no address anyone can use: the host name stands in, and the operator is told to set
+/// `public_url`.
+pub fn public_base(public_url: Option<&str>, local: SocketAddr, https: bool) -> String {
+    if let Some(u) = public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let scheme = if https { "https" } else { "http" };
+    let port = local.port();
+    let host = match local.ip() {
+        ip if !ip.is_unspecified() => SocketAddr::new(ip, port).to_string(),
+        ip => {
+            let name = pacs_viewer_api::audit_hostname();
+            let host = if name != "-" {
+                format!("{name}:{port}")
+            } else if ip.is_ipv4() {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port).to_string()
+            } else {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port).to_string()
+            };
+            tracing::warn!(
+                bind = %local,
+                "HTTP listens on every address, so links and endpoints sent to other systems \
+                 name {scheme}://{host}; set public_url to the address they should use"
+            );
+            host
+        }
+    };
+    format!("{scheme}://{host}")
+}
+
+/// The enabled workers of the configuration, with their targets; `public_base` is from
+/// `public_base()`.
 pub fn configured(
     config: &crate::config::WorkersConfig,
-    wado_base: &str,
+    public_base: &str,
     share: &ShareSettings,
 ) -> Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> {
+    let wado_base = format!("{public_base}/dicom-web");
     let enabled = |t: &Option<crate::config::TargetConfig>| t.clone().filter(|t| t.enabled);
     let mut out: Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> = Vec::new();
     if let Some(t) = enabled(&config.ehr) {
         let w = ehr::EhrWorker {
             fhir_base: t.url.clone(),
             bearer: t.token.clone(),
-            wado_base: wado_base.to_string(),
+            wado_base,
         };
         out.push((t, std::sync::Arc::new(w)));
     }
@@ -41,7 +84,7 @@ pub fn configured(
             url: t.url.clone(),
             bearer: t.token.clone(),
             secret: share.secret.clone(),
-            public_base: wado_base.trim_end_matches("/dicom-web").to_string(),
+            public_base: public_base.to_string(),
             link_ttl_secs: share.ttl_secs,
         };
         out.push((t, std::sync::Arc::new(w)));
@@ -62,6 +105,8 @@ pub fn configured(
             max_attempts: Some(3),
             backoff_ms: Some(1000),
             max_backoff_ms: Some(10_000),
+            timeout_secs: None,
+            max_in_flight: Some(2),
         };
         out.push((t, std::sync::Arc::new(quality::QualityWorker)));
     }
@@ -155,7 +200,7 @@ pub trait Worker: Send + Sync {
         false
     }
     fn wants(&self, event: &Event) -> bool;
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String>;
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError>;
 }
 
 /// The headers (no pixels) of the first instance of each series of a study: where the data
@@ -163,27 +208,23 @@ pub trait Worker: Send + Sync {
 pub fn study_headers(
     store: &Store,
     study_uid: &str,
-) -> Result<Vec<dicom_object::DefaultDicomObject>, String> {
-    let e = |e: pacs_storage::StorageError| e.to_string();
+) -> Result<Vec<dicom_object::DefaultDicomObject>, WorkerError> {
     let mut out = Vec::new();
-    let series = store
-        .index
-        .scan_secondary(
-            &pacs_storage::SecondaryKey::SeriesOfStudy(study_uid.into()),
-            usize::MAX,
-        )
-        .map_err(e)?;
+    let series = store.index.scan_secondary(
+        &pacs_storage::SecondaryKey::SeriesOfStudy(study_uid.into()),
+        usize::MAX,
+    )?;
     for s in series {
         let first = store
             .index
-            .scan_secondary(&pacs_storage::SecondaryKey::InstancesOfSeries(s), 1)
-            .map_err(e)?;
+            .scan_secondary(&pacs_storage::SecondaryKey::InstancesOfSeries(s), 1)?;
         for sop in first {
-            if let Some(rec) = store.index.instance(&sop).map_err(e)? {
-                out.push(
-                    pacs_storage::part10::read_instance(store.blobs.as_ref(), &rec.blob, true)
-                        .map_err(e)?,
-                );
+            if let Some(rec) = store.index.instance(&sop)? {
+                out.push(pacs_storage::part10::read_instance(
+                    store.blobs.as_ref(),
+                    &rec.blob,
+                    true,
+                )?);
             }
         }
     }
@@ -194,18 +235,13 @@ pub fn study_headers(
 pub fn series_records(
     store: &Store,
     series: &str,
-) -> Result<Vec<pacs_storage::InstanceRecord>, String> {
-    let e = |e: pacs_storage::StorageError| e.to_string();
+) -> Result<Vec<pacs_storage::InstanceRecord>, WorkerError> {
     let mut out = Vec::new();
-    for sop in store
-        .index
-        .scan_secondary(
-            &pacs_storage::SecondaryKey::InstancesOfSeries(series.into()),
-            usize::MAX,
-        )
-        .map_err(e)?
-    {
-        out.extend(store.index.instance(&sop).map_err(e)?);
+    for sop in store.index.scan_secondary(
+        &pacs_storage::SecondaryKey::InstancesOfSeries(series.into()),
+        usize::MAX,
+    )? {
+        out.extend(store.index.instance(&sop)?);
     }
     Ok(out)
 }
@@ -229,4 +265,38 @@ pub fn subject(attrs: &pacs_storage::records::Attributes) -> serde_json::Value {
         },
         "display": first_value(attrs, "00100010"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_base;
+
+    #[test]
+    fn absolute_urls_name_a_served_address_and_scheme() {
+        let local = |s: &str| s.parse().expect("address");
+        assert_eq!(
+            public_base(None, local("127.0.0.1:8080"), false),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            public_base(None, local("127.0.0.1:8443"), true),
+            "https://127.0.0.1:8443"
+        );
+        assert_eq!(
+            public_base(None, local("[::1]:8443"), true),
+            "https://[::1]:8443"
+        );
+        assert_eq!(
+            public_base(
+                Some("https://pacs.example.org/"),
+                local("0.0.0.0:80"),
+                false
+            ),
+            "https://pacs.example.org"
+        );
+        let wildcard = public_base(None, local("0.0.0.0:8443"), true);
+        assert!(wildcard.starts_with("https://"), "{wildcard}");
+        assert!(wildcard.ends_with(":8443"), "{wildcard}");
+        assert!(!wildcard.contains("0.0.0.0"), "{wildcard}");
+    }
 }

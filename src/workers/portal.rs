@@ -1,12 +1,13 @@
 //! Patient portal worker: on StudyStable, a "results available" notice (patient, study date,
-//! description, modalities) with a signed link that opens this study only, until it expires.
+//! description, modalities) with a signed link that opens this study only, until it expires;
+//! once per study.
 
 use pacs_storage::records::first_value;
 use pacs_storage::{Event, EventKind, Store};
 use pacs_viewer_api::share;
 use serde_json::json;
 
-use super::{Outgoing, Prepared, Worker};
+use super::{Outgoing, Prepared, Worker, WorkerError};
 
 pub struct PortalWorker {
     pub url: String,
@@ -26,9 +27,18 @@ impl Worker for PortalWorker {
         event.kind == EventKind::StudyStable
     }
 
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         let uid = &event.study_instance_uid;
-        let Some(study) = store.index.study(uid).map_err(|e| e.to_string())? else {
+        // One notice per study: a study that grows after it was announced (a late series)
+        // gets no second "results available"; its link shows the study as it is.
+        if store
+            .outbox
+            .delivered_for_study(self.name(), uid)?
+            .is_some_and(|seq| seq != event.seq)
+        {
+            return Ok(Prepared::Skip);
+        }
+        let Some(study) = store.index.study(uid)? else {
             return Ok(Prepared::Skip);
         };
         let a = &study.attributes;

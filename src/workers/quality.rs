@@ -10,7 +10,7 @@ use pacs_storage::records::{first_value, InstanceRecord};
 use pacs_storage::{Event, EventKind, Flag, Severity, Store};
 use rayon::prelude::*;
 
-use super::{series_records, Prepared, Worker};
+use super::{series_records, Prepared, Worker, WorkerError};
 
 /// Images whose pixels are checked per series (the rest are sampled out).
 const MAX_PIXEL_CHECKS: usize = 64;
@@ -187,8 +187,7 @@ impl Worker for QualityWorker {
         event.kind == EventKind::SeriesStable
     }
 
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, String> {
-        let e = |e: pacs_storage::StorageError| e.to_string();
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         let Some(series) = &event.series_instance_uid else {
             return Ok(Prepared::Skip);
         };
@@ -208,7 +207,7 @@ impl Worker for QualityWorker {
                 .collect::<Vec<_>>(),
         );
         for f in &findings {
-            store.flags.add_flag(f).map_err(e)?;
+            store.flags.add_flag(f)?;
             tracing::info!(study = %f.study_instance_uid, label = %f.label, "quality flag");
         }
         Ok(Prepared::Done)

@@ -132,6 +132,29 @@ fn required(obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Stri
     text_of(obj, tag).ok_or(IngestError::MissingAttribute(name))
 }
 
+/// Whether a UID keeps to PS3.5 9.1's character set and length (components with a leading
+/// zero are tolerated: devices write them, and they harm nothing here).
+pub fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// A required UID, checked.
+fn required_uid(
+    obj: &InMemDicomObject,
+    tag: Tag,
+    name: &'static str,
+) -> Result<String, IngestError> {
+    let uid = required(obj, tag, name)?;
+    if is_valid_uid(&uid) {
+        Ok(uid)
+    } else {
+        Err(IngestError::InvalidUid {
+            attribute: name,
+            value: uid,
+        })
+    }
+}
+
 /// Copy the textual and numeric attributes of `tag_list` present in `obj`.
 pub fn collect(obj: &InMemDicomObject, tag_list: &[Tag]) -> Attributes {
     let mut out = Attributes::new();
@@ -169,14 +192,18 @@ impl ParsedInstance {
     /// Extract identifiers and per-level attributes; fails when an identifying UID is missing.
     pub fn from_object(obj: &InMemDicomObject) -> Result<Self, IngestError> {
         Ok(ParsedInstance {
-            sop_class_uid: required(obj, tags::SOP_CLASS_UID, "SOPClassUID (0008,0016)")?,
-            sop_instance_uid: required(obj, tags::SOP_INSTANCE_UID, "SOPInstanceUID (0008,0018)")?,
-            study_instance_uid: required(
+            sop_class_uid: required_uid(obj, tags::SOP_CLASS_UID, "SOPClassUID (0008,0016)")?,
+            sop_instance_uid: required_uid(
+                obj,
+                tags::SOP_INSTANCE_UID,
+                "SOPInstanceUID (0008,0018)",
+            )?,
+            study_instance_uid: required_uid(
                 obj,
                 tags::STUDY_INSTANCE_UID,
                 "StudyInstanceUID (0020,000D)",
             )?,
-            series_instance_uid: required(
+            series_instance_uid: required_uid(
                 obj,
                 tags::SERIES_INSTANCE_UID,
                 "SeriesInstanceUID (0020,000E)",

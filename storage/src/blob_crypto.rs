@@ -57,6 +57,10 @@ impl BlobKeyMaterial {
         ))
     }
 
+    pub(crate) fn bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, StorageError> {
         let bytes = std::fs::read(path).map_err(|e| StorageError::io("reading key", path, e))?;
         Self::parse(&bytes)

@@ -96,6 +96,13 @@ pub enum IngestError {
     /// A required identifying attribute is absent or empty.
     #[error("missing {0}")]
     MissingAttribute(&'static str),
+    /// An identifying UID breaks PS3.5 9.1. Refused rather than stored: such UIDs break URL
+    /// paths, other archives and the matching of retrieves, and the sender can be fixed.
+    #[error("invalid UID in {attribute}: {value:?} (PS3.5 9.1: digits and dots, at most 64 characters); not stored")]
+    InvalidUid {
+        attribute: &'static str,
+        value: String,
+    },
     /// The data set does not match what the sender announced (command or URL).
     #[error("{attribute} {found} in the data set differs from {expected} announced by the sender")]
     Mismatch {

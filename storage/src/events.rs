@@ -128,8 +128,16 @@ pub trait Outbox: Send + Sync {
         cursor: u64,
         created: &[Delivery],
     ) -> Result<(), crate::StorageError>;
-    /// Record a delivery's new state (synced).
+    /// Record a delivery's new state (synced). A delivered one also becomes its worker's last
+    /// delivery for its study (see `delivered_for_study`), in the same write.
     fn put_delivery(&self, delivery: &Delivery) -> Result<(), crate::StorageError>;
+    /// The sequence number of the last delivery of `worker` that was delivered for `study`,
+    /// if any (e.g. so a notice is sent once per study, not again when it grows).
+    fn delivered_for_study(
+        &self,
+        worker: &str,
+        study: &str,
+    ) -> Result<Option<u64>, crate::StorageError>;
     fn delivery(&self, worker: &str, seq: u64) -> Result<Option<Delivery>, crate::StorageError>;
     /// Put a delivery back to pending and tell its worker (which holds its queue in memory).
     fn retry(&self, worker: &str, seq: u64) -> Result<Option<Delivery>, crate::StorageError>;

@@ -270,10 +270,24 @@ fn check_staged(
         }
         Err(e) => return Err(IngestError::Unparseable(e.to_string())),
     }
-    let obj = OpenFileOptions::new()
+    let mut obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(&staged.path)
-        .map_err(|e| IngestError::Unparseable(error_chain(&e)))?;
+        .map_err(|e| {
+            let chain = error_chain(&e);
+            // dicom-object refuses such meta UIDs before we see the data set: say it plainly.
+            if chain.contains("Invalid UID") {
+                let (attribute, value) = crate::part10::meta_uids(&staged.path)
+                    .into_iter()
+                    .flatten()
+                    .find(|(_, uid)| !crate::attrs::is_valid_uid(uid))
+                    .unwrap_or(("File Meta Information", chain));
+                IngestError::InvalidUid { attribute, value }
+            } else {
+                IngestError::Unparseable(chain)
+            }
+        })?;
+    crate::un_vr::resolve_un(&mut obj);
     let ts = obj
         .meta()
         .transfer_syntax()

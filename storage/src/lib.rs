@@ -13,12 +13,15 @@ pub mod events;
 pub mod index;
 pub mod ingest;
 pub mod integrity;
+pub mod j2k;
+pub mod key_check;
 pub mod lengths;
 pub mod part10;
 pub mod query;
 pub mod records;
 mod store;
 pub mod transcode;
+pub mod un_vr;
 
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};

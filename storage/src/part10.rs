@@ -75,12 +75,53 @@ pub fn read_instance_from(
     if header_only {
         options = options.read_until(dicom_dictionary_std::tags::PIXEL_DATA);
     }
-    options
+    let mut obj = options
         .from_reader(reader)
         .map_err(|e| crate::StorageError::CorruptBlob {
             what: format!("stored instance {key}"),
             detail: crate::error_chain(&e),
-        })
+        })?;
+    crate::un_vr::resolve_un(&mut obj);
+    Ok(obj)
+}
+
+/// MediaStorageSOPClassUID and MediaStorageSOPInstanceUID as the File Meta Information holds
+/// them, read without validating them (to name an invalid one in a refusal).
+pub fn meta_uids(path: &std::path::Path) -> Option<Vec<(&'static str, String)>> {
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let head = &head[..n];
+    if !has_part10_magic(head) {
+        return None;
+    }
+    let mut pos = 132;
+    let mut out = Vec::new();
+    // Explicit VR Little Endian elements of group 2 (UI and UL have 2-byte lengths).
+    while pos + 8 <= head.len() && head[pos..pos + 2] == [2, 0] {
+        let element = u16::from_le_bytes([head[pos + 2], head[pos + 3]]);
+        let (len, value_at) = if matches!(&head[pos + 4..pos + 6], b"OB" | b"UN") {
+            let l = head.get(pos + 8..pos + 12)?;
+            (u32::from_le_bytes(l.try_into().ok()?) as usize, pos + 12)
+        } else {
+            (
+                usize::from(u16::from_le_bytes([head[pos + 6], head[pos + 7]])),
+                pos + 8,
+            )
+        };
+        let value = head.get(value_at..value_at + len)?;
+        let text = || {
+            String::from_utf8_lossy(value)
+                .trim_end_matches(['\0', ' '])
+                .to_string()
+        };
+        match element {
+            2 => out.push(("MediaStorageSOPClassUID (0002,0002)", text())),
+            3 => out.push(("MediaStorageSOPInstanceUID (0002,0003)", text())),
+            _ => {}
+        }
+        pos = value_at + len;
+    }
+    Some(out)
 }
 
 /// Whether the bytes start like a Part 10 file (preamble + "DICM").

@@ -44,6 +44,9 @@ impl Store {
         // The index first: its lock tells us whether another process owns this directory
         // before we touch the blob staging area.
         let rocks = Arc::new(RocksIndex::open(data_dir.join("index"))?);
+        // Before any blob is read or written: the key must be the archive's (or the archive
+        // has none), else every read fails and new blobs go under the wrong key or none.
+        crate::key_check::check_blob_key(&data_dir, options.blob_key.as_ref(), true)?;
         let index: Arc<dyn Index> = rocks.clone();
         let outbox: Arc<dyn Outbox> = rocks.clone();
         let flags: Arc<dyn Flags> = rocks;

@@ -72,6 +72,13 @@ pub fn encode_as(
         .get(target)
         .ok_or_else(|| TranscodeError::Unknown(target.into()))?;
     if !is_native(stored) {
+        // A JPEG 2000 frame of another size than the data set says made the decoder panic.
+        if let Some(reason) = crate::j2k::mismatch(&obj) {
+            return Err(TranscodeError::Decode {
+                from: stored.into(),
+                detail: reason,
+            });
+        }
         obj.transcode(ts).map_err(|e| TranscodeError::Decode {
             from: stored.into(),
             detail: crate::error_chain(&e),

@@ -21,7 +21,12 @@ fn restricted_nodes_get_only_their_services() {
     // Unlisted title, or a listed title from another address: A-ASSOCIATE-RJ.
     let v = scu(&["echo", &server.port()]);
     assert_eq!(v["rejected"]["reason"], 3, "calling AE not recognized: {v}");
-    assert!(!echo("ELSEWHERE").status.success());
+    let out = echo("ELSEWHERE");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && log.contains("Reason: Calling AE Title Not Recognized"),
+        "a listed title from another address is rejected as not recognized: {log}"
+    );
     assert!(echo("FINDONLY").status.success());
 
     // A store-only node stores; a find-only node's storage contexts are refused.
@@ -37,10 +42,15 @@ fn restricted_nodes_get_only_their_services() {
     let out = run(dcmtk("storescu")
         .args(["-aet", "FINDONLY", "-aec", AE, "127.0.0.1", &server.port()])
         .arg(&file));
-    assert!(!out.status.success(), "a find-only node cannot store");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && log.contains("No Acceptable Presentation Contexts"),
+        "a find-only node's storage contexts are refused: {log}"
+    );
 
     let find = |aet: &str| {
         run(dcmtk("findscu").args([
+            "-v",
             "-S",
             "-aet",
             aet,
@@ -55,20 +65,22 @@ fn restricted_nodes_get_only_their_services() {
         ]))
     };
     let out = find("FINDONLY");
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr)
-            .matches("(Pending)")
-            .count(),
-        1
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("(Pending)").count(), 1, "{log}");
+    assert!(
+        log.contains("Received Final Find Response (Success)"),
+        "{log}"
     );
+    // A store-only node gets no answer at all: its query contexts are refused, so no query
+    // ran (not a query that failed or matched nothing).
     let out = find("MODALITY");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr)
-            .matches("(Pending)")
-            .count(),
-        0
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && log.contains("No Acceptable Presentation Contexts"),
+        "{log}"
     );
+    assert_eq!(log.matches("(Pending)").count(), 0, "{log}");
     assert!(
         server.log().contains("association rejected"),
         "refusals are logged"

@@ -144,3 +144,57 @@ fn change_feed_stability_and_deletion_events_survive_kill9() {
         before.last().and_then(|e| e["seq"].as_u64()).map(|s| s + 1)
     );
 }
+
+#[test]
+fn change_feed_marks_a_replaced_instance() {
+    let (tmp, data) = data_dir();
+    let server = Server::start_with(
+        &data,
+        ServerOptions {
+            extra_args: &["--duplicates", "overwrite"],
+            ..Default::default()
+        },
+    );
+    let original = samples().join("mr_explicit.dcm");
+    let other = samples().join("mr_rle.dcm");
+    storescu(&server, &[original.clone(), other.clone()]);
+    let (sop, _) = file_uids(&original);
+    let (other_sop, _) = file_uids(&other);
+
+    // The same SOP Instance UID again, corrected: the overwrite policy replaces it.
+    let changed = tmp.path().join("changed.dcm");
+    std::fs::copy(&original, &changed).expect("copy");
+    let out = run(dcmtk("dcmodify")
+        .args(["-nb", "-m", "SeriesDescription=CORRECTED"])
+        .arg(&changed));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    storescu(&server, std::slice::from_ref(&changed));
+
+    let feed = server.json("/api/changefeed?offset=0&limit=100");
+    let feed = feed.as_array().expect("array");
+    let of = |uid: &str| -> Vec<(String, String)> {
+        feed.iter()
+            .filter(|e| e["sopInstanceUid"] == uid)
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap_or("?").to_string(),
+                    e["state"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect()
+    };
+    let create = |state: &str| ("create".to_string(), state.to_string());
+    // The first copy's creation is superseded; the second is the current one.
+    assert_eq!(
+        of(&sop),
+        [create("replaced"), create("current")],
+        "{feed:?}"
+    );
+    assert_eq!(of(&other_sop), [create("current")], "{feed:?}");
+    assert_eq!(feed.len(), 3, "{feed:?}");
+    assert_eq!(stats_tuple(&server.statistics()), (1, 1, 1, 2));
+}

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// A command set (implicit VR little endian) with its group length.
-fn command_set(elements: &[(Tag, VR, PrimitiveValue)]) -> Vec<u8> {
+pub(crate) fn command_set(elements: &[(Tag, VR, PrimitiveValue)]) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();
     for (tag, vr, value) in elements {
         obj.put(DataElement::new(*tag, *vr, value.clone()));
@@ -153,15 +153,32 @@ fn find(server: &Server, model: &str, keys: Value) -> Value {
     scu(&["find", &server.port(), model, &keys.to_string()])
 }
 
+/// The values of `keyword` in every match, sorted, after checking that the C-FIND succeeded.
+/// A match without the key fails: a key that was asked for must come back, if only empty.
 fn values(v: &Value, keyword: &str) -> Vec<String> {
+    assert_eq!(v["status"], 0, "C-FIND did not succeed: {v}");
     let mut out: Vec<String> = v["matches"]
         .as_array()
         .unwrap_or_else(|| panic!("no matches in {v}"))
         .iter()
-        .map(|m| m[keyword].as_str().unwrap_or("").to_string())
+        .map(|m| {
+            m[keyword]
+                .as_str()
+                .unwrap_or_else(|| panic!("{keyword} missing from a match: {m}"))
+                .to_string()
+        })
         .collect();
     out.sort();
     out
+}
+
+/// The number of matches of a successful C-FIND.
+fn match_count(v: &Value) -> usize {
+    assert_eq!(v["status"], 0, "C-FIND did not succeed: {v}");
+    v["matches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no matches in {v}"))
+        .len()
 }
 
 fn samples_server(data: &std::path::Path) -> Server {
@@ -210,7 +227,7 @@ fn study_root_matching_kinds_and_computed_attributes() {
 
     // universal: every study
     let v = find(&server, "study", study_keys(json!({})));
-    assert_eq!(v["matches"].as_array().map(Vec::len), Some(4), "{v}");
+    assert_eq!(match_count(&v), 4, "{v}");
 
     // wildcard
     let v = find(&server, "study", study_keys(json!({"PatientName": "DOE*"})));
@@ -406,10 +423,14 @@ fn person_names_match_regardless_of_case_when_configured() {
     let (_tmp, data) = data_dir();
     let server = samples_server(&data);
     let v = find(&server, "study", keys.clone());
+    assert_eq!(match_count(&v), 0, "case-sensitive by default: {v}");
+    // The same query in upper case matches: the zero above is about case, not a failure.
+    let mut upper = keys.clone();
+    upper["PatientName"] = json!("SMITH*");
+    let v = find(&server, "study", upper);
     assert_eq!(
-        v["matches"].as_array().map(Vec::len),
-        Some(0),
-        "case-sensitive by default: {v}"
+        values(&v, "AccessionNumber"),
+        ["A2023120144", "A2024091807"]
     );
     drop(server);
 
@@ -478,6 +499,80 @@ fn every_level_in_both_information_models() {
         values(&v, "PatientID"),
         ["MRN-100234", "MRN-200871", "MRN-300552"]
     );
-    assert!(values(&v, "SOPInstanceUID").iter().all(String::is_empty));
+    // Only the keys asked for come back: no lower-level UID at the patient level.
+    let matches = v["matches"].as_array().expect("matches");
+    assert!(
+        matches.iter().all(|m| m.get("SOPInstanceUID").is_none()),
+        "{v}"
+    );
     let _ = mr_sop;
+}
+
+#[test]
+fn pynetdicom_cancels_a_find_mid_stream() {
+    const TOTAL: u64 = 400;
+    // ~2,900 empty keys the index does not hold: each response is about 24 KB, so the
+    // answer (~9.5 MB) is more than the sockets between the two can buffer, and the SCP is
+    // still sending when the C-CANCEL arrives (scu.py holds back its reads until it is out).
+    const PAD_KEYS: &str = "2900";
+    let (tmp, data) = data_dir();
+    let server = Server::start(&data);
+    let gen = tmp.path().join("gen");
+    generate(
+        &gen,
+        TOTAL as usize,
+        &[
+            "--rows",
+            "16",
+            "--cols",
+            "16",
+            "--per-series",
+            "400",
+            "--seed",
+            "find-cancel",
+        ],
+    );
+    let v = scu(&[
+        "store",
+        &server.port(),
+        &gen.display().to_string(),
+        "--threads",
+        "4",
+    ]);
+    assert_eq!(v["statuses"]["0x0000"], TOTAL, "{v}");
+    let first = files_under(&gen)
+        .into_iter()
+        .next()
+        .expect("a generated file");
+    let (sop, _) = file_uids(&first);
+    let (study, series) = server.parents_of(&sop);
+    let keys = json!({"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study,
+                      "SeriesInstanceUID": series, "SOPInstanceUID": ""})
+    .to_string();
+
+    // Not cancelled: every match arrives (the padding changes the size of the answers, not
+    // which instances match; left out here, it would only make this slower).
+    let v = scu(&["find", &server.port(), "study", &keys, "--count-only"]);
+    assert_eq!(v["status"], 0, "{v}");
+    assert_eq!(v["count"], TOTAL, "{v}");
+
+    // Cancelled after the first match: the final status says so and the rest never came.
+    let v = scu(&[
+        "find",
+        &server.port(),
+        "study",
+        &keys,
+        "--pad-keys",
+        PAD_KEYS,
+        "--count-only",
+        "--cancel-after",
+        "1",
+    ]);
+    assert_eq!(v["status"], 0xFE00, "cancelled: {v}");
+    let count = v["count"].as_u64().unwrap_or(0);
+    assert!(
+        (1..TOTAL).contains(&count),
+        "fewer matches than the {TOTAL} there are: {v}"
+    );
+    server.assert_echo();
 }

@@ -1,7 +1,7 @@
 //! C-MOVE to a dcmtk storescp destination, driven by dcmtk movescu and pynetdicom; C-GET
 //! with dcmtk getscu and pynetdicom.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use serde_json::json;
@@ -121,6 +121,33 @@ fn assert_received_as_stored(dest: &Destination, expected: usize) {
             original.display()
         );
     }
+}
+
+/// The received files by SOP Instance UID; panics unless they are exactly the samples named
+/// (one file each), so a loop over them checks every one of those and nothing less.
+fn received_exactly(dest: &Destination, samples_expected: &[&str]) -> Vec<(PathBuf, PathBuf)> {
+    let files = dest.files();
+    let mut want: Vec<(String, PathBuf)> = samples_expected
+        .iter()
+        .map(|name| {
+            let path = samples().join(name);
+            (file_uids(&path).0, path)
+        })
+        .collect();
+    want.sort();
+    let mut got: Vec<(String, PathBuf)> =
+        files.iter().map(|f| (file_uids(f).0, f.clone())).collect();
+    got.sort();
+    let got_uids: Vec<&String> = got.iter().map(|(u, _)| u).collect();
+    let want_uids: Vec<&String> = want.iter().map(|(u, _)| u).collect();
+    assert_eq!(
+        got_uids, want_uids,
+        "received {files:?}, expected {samples_expected:?}"
+    );
+    want.into_iter()
+        .zip(got)
+        .map(|((_, original), (_, received))| (original, received))
+        .collect()
 }
 
 #[test]
@@ -266,11 +293,7 @@ fn c_get_returns_instances_on_the_same_association() {
         (Some(3), Some(0)),
         "{v}"
     );
-    let (rle_sop, _) = file_uids(&samples().join("mr_rle.dcm"));
-    assert!(
-        got.join(format!("{rle_sop}.raw")).exists(),
-        "the RLE instance arrived decoded"
-    );
+    check_get_of_the_mr_series(&v, &got, tmp.path());
 
     // dcmtk getscu, study level.
     let out_dir = tmp.path().join("getscu");
@@ -279,6 +302,72 @@ fn c_get_returns_instances_on_the_same_association() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(dataset_bytes(&files[0]) == dataset_bytes(&samples().join("us_rgb_multiframe.dcm")));
     server.assert_echo();
+}
+
+/// The MR series fetched by C-GET with only uncompressed little endian proposed: each of its
+/// three instances arrived in the syntax negotiated for it, the explicit LE one as stored, the
+/// big endian one re-encoded exactly as dcmtk's dcmconv re-encodes it, the RLE one decoded to
+/// dcmtk's dcmdrle pixels.
+fn check_get_of_the_mr_series(v: &serde_json::Value, got: &Path, tmp: &Path) {
+    const IMPLICIT: &str = "1.2.840.10008.1.2";
+    const EXPLICIT: &str = "1.2.840.10008.1.2.1";
+    let received = v["received"].as_object().expect("received syntaxes");
+    let ts_of = |name: &str| -> (String, String) {
+        let (sop, _) = file_uids(&samples().join(name));
+        let ts = received
+            .get(&sop)
+            .and_then(|t| t.as_str())
+            .unwrap_or_else(|| panic!("{name} ({sop}) not received: {v}"))
+            .to_string();
+        assert!(
+            [IMPLICIT, EXPLICIT].contains(&ts.as_str()),
+            "{name} arrived in {ts}, which was not proposed"
+        );
+        (sop, ts)
+    };
+    let dcmconv_option = |ts: &str| if ts == IMPLICIT { "+ti" } else { "+te" };
+    let raw = |sop: &str| std::fs::read(got.join(format!("{sop}.raw"))).expect("received data set");
+
+    let (sop, ts) = ts_of("mr_explicit.dcm");
+    let original = samples().join("mr_explicit.dcm");
+    let expected = if ts == EXPLICIT {
+        dataset_bytes(&original)
+    } else {
+        let converted = tmp.join(format!("{sop}.dcmconv"));
+        let out = run(dcmtk("dcmconv").arg("+ti").arg(&original).arg(&converted));
+        assert!(out.status.success());
+        dataset_bytes(&converted)
+    };
+    assert!(
+        raw(&sop) == expected,
+        "mr_explicit.dcm arrived changed ({ts})"
+    );
+
+    let (sop, ts) = ts_of("mr_explicit_big_endian.dcm");
+    let converted = tmp.join(format!("{sop}.dcmconv"));
+    let out = run(dcmtk("dcmconv")
+        .arg(dcmconv_option(&ts))
+        .arg(samples().join("mr_explicit_big_endian.dcm"))
+        .arg(&converted));
+    assert!(out.status.success());
+    assert!(
+        raw(&sop) == dataset_bytes(&converted),
+        "the big endian instance re-encoded to {ts} differs from dcmconv {}'s",
+        dcmconv_option(&ts)
+    );
+
+    let (sop, ts) = ts_of("mr_rle.dcm");
+    let reference = tmp.join(format!("{sop}.dcmdrle"));
+    let out = run(dcmtk("dcmdrle")
+        .arg(samples().join("mr_rle.dcm"))
+        .arg(&reference));
+    assert!(out.status.success());
+    assert_eq!(
+        compare_pixels(&got.join(format!("{sop}.dcm")), &reference),
+        (true, 0.0),
+        "the RLE instance arrived decoded ({ts}) with dcmdrle's pixels"
+    );
+    assert_eq!(received.len(), 3, "{v}");
 }
 
 #[test]
@@ -366,7 +455,15 @@ fn native_instances_are_re_encoded_for_an_implicit_only_destination() {
     assert_eq!(v["status"], 0, "{v}");
     assert_eq!(v["completed"], 3, "{v}");
     let (rle, _) = file_uids(&samples().join("mr_rle.dcm"));
-    for f in dest.files() {
+    let received = received_exactly(
+        &dest,
+        &[
+            "mr_explicit.dcm",
+            "mr_explicit_big_endian.dcm",
+            "mr_rle.dcm",
+        ],
+    );
+    for (original, f) in received {
         let (sop, ts) = file_uids(&f);
         assert_eq!(
             ts,
@@ -374,10 +471,6 @@ fn native_instances_are_re_encoded_for_an_implicit_only_destination() {
             "{} arrived as implicit VR",
             f.display()
         );
-        let original = sample_files()
-            .into_iter()
-            .find(|s| file_uids(s).0 == sop)
-            .expect("sample");
         let converted = tmp.path().join(format!("{sop}.implicit"));
         if sop == rle {
             // dcmtk's RLE decoder gives the reference pixels.
@@ -436,16 +529,19 @@ fn compressed_instances_are_decoded_for_an_uncompressed_only_destination() {
     ]);
     assert_eq!(v["status"], 0, "{v}");
     assert_eq!(v["completed"], 2, "{v}");
-    for f in dest.files() {
+    let received = received_exactly(
+        &dest,
+        &[
+            "cr_jpeg_lossless_monochrome1.dcm",
+            "sc_rgb_jpeg_baseline.dcm",
+        ],
+    );
+    for (original, f) in received {
         let (sop, ts) = file_uids(&f);
         assert!(
             ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"].contains(&ts.as_str()),
             "{ts}"
         );
-        let original = sample_files()
-            .into_iter()
-            .find(|s| file_uids(s).0 == sop)
-            .expect("sample");
         // dcmtk's own decoder gives the reference pixels.
         let reference = tmp.path().join(format!("{sop}.dcmdjpeg"));
         let out = run(dcmtk("dcmdjpeg").arg(&original).arg(&reference));
@@ -479,6 +575,17 @@ fn compressed_instances_are_decoded_for_an_uncompressed_only_destination() {
         (v["completed"].as_u64(), v["failed"].as_u64()),
         (Some(4), Some(0)),
         "{v}"
+    );
+    received_exactly(
+        &dest,
+        &[
+            "cr_jpeg_lossless_monochrome1.dcm",
+            "sc_rgb_jpeg_baseline.dcm",
+            "ct_16bit_signed_implicit.dcm",
+            "ct_deflated.dcm",
+            "ct_jpeg2000_lossless.dcm",
+            "ct_jpegls_lossless.dcm",
+        ],
     );
     // Lossless JPEG-LS: our decode (CharLS) equals dcmtk's dcmdjpls decode of the original.
     let (jls, _) = file_uids(&samples().join("ct_jpegls_lossless.dcm"));

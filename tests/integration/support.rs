@@ -271,10 +271,31 @@ impl Server {
 
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.wait_exit()
+    }
+
+    /// SIGTERM without waiting for the server to stop.
+    pub fn send_sigterm(&self) {
+        let pid = self.pid();
+        assert_ne!(pid, 0, "the server is not running");
+        // procps's kill (scripts/setup test installs it): a missing tool or a refused signal
+        // must fail here, not pass as a server that stopped by itself.
+        let out = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run kill (package procps): {e}"));
+        assert!(
+            out.status.success(),
+            "kill -TERM {pid} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Wait (at most 60 s) for the server to exit; its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(s) = c.try_wait().expect("wait") {
@@ -283,6 +304,19 @@ impl Server {
             assert!(
                 Instant::now() < deadline,
                 "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait (at most 30 s) until the server's log has a line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -362,7 +396,8 @@ fn storescu_proposal(transfer_syntax: &str) -> &'static str {
 }
 
 /// Send files with dcmtk storescu (calling AE STORESCU), one association per proposal kind,
-/// each file in its own transfer syntax. Panics if storescu fails.
+/// each file in its own transfer syntax. Panics if storescu fails or if any C-STORE response
+/// is not Success (0x0000): storescu itself exits 0 after refused or warned stores.
 pub fn storescu(server: &Server, files: &[PathBuf]) {
     let mut groups: std::collections::BTreeMap<&str, Vec<&PathBuf>> = Default::default();
     for f in files {
@@ -374,6 +409,7 @@ pub fn storescu(server: &Server, files: &[PathBuf]) {
     for (option, group) in groups {
         let out = run(dcmtk("storescu")
             .args([
+                "-v",
                 option,
                 "-aet",
                 "STORESCU",
@@ -382,13 +418,24 @@ pub fn storescu(server: &Server, files: &[PathBuf]) {
                 "127.0.0.1",
                 &server.port(),
             ])
-            .args(group));
+            .args(&group));
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "storescu {option}: {log}");
+        let statuses = store_response_statuses(&log);
         assert!(
-            out.status.success(),
-            "storescu {option}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            statuses.len() == group.len() && statuses.iter().all(|s| s == "Success"),
+            "storescu {option}: {} files, C-STORE responses {statuses:?}:\n{log}",
+            group.len()
         );
     }
+}
+
+/// The status of every "Received Store Response (...)" line of a `storescu -v` log, in order.
+pub fn store_response_statuses(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split("Received Store Response (").nth(1))
+        .map(|rest| rest.strip_suffix(')').unwrap_or(rest).to_string())
+        .collect()
 }
 
 /// C-GET a whole study with dcmtk getscu into `out_dir`; the files that arrived.

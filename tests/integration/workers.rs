@@ -2,116 +2,80 @@
 //! they send, retries when the receiver fails, and delivery after kill -9 with the same
 //! idempotency key.
 
+mod clinical;
+mod delivery;
+mod receiver;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::Value;
 
 use crate::support::*;
+use receiver::{Received, Receiver};
 
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    uri: String,
-    key: String,
-    body: String,
-    status: u16,
+/// Validate FHIR resources against R4 4.0.1 (tests/support/fhir_check.py: fhir.resources
+/// models, plus system URIs on every coding and zones on every dateTime with a time).
+fn assert_fhir_r4(resources: &[Value]) {
+    assert!(!resources.is_empty(), "no FHIR resources to check");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("resources.json");
+    std::fs::write(&file, serde_json::to_vec(resources).expect("JSON")).expect("write");
+    let out = run(python()
+        .arg(repo().join("tests/support/fhir_check.py"))
+        .arg(&file));
+    assert!(
+        out.status.success(),
+        "not valid FHIR R4: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        serde_json::to_string_pretty(resources).unwrap_or_default()
+    );
 }
 
-/// A loopback HTTP server recording every request; answers 500 while `failures` > 0.
-struct Receiver {
-    port: u16,
-    log: Arc<Mutex<Vec<Received>>>,
-    failures: Arc<AtomicUsize>,
-    _runtime: tokio::runtime::Runtime,
+/// The FHIR bodies among what a receiver got.
+fn fhir_bodies(got: &[Received]) -> Vec<Value> {
+    got.iter()
+        .filter(|r| r.content_type.starts_with("application/fhir+json"))
+        .map(Received::json)
+        .collect()
 }
 
-impl Receiver {
-    fn start(failures: usize) -> Receiver {
-        Receiver::start_on(0, failures)
-    }
-
-    /// On a given port (0: any), so a test can start it after the server that sends to it.
-    fn start_on(port: u16, failures: usize) -> Receiver {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let log = Arc::new(Mutex::new(Vec::<Received>::new()));
-        let failures = Arc::new(AtomicUsize::new(failures));
-        let (l, f) = (log.clone(), failures.clone());
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (l, f) = (l.clone(), f.clone());
-                async move {
-                    let fail = f
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok();
-                    let status = if fail {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    } else {
-                        StatusCode::CREATED
-                    };
-                    l.lock().expect("log").push(Received {
-                        method: method.to_string(),
-                        uri: uri.to_string(),
-                        key: headers
-                            .get("idempotency-key")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string(),
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                        status: status.as_u16(),
-                    });
-                    status
-                }
-            },
+/// Poll a server route until `pred` holds for its JSON.
+fn wait_json(server: &Server, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = server.json(path);
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {path} gave {v}\n{}",
+            server.log()
         );
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver {
-            port,
-            log,
-            failures,
-            _runtime: runtime,
-        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+}
 
-    fn received(&self) -> Vec<Received> {
-        self.log.lock().expect("log").clone()
-    }
+/// Write `pacs.toml` beside the data directory.
+fn write_config(data: &Path, text: &str) -> PathBuf {
+    let path = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
 
-    /// Wait until `pred` holds for what was received.
-    fn wait(
-        &self,
-        what: &str,
-        pred: impl Fn(&[Received]) -> bool,
-        server: &Server,
-    ) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = self.received();
-            if pred(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: received {got:#?}\nserver log:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// Run a test-data script (tests/support/NAME OUTDIR); its JSON summary.
+fn make(script: &str, dir: &Path) -> Value {
+    let out = run(python()
+        .arg(repo().join("tests/support").join(script))
+        .arg(dir));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("summary")
 }
 
 fn config(data: &Path, receiver_port: u16) -> PathBuf {
@@ -176,7 +140,8 @@ fn ehr_gets_an_imaging_study_once_the_study_is_stable_retried_until_accepted() {
         got[2].uri,
         format!("/fhir/ImagingStudy?identifier=urn:dicom:uid%7Curn:oid:{study}")
     );
-    let r: Value = serde_json::from_str(&got[2].body).expect("FHIR JSON");
+    let r = got[2].json();
+    assert_fhir_r4(std::slice::from_ref(&r));
     assert_eq!(r["resourceType"], "ImagingStudy");
     assert_eq!(r["status"], "available");
     assert_eq!(r["identifier"][0]["value"], format!("urn:oid:{study}"));
@@ -217,7 +182,7 @@ fn a_delivery_interrupted_by_kill9_completes_after_restart_with_the_same_key() {
     storescu(&server, &ct_study());
     let failed = receiver.wait("a first attempt", |r| !r.is_empty(), &server);
     server.kill9();
-    receiver.failures.store(0, Ordering::SeqCst);
+    receiver.set_failures(0);
     let server = start(&data, &cfg);
     let got = receiver.wait("delivery after restart", delivered, &server);
     let ok = got.iter().find(|r| r.status == 201).expect("accepted");
@@ -277,6 +242,7 @@ fn the_ehr_can_search_imaging_studies_over_fhir() {
         server.json("/fhir/ImagingStudy?started=ge2100-01-01")["total"],
         0
     );
+    assert_fhir_r4(&[server.json("/fhir/ImagingStudy")]);
     let (code, body) = server.http("/fhir/ImagingStudy?color=blue");
     assert_eq!(code, 400, "{body}");
 }
@@ -318,9 +284,10 @@ fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() 
     let bundles = |path: &'static str| -> Vec<Value> {
         got.iter()
             .filter(|r| to(path)(r))
-            .map(|r| serde_json::from_str(&r.body).expect("bundle"))
+            .map(Received::json)
             .collect()
     };
+    assert_fhir_r4(&fhir_bodies(&got));
     let subject_of =
         |b: &Value| b["entry"][0]["resource"]["subject"]["identifier"]["value"].clone();
 
@@ -334,6 +301,10 @@ fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() 
     let charge = &a["entry"][0]["resource"];
     assert_eq!(charge["resourceType"], "ChargeItem");
     assert_eq!(charge["code"]["coding"][0]["code"], "71260");
+    assert_eq!(
+        charge["code"]["coding"][0]["system"],
+        "http://www.ama-assn.org/go/cpt"
+    );
     assert_eq!(charge["identifier"][0]["value"], "ACC-A1-71260");
     assert_eq!(charge["performer"][0]["actor"]["display"], "TECH^TOM");
     assert_eq!(a["entry"][0]["request"]["method"], "PUT");
@@ -369,6 +340,7 @@ fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() 
     let alert = &a["entry"][1]["resource"];
     assert_eq!(alert["resourceType"], "DetectedIssue");
     assert_eq!(alert["severity"], "high");
+    assert_eq!(alert["code"]["coding"][0]["code"], "ALGY", "{alert}");
     assert!(alert["detail"]
         .as_str()
         .is_some_and(|d| d.contains("Iodinated contrast - hives")));
@@ -399,6 +371,56 @@ fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() 
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), got.len());
+}
+
+/// The parts of a STOW-RS request (multipart/related; type="application/dicom"), parsed with
+/// multer; each must say it is application/dicom.
+fn stow_parts(r: &Received) -> Vec<Vec<u8>> {
+    assert!(
+        r.content_type
+            .starts_with("multipart/related; type=\"application/dicom\""),
+        "{}",
+        r.content_type
+    );
+    // (multer::parse_boundary accepts multipart/form-data only.)
+    let boundary = r
+        .content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("boundary")
+        .trim_matches('"')
+        .to_string();
+    let body = axum::body::Bytes::from(r.body.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        let mut parts = Vec::new();
+        while let Some(field) = multipart.next_field().await.expect("a well-formed part") {
+            assert_eq!(
+                field.content_type().map(|m| m.essence_str().to_string()),
+                Some("application/dicom".to_string())
+            );
+            parts.push(field.bytes().await.expect("part body").to_vec());
+        }
+        parts
+    })
+}
+
+/// The SOP Instance UID of a Part 10 file in memory (parsed by dicom-object).
+fn sop_instance_uid(file: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("part.dcm");
+    std::fs::write(&path, file).expect("write");
+    let obj = dicom_object::open_file(&path).expect("a DICOM Part 10 file");
+    obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .expect("SOP Instance UID")
+        .to_str()
+        .expect("text")
+        .trim_end_matches('\0')
+        .to_string()
 }
 
 #[test]
@@ -436,11 +458,26 @@ fn quality_flags_ai_results_and_the_worklist() {
     assert!(got
         .iter()
         .all(|r| r.method == "POST" && r.uri == "/ai/studies"));
-    let parts: Vec<usize> = got
-        .iter()
-        .map(|r| r.body.matches("Content-Type: application/dicom").count())
-        .collect();
-    assert!(parts.contains(&5) && parts.contains(&4), "{parts:?}");
+    // Each body is one whole series: every part a DICOM file, byte for byte as stored.
+    let mut sizes = Vec::new();
+    for r in &got {
+        let parts = stow_parts(r);
+        let sops: Vec<String> = parts.iter().map(|p| sop_instance_uid(p)).collect();
+        let (_, series) = server.parents_of(&sops[0]);
+        let listed = server.json(&format!("/api/series/{series}"))["instances"].clone();
+        let mut expected: Vec<String> = serde_json::from_value(listed).expect("UIDs");
+        let mut sent = sops.clone();
+        expected.sort();
+        sent.sort();
+        assert_eq!(sent, expected, "one series per request, all of it, once");
+        for (sop, part) in sops.iter().zip(&parts) {
+            let stored = std::fs::read(server.blob_path(sop)).expect("blob");
+            assert!(stored == *part, "{sop}: the part is not the stored file");
+        }
+        sizes.push(parts.len());
+    }
+    sizes.sort();
+    assert_eq!(sizes, [4, 5]);
 
     // The built-in analyzers flag the gap, the blank and the saturated image; not the clean one.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -549,20 +586,17 @@ fn quality_flags_ai_results_and_the_worklist() {
 fn the_portal_link_opens_its_study_only_and_expires() {
     let receiver = Receiver::start(0);
     let (_tmp, data) = data_dir();
-    let cfg = data.parent().expect("parent").join("pacs.toml");
-    // Links live 3 seconds here, so expiry can be watched.
-    std::fs::write(
-        &cfg,
-        format!(
-            "stable_after_secs = 0.3\nshare_link_hours = 0.001\n[workers.portal]\nurl = \"http://127.0.0.1:{}/portal/notices\"\n",
+    let cfg = write_config(
+        &data,
+        &format!(
+            "stable_after_secs = 0.3\nshare_link_hours = 2\n[workers.portal]\nurl = \"http://127.0.0.1:{}/portal/notices\"\n",
             receiver.port
         ),
-    )
-    .expect("config");
+    );
     let server = start(&data, &cfg);
     storescu(&server, &ct_study());
     let got = receiver.wait("a portal notice", |r| !r.is_empty(), &server);
-    let notice: Value = serde_json::from_str(&got[0].body).expect("JSON notice");
+    let notice = got[0].json();
     assert_eq!(notice["type"], "results-available");
     assert_eq!(notice["modalities"], serde_json::json!(["CT"]));
     let study = notice["study_instance_uid"]
@@ -608,9 +642,28 @@ fn the_portal_link_opens_its_study_only_and_expires() {
     let mut forged = token.to_string();
     forged.replace_range(0..1, if forged.starts_with('A') { "B" } else { "A" });
     assert_eq!(get(&format!("{prefix}{forged}")).0, 403);
-    // After its lifetime (3.6 s), the link is refused.
-    std::thread::sleep(Duration::from_secs(4));
-    let (code, body) = get(&link);
+    // The link lives share_link_hours from the event that announced the study (so a retried
+    // notice carries the same link), and the server refuses it after that. Time is the
+    // token's: links signed with the server's key expiring a second ago and in an hour
+    // stand for the same link after and before its end, without waiting for a clock.
+    let portal = server.json("/api/events?worker=portal");
+    let seq = portal[0]["seq"].as_u64().expect("seq");
+    let event = &server.json(&format!("/api/outbox?offset={}&limit=1", seq - 1))[0];
+    let event_secs = event["time_ms"].as_u64().expect("time") / 1000;
+    assert_eq!(notice["expires"].as_u64(), Some(event_secs + 2 * 3600));
+    let key = std::fs::read(data.join("share.key")).expect("share key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let signed = |expires: u64| {
+        format!(
+            "{prefix}{}",
+            pacs_viewer_api::share::sign(&key, &study, expires)
+        )
+    };
+    assert_eq!(get(&signed(now + 3600)).0, 200);
+    let (code, body) = get(&signed(now - 1));
     assert_eq!(code, 403);
     assert!(String::from_utf8_lossy(&body).contains("expired"));
 }
@@ -676,7 +729,7 @@ fn dead_letters_wait_for_a_retry_and_a_receiver_that_was_down_gets_its_delivery(
     );
 
     // A retry of the dead letter, once billing accepts: delivered, same key.
-    billing.failures.store(0, Ordering::SeqCst);
+    billing.set_failures(0);
     let seq = dead[0]["seq"].as_u64().expect("seq");
     let out = run(std::process::Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
@@ -689,4 +742,48 @@ fn dead_letters_wait_for_a_retry_and_a_receiver_that_was_down_gets_its_delivery(
     assert!(got.iter().all(|r| r.key == got[0].key));
     let after = server.json("/api/events?worker=billing");
     assert_eq!(after[0]["state"], "delivered", "{after}");
+
+    // Paging every worker's deliveries one at a time: the cursor names the worker too and
+    // the pages add up to the whole list; a bare sequence number means nothing across
+    // workers and is refused.
+    let all = server.json("/api/events");
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = server.json(&format!("/api/events?limit=1{after}"));
+        let Some(d) = page.as_array().and_then(|a| a.first()).cloned() else {
+            break;
+        };
+        after = format!(
+            "&after={}:{}",
+            d["worker"].as_str().expect("worker"),
+            d["seq"]
+        );
+        paged.push(d);
+        assert!(
+            paged.len() <= 100,
+            "paging does not advance: {:?}",
+            &paged[..3]
+        );
+    }
+    let ids = |v: &[Value]| -> Vec<(String, u64)> {
+        v.iter()
+            .map(|d| {
+                (
+                    d["worker"].as_str().unwrap_or("").to_string(),
+                    d["seq"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ids(&paged), ids(all.as_array().expect("array")));
+    let workers: Vec<&str> = paged.iter().filter_map(|d| d["worker"].as_str()).collect();
+    assert!(
+        workers.contains(&"billing") && workers.contains(&"ehr"),
+        "{workers:?}"
+    );
+    let first = &paged;
+    let (code, body) = server.http(&format!("/api/events?after={}", first[0]["seq"]));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("WORKER:SEQ"), "{body}");
 }

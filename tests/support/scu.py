@@ -8,10 +8,15 @@ subcommands:
   raw    PORT KIND                            -> {"reply": first byte or null, "closed": bool}
            KIND: http | bad-rq | pdata-first | mid-association
   hold   PORT SECONDS                         -> prints {"associated": true} then waits
-  find   PORT MODEL KEYS_JSON [--cancel-after N] -> {"status": int, "matches": [{keyword: str}]}
-           MODEL: patient | study
+  find   PORT MODEL KEYS_JSON [--cancel-after N] [--pad-keys K] [--count-only]
+                                              -> {"status": int, "count": n, "matches": [{keyword: str}]}
+           MODEL: patient | study; a key absent from a response is absent from its match;
+           --pad-keys adds K empty keys the archive does not index (large responses), and with
+           --cancel-after holds back reading until the C-CANCEL is out (see ReadGate);
+           --count-only leaves out "matches"
   move   PORT MODEL DEST KEYS_JSON           -> {"status", "completed", "failed", "warning", "pending", "failed_uids"}
-  get    PORT MODEL OUT_DIR KEYS_JSON        -> as move; each received data set saved raw as OUT_DIR/<uid>.raw
+  get    PORT MODEL OUT_DIR KEYS_JSON        -> as move, plus "received": {uid: transfer syntax}; each
+           received data set saved raw as OUT_DIR/<uid>.raw and as a Part 10 file OUT_DIR/<uid>.dcm
 """
 import json
 import os
@@ -111,11 +116,12 @@ def cmd_store(port: int, files, threads: int) -> None:
     out(results)
 
 
-def write_raw_file(path: str, meta_sop_instance: str, dataset_bytes: bytes, sop_class: str = dicomgen.CT) -> None:
+def write_raw_file(path: str, meta_sop_instance: str, dataset_bytes: bytes, sop_class: str = dicomgen.CT,
+                   transfer_syntax: str = ExplicitVRLittleEndian) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = meta_sop_instance
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = transfer_syntax
     meta.ImplementationClassUID = "1.2.3.4"
     from pydicom.filewriter import write_file_meta_info
     from pydicom.filebase import DicomBytesIO
@@ -165,21 +171,32 @@ def cmd_bad(port: int, kind: str) -> None:
 
 
 def read_reply(sock: socket.socket):
+    """(first byte of the server's reply or None, whether the server then closed the
+    connection). Closed means end of stream or a reset within 10 s of the reply; a socket still
+    open when that time is up counts as open, so a server that keeps it open fails the check."""
+    deadline = time.monotonic() + 10
     sock.settimeout(10)
     try:
         data = sock.recv(64)
-    except (ConnectionResetError, socket.timeout):
+    except ConnectionResetError:
         return None, True
+    except socket.timeout:
+        return None, False
     if not data:
         return None, True
-    # after the reply the server must close
-    closed = False
-    try:
-        rest = sock.recv(64)
-        closed = rest == b""
-    except (ConnectionResetError, socket.timeout):
-        closed = True
-    return data[0], closed
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data[0], False
+        sock.settimeout(left)
+        try:
+            rest = sock.recv(4096)
+        except ConnectionResetError:
+            return data[0], True
+        except socket.timeout:
+            return data[0], False
+        if not rest:
+            return data[0], True
 
 
 def cmd_raw(port: int, kind: str) -> None:
@@ -225,7 +242,73 @@ def as_text(value) -> str:
     return str(value)
 
 
-def cmd_find(port: int, model: str, keys: dict, cancel_after) -> None:
+def padding_keys(count: int) -> list:
+    """`count` standard keywords the archive does not index (acquisition, equipment, ...
+    attributes: not retired, one plain VR, no sequences or bulk data), to be sent empty. The
+    SCP returns each of them, empty, in every response, which makes every response large."""
+    from pydicom.datadict import DicomDictionary
+    keys = []
+    for tag, (vr, _vm, _name, retired, keyword) in sorted(DicomDictionary.items()):
+        group = tag >> 16
+        if retired or not keyword or " or " in vr or vr in ("SQ", "UN", "OB", "OW", "OF", "OD", "OL", "OV",
+                                                           "UR", "UT", "UC"):
+            continue
+        if group in (0x0000, 0x0002, 0x0004, 0x0008, 0x0010, 0x0020, 0x7FE0, 0xFFFE) or group & 1:
+            continue
+        keys.append(keyword)
+        if len(keys) == count:
+            return keys
+    raise SystemExit(f"only {len(keys)} padding keys available, {count} asked")
+
+
+class ReadGate:
+    """Holds back pynetdicom's reading of the socket while a C-CANCEL goes out, so the cancel
+    reaches the SCP while it still has responses to send, however fast it is.
+
+    pynetdicom's DUL thread reads PDUs whenever the socket is readable and queues them without
+    bound, so it would otherwise drain everything the SCP can write as fast as the SCP writes it,
+    and whether the cancel arrives before the last match would be a race. Here the DUL stops
+    reading once it has read `close_after` bytes (enough to hold the first responses) and the
+    receive buffer is small, so the SCP's writes block; the gate opens once the C-CANCEL has been
+    written to the socket."""
+
+    def __init__(self, close_after: int):
+        from pynetdicom import transport
+        self.close_after = close_after
+        self.read = 0
+        self.cancel_requested = threading.Event()
+        self.open = threading.Event()
+        self.open.set()
+        gate = self
+        cls = transport.AssociationSocket
+        orig_ready, orig_recv, orig_send, orig_create = cls.ready, cls.recv, cls.send, cls._create_socket
+
+        def ready(sock):
+            return gate.open.is_set() and orig_ready.fget(sock)
+
+        def recv(sock, nr_bytes):
+            data = orig_recv(sock, nr_bytes)
+            gate.read += len(data)
+            if gate.read >= gate.close_after and not gate.cancel_requested.is_set():
+                gate.open.clear()
+            return data
+
+        def send(sock, bytestream):
+            orig_send(sock, bytestream)
+            if gate.cancel_requested.is_set():
+                gate.open.set()
+
+        def create(sock, address):
+            s = orig_create(sock, address)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connect: no autotuning
+            return s
+
+        cls.ready, cls.recv, cls.send, cls._create_socket = property(ready), recv, send, create
+
+
+def cmd_find(port: int, model: str, keys: dict, cancel_after, pad_keys: int = 0,
+             count_only: bool = False) -> None:
+    gate = ReadGate(close_after=256 * 1024) if cancel_after is not None and pad_keys else None
     ae = make_ae()
     uid = FIND_MODELS[model]
     if any(isinstance(v, list) for v in keys.values()):
@@ -244,20 +327,28 @@ def cmd_find(port: int, model: str, keys: dict, cancel_after) -> None:
             ds.add_new(tag_for_keyword(k), v[0], v[1])
         else:
             setattr(ds, k, v)
-    matches, final = [], None
+    for k in padding_keys(pad_keys) if pad_keys else []:
+        setattr(ds, k, None)
+    matches, count, final = [], 0, None
     for status, ident in assoc.send_c_find(ds, uid, msg_id=7):
         if status is None:
             break
         code = int(status.Status)
         if code in (0xFF00, 0xFF01):
-            matches.append({e.keyword: as_text(e.value) for e in ident if e.keyword})
-            if cancel_after is not None and len(matches) == cancel_after:
+            count += 1
+            if not count_only:
+                matches.append({e.keyword: as_text(e.value) for e in ident if e.keyword})
+            if cancel_after is not None and count == cancel_after:
+                if gate:
+                    gate.cancel_requested.set()
                 assoc.send_c_cancel(7, assoc.accepted_contexts[0].context_id)
         else:
             final = {"status": code, "comment": str(status.get("ErrorComment", ""))}
     assoc.release()
     result = final or {"status": None}
-    result["matches"] = matches
+    result["count"] = count
+    if not count_only:
+        result["matches"] = matches
     out(result)
 
 
@@ -330,10 +421,19 @@ def cmd_get(port: int, model: str, out_dir: str, keys: dict, cancel_after=None) 
     for cls in storage:
         ae.add_requested_context(cls, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
+    received = {}
+
     def on_store(event):
         raw = event.request.DataSet.getvalue()
-        with open(os.path.join(out_dir, str(event.request.AffectedSOPInstanceUID) + ".raw"), "wb") as fh:
+        sop = str(event.request.AffectedSOPInstanceUID)
+        ts = str(event.context.transfer_syntax)
+        with open(os.path.join(out_dir, sop + ".raw"), "wb") as fh:
             fh.write(raw)
+        # The same data set as a Part 10 file in the negotiated transfer syntax, for dcmtk and
+        # pydicom to read.
+        write_raw_file(os.path.join(out_dir, sop + ".dcm"), sop, raw,
+                       str(event.request.AffectedSOPClassUID), ts)
+        received[sop] = ts
         return 0x0000
 
     roles = [build_role(cls, scp_role=True) for cls in storage]
@@ -351,6 +451,7 @@ def cmd_get(port: int, model: str, out_dir: str, keys: dict, cancel_after=None) 
         on_pending = lambda n: n == cancel_after and assoc.send_c_cancel(1, ctx)
     result = retrieve_result(assoc.send_c_get(ds, uid, msg_id=1), on_pending)
     assoc.release()
+    result["received"] = received
     out(result)
 
 
@@ -388,10 +489,9 @@ def main() -> None:
     elif cmd == "raw":
         cmd_raw(port, rest[0])
     elif cmd == "find":
-        cancel_after = None
-        if "--cancel-after" in rest:
-            cancel_after = int(rest[rest.index("--cancel-after") + 1])
-        cmd_find(port, rest[0], json.loads(rest[1]), cancel_after)
+        cancel_after = int(rest[rest.index("--cancel-after") + 1]) if "--cancel-after" in rest else None
+        pad_keys = int(rest[rest.index("--pad-keys") + 1]) if "--pad-keys" in rest else 0
+        cmd_find(port, rest[0], json.loads(rest[1]), cancel_after, pad_keys, "--count-only" in rest)
     elif cmd == "move":
         cancel_after = int(rest[rest.index("--cancel-after") + 1]) if "--cancel-after" in rest else None
         cmd_move(port, rest[0], rest[1], json.loads(rest[2]), cancel_after)

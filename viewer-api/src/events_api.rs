@@ -2,7 +2,8 @@
 //! - `GET /api/changefeed?offset=N&limit=M`: instance creations and deletions in commit order
 //!   (sequence, timestamp, action, state, UIDs), for pull-style consumers;
 //! - `GET /api/outbox?offset=N&limit=M`: every event (stability, study deletion too);
-//! - `GET /api/events?worker=W&state=S&after=SEQ&limit=M`: deliveries of events to workers;
+//! - `GET /api/events?worker=W&state=S&after=SEQ&limit=M`: deliveries of events to workers
+//!   (across workers, `after=WORKER:SEQ` continues from a page's last delivery);
 //! - `POST /api/events/{worker}/{seq}/retry`: put a dead letter back in the queue.
 
 use axum::extract::{Path, Query, State};
@@ -134,8 +135,33 @@ async fn latest(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
 struct EventsQuery {
     worker: Option<String>,
     state: Option<String>,
-    after: Option<u64>,
+    after: Option<String>,
     limit: Option<usize>,
+}
+
+/// Where a page of deliveries starts: after this (worker, seq). Deliveries are ordered by
+/// worker, then sequence number, and sequence numbers repeat across workers, so without
+/// `worker` the cursor must name both (`WORKER:SEQ`, the last delivery of the previous page);
+/// with `worker`, a bare sequence number is enough.
+fn cursor(worker: Option<&str>, after: Option<&str>) -> Result<Option<(String, u64)>, ApiError> {
+    let Some(after) = after.map(str::trim).filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let seq = |s: &str| {
+        s.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!("after {after:?}: {s:?} is not a sequence number"))
+        })
+    };
+    match (after.rsplit_once(':'), worker) {
+        (Some((w, _)), Some(worker)) if w != worker => Err(ApiError::BadRequest(format!(
+            "after {after:?} names worker {w:?}, the query names {worker:?}"
+        ))),
+        (Some((w, s)), _) if !w.is_empty() => Ok(Some((w.to_string(), seq(s)?))),
+        (None, Some(worker)) => Ok(Some((worker.to_string(), seq(after)?))),
+        _ => Err(ApiError::BadRequest(format!(
+            "after {after:?} without worker must be WORKER:SEQ (the last delivery's worker and seq)"
+        ))),
+    }
 }
 
 fn parse_state(s: &str) -> Result<DeliveryState, ApiError> {
@@ -158,10 +184,11 @@ async fn events(
 ) -> Result<Json<Value>, ApiError> {
     let limit = page(q.limit)?;
     let state = q.state.as_deref().map(parse_state).transpose()?;
+    let start = cursor(q.worker.as_deref(), q.after.as_deref())?;
     let store = s.store.clone();
     let found = blocking(move || {
         let mut out = Vec::new();
-        let mut after: Option<(String, u64)> = q.worker.clone().zip(q.after);
+        let mut after: Option<(String, u64)> = start;
         loop {
             let batch = store.outbox.deliveries(
                 q.worker.as_deref(),
@@ -201,6 +228,28 @@ async fn retry(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_cursors_name_the_worker_when_the_query_does_not() {
+        use super::cursor;
+        assert_eq!(
+            cursor(Some("ehr"), Some("5")).ok(),
+            Some(Some(("ehr".into(), 5)))
+        );
+        assert_eq!(
+            cursor(None, Some("ehr:5")).ok(),
+            Some(Some(("ehr".into(), 5)))
+        );
+        assert_eq!(
+            cursor(Some("ehr"), Some("ehr:5")).ok(),
+            Some(Some(("ehr".into(), 5)))
+        );
+        assert_eq!(cursor(None, None).ok(), Some(None));
+        assert!(cursor(None, Some("5")).is_err());
+        assert!(cursor(Some("ehr"), Some("billing:5")).is_err());
+        assert!(cursor(None, Some("ehr:x")).is_err());
+        assert!(cursor(None, Some(":5")).is_err());
+    }
+
     #[test]
     fn timestamps_are_iso_8601_utc() {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00.000Z");

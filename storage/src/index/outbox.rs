@@ -24,6 +24,10 @@ fn cursor_key(worker: &str) -> Vec<u8> {
     format!("cursor\0{worker}").into_bytes()
 }
 
+fn delivered_study_key(worker: &str, study: &str) -> Vec<u8> {
+    format!("delivered\0{worker}\0{study}").into_bytes()
+}
+
 fn delivery_key(worker: &str, seq: u64) -> Vec<u8> {
     let mut k = worker.as_bytes().to_vec();
     k.push(0);
@@ -274,7 +278,19 @@ impl Outbox for RocksIndex {
             delivery_key(&d.worker, d.seq),
             encode(CF_DELIVERIES, &d.idempotency_key, d)?,
         );
+        if d.state == crate::events::DeliveryState::Delivered {
+            batch.put_cf(
+                &self.cf(CF_META)?,
+                delivered_study_key(&d.worker, &d.study_instance_uid),
+                d.seq.to_be_bytes(),
+            );
+        }
         self.write_synced(batch, "recording a delivery")
+    }
+
+    fn delivered_for_study(&self, worker: &str, study: &str) -> Result<Option<u64>, StorageError> {
+        let seq = self.read_u64(CF_META, &delivered_study_key(worker, study))?;
+        Ok((seq > 0).then_some(seq))
     }
 
     fn delivery(&self, worker: &str, seq: u64) -> Result<Option<Delivery>, StorageError> {

@@ -358,8 +358,23 @@ fn the_outbox_records_changes_in_commit_order_with_stability_and_deliveries() {
     assert_eq!(index.cursor("billing").expect("cursor"), 0);
     let mut done = index.delivery("ehr", 1).expect("read").expect("exists");
     assert_eq!(done.state, DeliveryState::Pending);
+    let study = done.study_instance_uid.clone();
+    index.put_delivery(&done).expect("put pending");
+    assert_eq!(
+        index.delivered_for_study("ehr", &study).expect("read"),
+        None
+    );
     done.state = DeliveryState::Delivered;
     index.put_delivery(&done).expect("put");
+    // The study's last delivered one, per worker.
+    assert_eq!(
+        index.delivered_for_study("ehr", &study).expect("read"),
+        Some(1)
+    );
+    assert_eq!(
+        index.delivered_for_study("portal", &study).expect("read"),
+        None
+    );
     let listed = index.deliveries(Some("ehr"), None, 10).expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, DeliveryState::Delivered);

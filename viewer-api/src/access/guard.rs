@@ -136,9 +136,17 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
             Err(denied) => return deny(&s, entry, StatusCode::FORBIDDEN, &denied.0),
         },
     };
+    // Administrators may name any stored record (to find and delete one with a malformed
+    // UID); everyone else only well-formed UIDs.
+    let check = match action {
+        Some(super::policy::Action::Delete | super::policy::Action::IndexAdmin) => {
+            crate::dicomweb::check_record_key
+        }
+        _ => crate::dicomweb::check_uid,
+    };
     for name in ["study", "series", "instance"] {
         if let Some(uid) = param(name) {
-            if let Err(e) = crate::dicomweb::check_uid(&uid) {
+            if let Err(e) = check(&uid) {
                 entry.detail = Some(e.to_string());
                 return finish(&s, entry, e.into_response());
             }

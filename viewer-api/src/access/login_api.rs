@@ -123,10 +123,17 @@ async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
         .and_then(|v| v.split_once(' '))
         .map(|(_, t)| t.trim().to_string())
         .unwrap_or_default();
-    if !token.starts_with(SESSION_PREFIX) || !s.auth.sessions.revoke(&token) {
-        return ApiError::BadRequest("no session token to end".into()).into_response();
+    // Whose session it was, for the audit record (the route itself needs no identity).
+    let who = token
+        .starts_with(SESSION_PREFIX)
+        .then(|| s.auth.sessions.lookup(&token))
+        .flatten();
+    match who {
+        Some(who) if s.auth.sessions.revoke(&token) => {
+            with_note(StatusCode::NO_CONTENT.into_response(), &who.name, None)
+        }
+        _ => ApiError::BadRequest("no session token to end".into()).into_response(),
     }
-    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn whoami(Extension(grant): Extension<Grant>) -> Json<serde_json::Value> {

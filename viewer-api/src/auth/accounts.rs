@@ -12,6 +12,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::clock::{self, Clock};
 use super::role::Role;
 use super::totp;
 
@@ -459,12 +461,16 @@ impl AccountsFile {
 pub struct Accounts {
     path: PathBuf,
     check_interval: Duration,
+    clock: Arc<dyn Clock>,
     state: RwLock<State>,
     /// Last TOTP step accepted per user: a code is good for one login only (RFC 6238 §5.2).
     totp_last_step: Mutex<HashMap<String, u64>>,
     /// Hash of a random password, verified against when the user is unknown or has no
     /// password, so those answers take as long as a wrong password.
     dummy_hash: String,
+    /// argon2 verifications run by [`Accounts::verify_password`] (every login attempt runs one,
+    /// whoever it names).
+    hash_verifications: AtomicU64,
 }
 
 struct State {
@@ -486,10 +492,14 @@ struct FileStamp {
 impl Accounts {
     /// Reads the file (missing: no accounts yet) and keeps watching it.
     pub fn open(path: impl Into<PathBuf>) -> Result<Arc<Accounts>> {
-        Self::open_with_interval(path.into(), RELOAD_CHECK_INTERVAL)
+        Self::open_with(path.into(), RELOAD_CHECK_INTERVAL, clock::system())
     }
 
-    fn open_with_interval(path: PathBuf, check_interval: Duration) -> Result<Arc<Accounts>> {
+    fn open_with(
+        path: PathBuf,
+        check_interval: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Accounts>> {
         let dummy_password = URL_SAFE_NO_PAD.encode(random_bytes::<16>()?);
         let dummy_hash = hash_password_unchecked(&dummy_password)?;
         let (state, stamp) = load_state(&path)?;
@@ -500,10 +510,12 @@ impl Accounts {
                 users: state.0,
                 by_api_key: state.1,
                 stamp,
-                checked: Instant::now(),
+                checked: clock.now(),
             }),
+            clock,
             totp_last_step: Mutex::new(HashMap::new()),
             dummy_hash,
+            hash_verifications: AtomicU64::new(0),
         };
         tracing::info!(
             path = %accounts.path.display(),
@@ -525,14 +537,15 @@ impl Accounts {
 
     /// Re-reads the file if it changed, at most once per check interval.
     fn refresh(&self) {
-        if self.read().checked.elapsed() < self.check_interval {
+        let since = |checked: Instant| self.clock.now().saturating_duration_since(checked);
+        if since(self.read().checked) < self.check_interval {
             return;
         }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if state.checked.elapsed() < self.check_interval {
+        if since(state.checked) < self.check_interval {
             return; // another thread just looked
         }
-        state.checked = Instant::now();
+        state.checked = self.clock.now();
         let stamp = match stamp_of(&self.path) {
             Ok(s) => s,
             Err(e) => {
@@ -566,7 +579,7 @@ impl Accounts {
         state.users = users;
         state.by_api_key = by_api_key;
         state.stamp = stamp;
-        state.checked = Instant::now();
+        state.checked = self.clock.now();
         Ok(())
     }
 
@@ -585,8 +598,8 @@ impl Accounts {
             return Err(LoginError::InvalidCredentials);
         }
         let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let password_ok =
-            verify_hash(stored.unwrap_or(&self.dummy_hash), password, name) && stored.is_some();
+        let password_ok = self.verify_hash(stored.unwrap_or(&self.dummy_hash), password, name)
+            && stored.is_some();
         let user = match user {
             Some(u) if password_ok => u,
             Some(_) => {
@@ -633,6 +646,12 @@ impl Accounts {
         }
         tracing::info!(user = name, role = %user.role, "password login accepted");
         Ok(Authenticated::from(&user))
+    }
+
+    /// [`verify_hash`], counted (tests check that every login attempt pays for one).
+    fn verify_hash(&self, phc: &str, password: &str, user: &str) -> bool {
+        self.hash_verifications.fetch_add(1, Ordering::Relaxed);
+        verify_hash(phc, password, user)
     }
 
     /// The account an API key belongs to, if the key is known and the account enabled.
@@ -754,9 +773,15 @@ fn warn_if_readable_by_others(_path: &Path) {}
 
 /// In-memory login sessions (lost on restart: people log in again). Tokens are stored by their
 /// SHA-256, so a memory dump does not hand out live tokens.
-#[derive(Default)]
 pub struct Sessions {
     inner: Mutex<HashMap<[u8; 32], Session>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::with_clock(clock::system())
+    }
 }
 
 struct Session {
@@ -772,6 +797,14 @@ impl Sessions {
         Self::default()
     }
 
+    /// Sessions that expire by `clock` (tests move a [`clock::ManualClock`]).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Sessions {
+            inner: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -782,7 +815,7 @@ impl Sessions {
             "{SESSION_PREFIX}{}",
             URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)
         );
-        let now = Instant::now();
+        let now = self.clock.now();
         let expires = now.checked_add(ttl.min(MAX_SESSION_TTL)).unwrap_or(now);
         let mut map = self.lock();
         if map.len() > SWEEP_ABOVE {
@@ -801,7 +834,7 @@ impl Sessions {
         let key = token_key(token);
         let mut map = self.lock();
         let session = map.get(&key)?;
-        if session.expires <= Instant::now() {
+        if session.expires <= self.clock.now() {
             map.remove(&key);
             return None;
         }
@@ -823,7 +856,7 @@ impl Sessions {
 
     /// Drops expired sessions; how many. For a periodic sweep.
     pub fn purge_expired(&self) -> usize {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut map = self.lock();
         let before = map.len();
         map.retain(|_, s| s.expires > now);
@@ -1007,7 +1040,7 @@ mod tests {
 
     /// Accounts that look at the file on every call, for tests of reloading.
     fn open_eager(path: &Path) -> Arc<Accounts> {
-        Accounts::open_with_interval(path.to_path_buf(), Duration::ZERO).expect("open")
+        Accounts::open_with(path.to_path_buf(), Duration::ZERO, clock::system()).expect("open")
     }
 
     fn current_code(secret_b32: &str) -> String {
@@ -1218,20 +1251,29 @@ mod tests {
             .expect("add");
         file.save().expect("save");
         let accounts = Accounts::open(&path).expect("open");
-        // Timing is noisy on a shared machine: only check that the unknown-user path is not
-        // orders of magnitude cheaper than the wrong-password one (it hashes a dummy).
-        let time = |user: &str| {
-            let start = Instant::now();
-            for _ in 0..3 {
-                let _ = accounts.verify_password(user, "wrong password!!", None);
-            }
-            start.elapsed()
+        // Not timed (a shared machine makes timings noise): the cost of a refusal is one argon2
+        // verification, so every refusal must run one, and the dummy hash it runs for an
+        // unknown user must cost what a real one does (same algorithm, version, parameters).
+        let verifications = |user: &str| {
+            let before = accounts.hash_verifications.load(Ordering::Relaxed);
+            assert!(accounts
+                .verify_password(user, "wrong password!!", None)
+                .is_err());
+            accounts.hash_verifications.load(Ordering::Relaxed) - before
         };
-        let known = time("alice");
-        let unknown = time("nobody");
-        assert!(
-            unknown * 4 > known,
-            "unknown {unknown:?} vs known {known:?}"
+        assert_eq!(verifications("alice"), 1, "wrong password");
+        assert_eq!(verifications("nobody"), 1, "unknown user");
+        let real = file.get("alice").and_then(|u| u.password_hash.clone());
+        let real = real.expect("alice has a password");
+        let real = PasswordHash::new(&real).expect("PHC");
+        let dummy = PasswordHash::new(&accounts.dummy_hash).expect("PHC");
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(
+            dummy.hash.map(|h| h.len()),
+            real.hash.map(|h| h.len()),
+            "output length"
         );
     }
 
@@ -1385,15 +1427,26 @@ mod tests {
     #[test]
     fn accounts_reload_is_checked_at_most_once_per_interval() {
         let (_dir, path) = temp_path();
-        let accounts = Accounts::open(&path).expect("open");
+        let clock = clock::ManualClock::new();
+        let accounts =
+            Accounts::open_with(path.clone(), RELOAD_CHECK_INTERVAL, clock.clone()).expect("open");
         let mut file = AccountsFile::load(&path).expect("load");
         file.add_user("alice", Role::Radiologist, vec![], None, false)
             .expect("add");
         file.save().expect("save");
-        // Within the interval the old (empty) view stands; a forced reload sees the user.
+        // Within the interval the old (empty) view stands, up to its last instant.
         assert_eq!(accounts.current("alice"), None);
-        accounts.reload().expect("reload");
+        clock.advance(RELOAD_CHECK_INTERVAL - Duration::from_millis(1));
+        assert_eq!(accounts.current("alice"), None);
+        // Once it has passed, the file is looked at again.
+        clock.advance(Duration::from_millis(1));
         assert!(accounts.current("alice").is_some());
+        // A forced reload sees a change at once.
+        file.set_disabled("alice", true).expect("disable");
+        file.save().expect("save");
+        assert!(accounts.current("alice").is_some(), "within the interval");
+        accounts.reload().expect("reload");
+        assert_eq!(accounts.current("alice"), None);
     }
 
     #[test]
@@ -1474,14 +1527,27 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_are_removed() {
-        let sessions = Sessions::new();
+        let clock = clock::ManualClock::new();
+        let sessions = Sessions::with_clock(clock.clone());
         let token = sessions
-            .issue(someone("pat"), Duration::from_millis(30))
+            .issue(someone("pat"), DEFAULT_SESSION_TTL)
             .expect("issue");
         assert!(sessions.lookup(&token).is_some());
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(sessions.lookup(&token), None);
+        clock.advance(DEFAULT_SESSION_TTL - Duration::from_millis(1));
+        assert!(
+            sessions.lookup(&token).is_some(),
+            "valid to its last instant"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(sessions.lookup(&token), None, "expired at its end");
         assert!(sessions.is_empty(), "expired session removed on lookup");
+
+        // A longer lifetime than the cap is cut to the cap.
+        let capped = sessions
+            .issue(someone("pat"), MAX_SESSION_TTL * 2)
+            .expect("issue");
+        clock.advance(MAX_SESSION_TTL);
+        assert_eq!(sessions.lookup(&capped), None, "capped at MAX_SESSION_TTL");
 
         let _a = sessions.issue(someone("a"), Duration::ZERO).expect("issue");
         let _b = sessions

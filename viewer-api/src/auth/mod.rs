@@ -2,6 +2,7 @@
 //! passwords, TOTP and API keys, server-side sessions, and OIDC bearer-token validation.
 
 pub mod accounts;
+pub mod clock;
 pub mod jwt;
 pub mod role;
 pub mod totp;

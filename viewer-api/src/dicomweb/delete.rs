@@ -16,7 +16,8 @@ pub async fn delete(
     State(s): State<ApiState>,
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let resource = Resource::from_path(&p)?;
+    // Admin only: any stored key, so that a record with a malformed UID can be removed.
+    let resource = Resource::from_path_any_key(&p)?;
     let store = s.store.clone();
     let thumbnails = s.thumbnails.clone();
     let removed = blocking(move || {

@@ -4,7 +4,7 @@ mod delete;
 pub mod json;
 pub mod media;
 mod multipart;
-mod pixels;
+pub(crate) mod pixels;
 pub mod qido;
 pub(crate) mod rendered;
 mod stow;
@@ -63,6 +63,20 @@ pub fn check_uid(uid: &str) -> Result<(), ApiError> {
         Err(ApiError::BadRequest(format!(
             "{:?} is not a UID (digits and dots, at most 64)",
             uid.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// A record key as an administrator may name it: any stored UID, even one that breaks PS3.5
+/// (records indexed before UN values were read with their VR, or by a lenient older version),
+/// so that every record can be found and deleted. Keys only reach the index, never a file name.
+pub fn check_record_key(key: &str) -> Result<(), ApiError> {
+    if !key.is_empty() && key.len() <= 256 && !key.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{:?} is not a record key (1 to 256 characters, no control characters)",
+            key.chars().take(80).collect::<String>()
         )))
     }
 }

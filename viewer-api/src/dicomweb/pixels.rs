@@ -79,6 +79,19 @@ pub fn stored_frame(obj: &DefaultDicomObject, frame: u32) -> Result<Vec<u8>, Fra
     let count = frame_count(obj);
     let elem = obj.get(tags::PIXEL_DATA).ok_or(FrameError::NoPixelData)?;
     match elem.value() {
+        Value::Primitive(p) if int_attr(obj, tags::BITS_ALLOCATED, "BitsAllocated")? == 1 => {
+            // Bit-packed frames follow each other bit by bit; each is sent from bit 0.
+            let rows = int_attr(obj, tags::ROWS, "Rows")? as usize;
+            let cols = int_attr(obj, tags::COLUMNS, "Columns")? as usize;
+            let pixels = rows * cols;
+            let bits = crate::render::bits::unpack_frame(&p.to_bytes(), pixels, frame).ok_or(
+                FrameError::Truncated {
+                    count,
+                    frame_len: pixels.div_ceil(8),
+                },
+            )?;
+            Ok(crate::render::bits::pack(&bits))
+        }
         Value::Primitive(p) => {
             let len = native_frame_len(obj)?;
             let bytes = p.to_bytes();
@@ -101,10 +114,22 @@ pub fn stored_frame(obj: &DefaultDicomObject, frame: u32) -> Result<Vec<u8>, Fra
                 return Ok(fragments[index].to_vec());
             }
             // Several fragments per frame: the Basic Offset Table says where each frame starts
-            // (offsets count the 8-byte item header of every fragment).
+            // (offsets count the 8-byte item header of every fragment). Without one, a frame
+            // starts at each fragment that opens a bitstream (SOI, SOC or a JP2 signature), as
+            // pydicom also splits them.
             let table = seq.offset_table();
             if table.len() != count as usize {
-                return Err(FrameError::Unsplittable(frame));
+                let starts: Vec<usize> = fragments
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| opens_bitstream(f))
+                    .map(|(i, _)| i)
+                    .collect();
+                if starts.len() != count as usize {
+                    return Err(FrameError::Unsplittable(frame));
+                }
+                let end = starts.get(index + 1).copied().unwrap_or(fragments.len());
+                return Ok(fragments[starts[index]..end].concat());
             }
             let start = u64::from(table[index]);
             let end = table.get(index + 1).map_or(u64::MAX, |e| u64::from(*e));
@@ -125,12 +150,42 @@ pub fn stored_frame(obj: &DefaultDicomObject, frame: u32) -> Result<Vec<u8>, Fra
     }
 }
 
+/// Whether a fragment starts a JPEG / JPEG-LS (SOI) or JPEG 2000 (SOC, JP2) bitstream.
+fn opens_bitstream(fragment: &[u8]) -> bool {
+    fragment.starts_with(&[0xFF, 0xD8])
+        || fragment.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
+        || fragment.starts_with(&[0, 0, 0, 12, b'j', b'P', b' ', b' '])
+}
+
 /// The frame (1-based) decoded to native little-endian samples.
 pub fn decoded_frame(
     obj: &DefaultDicomObject,
     frame: u32,
     transfer_syntax: &str,
 ) -> Result<Vec<u8>, FrameError> {
+    // JPEG frames dicom-pixeldata cannot read or reads wrong (12-bit, Adobe RGB).
+    if let Ok(bitstream) = stored_frame(obj, frame) {
+        if crate::render::jpeg::needs_own_decoder(transfer_syntax, &bitstream) {
+            let rows = int_attr(obj, tags::ROWS, "Rows")?;
+            let cols = int_attr(obj, tags::COLUMNS, "Columns")?;
+            let size = |v: u32| u16::try_from(v).unwrap_or(0);
+            return crate::render::jpeg::decode(&bitstream, size(rows), size(cols))
+                .map(|d| d.samples)
+                .map_err(|e| FrameError::Decode {
+                    transfer_syntax: transfer_syntax.to_string(),
+                    detail: e.to_string(),
+                });
+        }
+    }
+    if let Some(single) = crate::render::single_frame_object(obj, frame) {
+        return decoded_frame(&single, 1, transfer_syntax);
+    }
+    crate::render::check_codestream_size(obj, frame, transfer_syntax).map_err(|detail| {
+        FrameError::Decode {
+            transfer_syntax: transfer_syntax.to_string(),
+            detail,
+        }
+    })?;
     let decoded = obj
         .decode_pixel_data_frame(frame - 1)
         .map_err(|e| FrameError::Decode {

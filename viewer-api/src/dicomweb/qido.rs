@@ -340,7 +340,10 @@ impl Serialize for MatchJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         for (tag, value) in self.attrs {
-            if self.search.wanted(tag) {
+            // An attribute without a value is left out rather than sent as {"vr"} alone:
+            // DICOM JSON allows either, and mainstream viewers read `Value` unguarded (OHIF's
+            // study list failed for every study when one had ModalitiesInStudy without it).
+            if self.search.wanted(tag) && value.values.iter().any(|v| !v.is_empty()) {
                 map.serialize_entry(tag, &json::AttrJson(value))?;
             }
         }

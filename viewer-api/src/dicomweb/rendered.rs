@@ -9,11 +9,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pacs_storage::audit::Interface;
 use pacs_storage::records::first_value;
-use pacs_storage::transcode::can_transcode;
 use pacs_storage::InstanceRecord;
 use rayon::prelude::*;
 
-use super::media::{parse_accept, EXPLICIT_LE};
+use super::media::parse_accept;
 use super::multipart;
 use super::wado::{parse_frame_list, resolve, Resource};
 use crate::error::ApiError;
@@ -52,13 +51,16 @@ fn negotiate(headers: &HeaderMap) -> Result<(Format, bool), ApiError> {
 
 fn render_error(e: RenderError, rec: &InstanceRecord) -> ApiError {
     let what = format!("instance {}: {e}", rec.sop_instance_uid);
+    // The stored pixel data cannot be shown as an image (a codec feature we lack, data that
+    // does not fit its attributes): that representation is not available, 406 with the
+    // reason. Only failing to encode an image we made is our own fault.
     match e {
         RenderError::FrameOutOfRange { .. } => ApiError::BadRequest(what),
-        RenderError::NoPixelData => ApiError::NotAcceptable(what),
-        RenderError::Decode { .. } if !can_transcode(&rec.transfer_syntax_uid, EXPLICIT_LE) => {
-            ApiError::NotAcceptable(what)
-        }
-        _ => ApiError::Internal(what),
+        RenderError::NoPixelData
+        | RenderError::Decode { .. }
+        | RenderError::Unsupported(_)
+        | RenderError::Convert(_) => ApiError::NotAcceptable(what),
+        RenderError::Encode(_) => ApiError::Internal(what),
     }
 }
 

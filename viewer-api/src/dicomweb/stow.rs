@@ -36,7 +36,7 @@ enum PartOutcome {
 
 fn failure_reason(e: &IngestError) -> u16 {
     match e {
-        IngestError::Unparseable(_) => CANNOT_UNDERSTAND,
+        IngestError::Unparseable(_) | IngestError::InvalidUid { .. } => CANNOT_UNDERSTAND,
         IngestError::MissingAttribute(_) | IngestError::Mismatch { .. } => DOES_NOT_MATCH,
         IngestError::Storage(s) if s.is_out_of_space() => OUT_OF_RESOURCES,
         IngestError::Storage(_) => PROCESSING_FAILURE,

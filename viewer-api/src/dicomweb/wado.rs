@@ -33,10 +33,21 @@ pub struct Resource {
 
 impl Resource {
     pub fn from_path(p: &HashMap<String, String>) -> Result<Resource, ApiError> {
+        Self::from_path_checked(p, check_uid)
+    }
+
+    /// As [`Resource::from_path`], for administrators: any stored key (see
+    /// [`super::check_record_key`]).
+    pub fn from_path_any_key(p: &HashMap<String, String>) -> Result<Resource, ApiError> {
+        Self::from_path_checked(p, super::check_record_key)
+    }
+
+    fn from_path_checked(
+        p: &HashMap<String, String>,
+        check: fn(&str) -> Result<(), ApiError>,
+    ) -> Result<Resource, ApiError> {
         let get = |k: &str| -> Result<Option<String>, ApiError> {
-            p.get(k)
-                .map(|v| check_uid(v).map(|_| v.clone()))
-                .transpose()
+            p.get(k).map(|v| check(v).map(|_| v.clone())).transpose()
         };
         Ok(Resource {
             study: get("study")?.ok_or(ApiError::NotFound("study"))?,
@@ -404,6 +415,25 @@ fn negotiate_frames(ranges: &[MediaRange], stored: &str) -> Result<FrameSyntax, 
             _ => continue,
         };
         let ts = r.transfer_syntax.as_deref();
+        // A wildcard part type (dicomweb-client asks `type="*/*"` by default) takes what
+        // octet-stream gets (uncompressed unless `transfer-syntax=*`), else the stored bitstream.
+        let wildcard = part == "*/*" || (part == "image/*" && !native);
+        if wildcard {
+            let as_octets = MediaRange {
+                part_type: Some("application/octet-stream".into()),
+                ..r.clone()
+            };
+            if let Ok(syntax) = negotiate_frames(std::slice::from_ref(&as_octets), stored) {
+                return Ok(syntax);
+            }
+            if !native && ts.is_none_or(|t| t == "*" || t == stored) {
+                return Ok(FrameSyntax {
+                    decode: false,
+                    part_type: format!("{stored_media}; transfer-syntax={stored}"),
+                });
+            }
+            continue;
+        }
         if part == "application/octet-stream" {
             match ts {
                 // As stored: native frames, or the compressed bitstream labelled with its syntax.
@@ -478,23 +508,20 @@ pub(super) fn parse_frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
 /// (406), or stored data we cannot read (500); each names the transfer syntax.
 fn frame_error_for(e: FrameError, transfer_syntax: &str) -> ApiError {
     match e {
-        FrameError::Truncated { .. } | FrameError::Unsplittable(_) | FrameError::Attribute(_) => {
-            ApiError::Internal(format!("stored as {transfer_syntax}: {e}"))
-        }
-        FrameError::Decode { .. } if can_transcode(transfer_syntax, EXPLICIT_LE) => {
-            ApiError::Internal(e.to_string())
-        }
-        other => frame_error(other),
+        FrameError::OutOfRange { .. } | FrameError::NoPixelData => frame_error(e),
+        other => ApiError::NotAcceptable(format!("stored as {transfer_syntax}: {other}")),
     }
 }
 
+/// Frames the client asked for that do not exist are its mistake (400); stored pixel data
+/// that cannot be cut into frames or decoded is a representation we cannot give (406, with
+/// the reason), never a 500.
 fn frame_error(e: FrameError) -> ApiError {
     match e {
         FrameError::OutOfRange { .. } | FrameError::NoPixelData => {
             ApiError::BadRequest(e.to_string())
         }
-        FrameError::Decode { .. } => ApiError::NotAcceptable(e.to_string()),
-        other => ApiError::Internal(other.to_string()),
+        other => ApiError::NotAcceptable(other.to_string()),
     }
 }
 
@@ -687,6 +714,23 @@ mod tests {
             "1.2.840.10008.1.2.4.100"
         )
         .is_err());
+        // dicomweb-client's default: any part type. Uncompressed where we can decode, the
+        // stored bitstream where we cannot (MPEG-2 here), as stored with transfer-syntax=*.
+        let any = parse_accept(Some("multipart/related; type=\"*/*\""));
+        let f = negotiate_frames(&any, jpeg).expect("any, jpeg");
+        assert!(f.decode);
+        assert!(f.part_type.ends_with(EXPLICIT_LE), "{}", f.part_type);
+        let f = negotiate_frames(&any, EXPLICIT_LE).expect("any, native");
+        assert!(!f.decode);
+        let mpeg = "1.2.840.10008.1.2.4.100";
+        let f = negotiate_frames(&any, mpeg).expect("any, undecodable");
+        assert!(!f.decode && f.part_type.ends_with(mpeg), "{}", f.part_type);
+        let f = negotiate_frames(
+            &parse_accept(Some("multipart/related; type=\"*/*\"; transfer-syntax=*")),
+            jpeg,
+        )
+        .expect("any, as stored");
+        assert!(!f.decode && f.part_type.ends_with(jpeg), "{}", f.part_type);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! Everything here is CPU work meant for the rayon pool in [`pool`], never a tokio thread.
 
+pub(crate) mod bits;
 mod encode;
+pub(crate) mod jpeg;
 mod native;
 mod options;
 mod palette;
@@ -34,6 +36,9 @@ pub enum RenderError {
     },
     #[error("cannot render: {0}")]
     Convert(String),
+    /// Pixel data this renderer does not handle, or that does not fit its own attributes.
+    #[error("cannot render this pixel data: {0}")]
+    Unsupported(String),
     #[error("cannot encode the image: {0}")]
     Encode(String),
 }
@@ -76,6 +81,13 @@ pub fn render_image(
             return rendered;
         }
     }
+    if let Some(native) = own_jpeg_decode(obj, frame, &ts)? {
+        return render_image(&native, 1, window);
+    }
+    if let Some(single) = single_frame_object(obj, frame) {
+        return render_image(&single, 1, window);
+    }
+    check_codestream_size(obj, frame, &ts).map_err(RenderError::Unsupported)?;
     let decoded = obj
         .decode_pixel_data_frame(frame - 1)
         .map_err(|e| RenderError::Decode {
@@ -99,6 +111,162 @@ pub fn render_image(
     decoded
         .to_dynamic_image_with_options(0, &options)
         .map_err(|e| RenderError::Convert(pacs_storage::error_chain(&e)))
+}
+
+/// A JPEG frame dicom-pixeldata reads wrong or not at all (see [`jpeg`]), as a one-frame
+/// native instance with the same attributes; None for every other frame.
+fn own_jpeg_decode(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    ts: &str,
+) -> Result<Option<DefaultDicomObject>, RenderError> {
+    let Ok(bitstream) = crate::dicomweb::pixels::stored_frame(obj, frame) else {
+        return Ok(None);
+    };
+    if !jpeg::needs_own_decoder(ts, &bitstream) {
+        return Ok(None);
+    }
+    let (rows, cols) = (int(obj, tags::ROWS), int(obj, tags::COLUMNS));
+    let size = |v: Option<u32>| v.and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
+    let decoded =
+        jpeg::decode(&bitstream, size(rows), size(cols)).map_err(|e| RenderError::Decode {
+            transfer_syntax: ts.to_string(),
+            detail: e.to_string(),
+        })?;
+    Ok(Some(native_frame_object(obj, &decoded)))
+}
+
+/// JPEG 2000 syntaxes (PS3.5 A.4.4, A.4.10).
+const JPEG_2000: [&str; 7] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+];
+
+/// A JPEG 2000 frame must be the size the data set says (see [`pacs_storage::j2k`]); the
+/// reason when not.
+pub(crate) fn check_codestream_size(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    ts: &str,
+) -> Result<(), String> {
+    if !JPEG_2000.contains(&ts) {
+        return Ok(());
+    }
+    let Ok(bitstream) = crate::dicomweb::pixels::stored_frame(obj, frame) else {
+        return Ok(()); // the decoder reports what is wrong with the fragments
+    };
+    let Some(found) = pacs_storage::j2k::size(&bitstream) else {
+        return Ok(());
+    };
+    let rows = int(obj, tags::ROWS).unwrap_or(0);
+    let cols = int(obj, tags::COLUMNS).unwrap_or(0);
+    let samples = int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    if (found.width, found.height, u32::from(found.components)) == (cols, rows, samples) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the JPEG 2000 codestream of frame {frame} is {}x{} with {} component(s), but the data set says {cols}x{rows} with {samples} sample(s) per pixel",
+            found.width, found.height, found.components
+        ))
+    }
+}
+
+/// For encapsulated multi-frame pixel data whose fragments are not one per frame, the frame
+/// (split as [`crate::dicomweb::pixels::stored_frame`] does, Basic Offset Table or bitstream
+/// starts) as a one-frame instance: dicom-pixeldata's own split needs the offset table and
+/// otherwise hands the first frame every fragment.
+pub(crate) fn single_frame_object(
+    obj: &DefaultDicomObject,
+    frame: u32,
+) -> Option<DefaultDicomObject> {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    let count = frame_count(obj);
+    let Value::PixelSequence(seq) = obj.get(tags::PIXEL_DATA)?.value() else {
+        return None;
+    };
+    if count <= 1 || seq.fragments().len() == count as usize {
+        return None;
+    }
+    let bitstream = crate::dicomweb::pixels::stored_frame(obj, frame).ok()?;
+    let pixels = Value::PixelSequence(PixelFragmentSequence::new(
+        Vec::<u32>::new(),
+        vec![bitstream],
+    ));
+    Some(with_pixel_data(obj, obj.meta().clone(), pixels, &[]))
+}
+
+/// A copy of `obj` under `meta` with `pixels` as its one frame and `attributes` replaced.
+fn with_pixel_data(
+    obj: &DefaultDicomObject,
+    meta: dicom_object::FileMetaTable,
+    pixels: dicom_core::value::Value<
+        dicom_object::InMemDicomObject,
+        dicom_core::value::InMemFragment,
+    >,
+    attributes: &[dicom_object::mem::InMemElement],
+) -> DefaultDicomObject {
+    use dicom_core::header::Header;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    let mut copy = DefaultDicomObject::new_empty_with_meta(meta);
+    for e in obj.iter() {
+        if e.tag() != tags::PIXEL_DATA {
+            copy.put(e.clone());
+        }
+    }
+    for e in attributes {
+        copy.put(e.clone());
+    }
+    copy.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from("1"),
+    ));
+    let vr = match &pixels {
+        dicom_core::value::Value::Primitive(_)
+            if int(obj, tags::BITS_ALLOCATED).unwrap_or(8) > 8
+                || attributes.iter().any(|a| {
+                    a.tag() == tags::BITS_ALLOCATED && a.to_int::<u16>().ok() > Some(8)
+                }) =>
+        {
+            VR::OW
+        }
+        _ => VR::OB,
+    };
+    copy.put(DataElement::new(tags::PIXEL_DATA, vr, pixels));
+    copy
+}
+
+/// `obj` with one native frame in place of its pixel data.
+pub(crate) fn native_frame_object(
+    obj: &DefaultDicomObject,
+    d: &jpeg::Decoded,
+) -> DefaultDicomObject {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
+    let mut meta = obj.meta().clone();
+    meta.set_transfer_syntax(&EXPLICIT_VR_LITTLE_ENDIAN);
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    let mut attributes = vec![
+        us(tags::ROWS, d.rows),
+        us(tags::COLUMNS, d.cols),
+        us(tags::SAMPLES_PER_PIXEL, d.samples_per_pixel),
+        us(tags::BITS_ALLOCATED, d.bits_allocated),
+        us(tags::PLANAR_CONFIGURATION, 0),
+    ];
+    if let Some(p) = d.photometric {
+        attributes.push(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from(p),
+        ));
+    }
+    let pixels = dicom_core::value::Value::Primitive(PrimitiveValue::from(d.samples.clone()));
+    with_pixel_data(obj, meta, pixels, &attributes)
 }
 
 /// Crop to the viewport's source rectangle and scale to fit its size, keeping the aspect ratio.

@@ -1,6 +1,7 @@
 //! Native (uncompressed) frames that dicom-pixeldata's image conversion does not render right:
 //! YBR_FULL and YBR_FULL_422 colour (its conversion has the Cb term of green with the wrong
-//! sign, and it sizes packed 4:2:2 frames as full ones) and 32-bit grayscale (it stops at 16).
+//! sign, and it sizes packed 4:2:2 frames as full ones), 32-bit grayscale (it stops at 16) and
+//! 1-bit binary frames (it refuses BitsAllocated 1).
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
@@ -49,6 +50,15 @@ impl Layout {
             px * self.samples * self.bits / 8
         }
     }
+
+    /// Bytes the pixel data needs to hold frames 1..=`frame`.
+    fn bytes_through(&self, frame: u32) -> usize {
+        if self.bits == 1 {
+            (frame as usize * self.rows * self.cols * self.samples).div_ceil(8)
+        } else {
+            frame as usize * self.frame_len()
+        }
+    }
 }
 
 /// The bytes of a native frame (1-based), checked against the declared size.
@@ -76,23 +86,19 @@ fn frame_bytes(obj: &DefaultDicomObject, l: &Layout, frame: u32) -> Result<Vec<u
 /// reason rather than a decoder's index error). Reads lengths only: no pixel copy.
 pub fn check_native_frame(obj: &DefaultDicomObject, frame: u32) -> Result<(), RenderError> {
     let l = layout(obj)
-        .filter(|l| l.bits % 8 == 0 && l.bits > 0)
+        .filter(|l| (l.bits % 8 == 0 && l.bits > 0) || l.bits == 1)
         .ok_or_else(|| {
-            RenderError::Convert("Rows, Columns or BitsAllocated missing or invalid".into())
+            RenderError::Unsupported("Rows, Columns or BitsAllocated missing or invalid".into())
         })?;
     let held = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
         Some(dicom_core::value::Value::Primitive(p)) => p.calculate_byte_len(),
         _ => return Err(RenderError::NoPixelData),
     };
-    let end = frame as usize * l.frame_len();
+    let end = l.bytes_through(frame);
     if held < end {
-        return Err(RenderError::Convert(format!(
-            "pixel data holds {held} bytes; frame {frame} of {}x{} {} with {} bits allocated needs bytes {}..{end}",
-            l.cols,
-            l.rows,
-            l.photometric,
-            l.bits,
-            end - l.frame_len()
+        return Err(RenderError::Unsupported(format!(
+            "pixel data holds {held} bytes; frames 1..{frame} of {}x{} {} with {} bits allocated need {end}",
+            l.cols, l.rows, l.photometric, l.bits,
         )));
     }
     Ok(())
@@ -108,8 +114,32 @@ pub fn render(
     match (l.photometric.as_str(), l.samples, l.bits) {
         ("YBR_FULL" | "YBR_FULL_422", 3, 8) => Some(ybr(obj, &l, frame)),
         (_, 1, 32) => Some(gray32(obj, &l, frame, window)),
+        (_, 1, 1) => Some(binary(obj, &l, frame)),
         _ => None,
     }
+}
+
+/// A 1-bit frame: set pixels white (black under MONOCHROME1), no windowing to apply.
+fn binary(obj: &DefaultDicomObject, l: &Layout, frame: u32) -> Result<DynamicImage, RenderError> {
+    let bytes = obj
+        .get(tags::PIXEL_DATA)
+        .and_then(|e| e.value().to_bytes().ok())
+        .ok_or(RenderError::NoPixelData)?;
+    let bits = super::bits::unpack_frame(&bytes, l.rows * l.cols, frame).ok_or_else(|| {
+        RenderError::Unsupported(format!("pixel data too short for frame {frame}"))
+    })?;
+    let (on, off) = if l.photometric == "MONOCHROME1" {
+        (0, 255)
+    } else {
+        (255, 0)
+    };
+    let pixels = bits
+        .iter()
+        .map(|b| if *b == 1 { on } else { off })
+        .collect();
+    GrayImage::from_raw(l.cols as u32, l.rows as u32, pixels)
+        .map(DynamicImage::ImageLuma8)
+        .ok_or_else(|| RenderError::Convert("binary frame size".into()))
 }
 
 /// YBR_FULL to RGB (PS3.3 C.7.6.3.1.2).

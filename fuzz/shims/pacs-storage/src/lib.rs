@@ -1,10 +1,15 @@
 //! Stand-in for `pacs-storage` in the fuzz build. The real crate links RocksDB, whose
 //! sanitizer build would cost CI minutes; the fuzzed parser files only name these items.
 //! Everything here is a type stub or a verbatim copy of a few lines, except the query
-//! matcher and the element length check, which are the real source files.
+//! matcher, the element length check, UN re-reading and the JPEG 2000 size check, which are
+//! the real source files.
 
+#[path = "../../../../storage/src/j2k.rs"]
+pub mod j2k;
 #[path = "../../../../storage/src/lengths.rs"]
 pub mod lengths;
+#[path = "../../../../storage/src/un_vr.rs"]
+pub mod un_vr;
 pub mod query;
 
 /// Copy of `pacs_storage::ingest::error_chain`: an error and its sources on one line.
