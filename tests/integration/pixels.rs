@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::support::*;
 
 /// Encodings our codecs cannot decode yet: they must fail clearly, naming the syntax.
-const UNSUPPORTED: &str = "rle_u32,jpeg_extended_u12";
+const UNSUPPORTED: &str = "rle_u32";
 
 #[test]
 fn corpus_decodes_and_renders_like_the_reference_decoders() {
