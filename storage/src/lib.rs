@@ -14,6 +14,7 @@ pub mod index;
 pub mod ingest;
 pub mod integrity;
 pub mod j2k;
+pub mod jpeg;
 pub mod key_check;
 pub mod lengths;
 pub mod part10;

@@ -1,7 +1,8 @@
 //! Re-encoding a stored instance for retrieve destinations that do not accept its stored
 //! transfer syntax: between the native (uncompressed) syntaxes, and from the compressed ones
 //! to native by decoding the pixel data with dicom-pixeldata (pure-Rust JPEG, JPEG lossless,
-//! RLE and JPEG 2000 decoders; JPEG-LS and HTJ2K have none here and fail clearly).
+//! RLE and JPEG 2000 decoders; JPEG-LS and HTJ2K have none here and fail clearly), or with
+//! libjpeg-turbo-rs for the JPEG frames jpeg-decoder gets wrong (see [`crate::jpeg`]).
 
 use std::path::Path;
 
@@ -79,15 +80,92 @@ pub fn encode_as(
                 detail: reason,
             });
         }
-        obj.transcode(ts).map_err(|e| TranscodeError::Decode {
-            from: stored.into(),
-            detail: crate::error_chain(&e),
-        })?;
+        if !decode_own_jpeg(&mut obj, stored)? {
+            obj.transcode(ts).map_err(|e| TranscodeError::Decode {
+                from: stored.into(),
+                detail: crate::error_chain(&e),
+            })?;
+        }
     }
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, ts)
         .map_err(|e| TranscodeError::Write(crate::error_chain(&e)))?;
     Ok(out)
+}
+
+/// JPEG frames dicom-pixeldata cannot read or reads with the wrong colours (12-bit, Adobe
+/// RGB; see [`crate::jpeg`]) decoded by libjpeg-turbo-rs into native Pixel Data, with the
+/// attributes that describe it. False (nothing changed) for every other instance.
+fn decode_own_jpeg(obj: &mut DefaultDicomObject, stored: &str) -> Result<bool, TranscodeError> {
+    use dicom_core::value::Value;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+
+    let int = |tag| {
+        obj.get(tag)
+            .and_then(|e| e.value().to_int::<u16>().ok())
+            .unwrap_or(0)
+    };
+    let (rows, cols) = (int(tags::ROWS), int(tags::COLUMNS));
+    let count = obj
+        .get(tags::NUMBER_OF_FRAMES)
+        .and_then(|e| e.value().to_int::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let Some(Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
+        return Ok(false);
+    };
+    // One fragment per frame, or one frame in any number of fragments; other layouts keep
+    // dicom-pixeldata, which reads the offset table.
+    let frames: Vec<Vec<u8>> = if count == 1 {
+        vec![seq.fragments().concat()]
+    } else if seq.fragments().len() == count {
+        seq.fragments().iter().map(|f| f.to_vec()).collect()
+    } else {
+        return Ok(false);
+    };
+    if !frames
+        .first()
+        .is_some_and(|f| crate::jpeg::needs_own_decoder(stored, f))
+    {
+        return Ok(false);
+    }
+    let mut samples = Vec::new();
+    let mut layout = None;
+    for frame in &frames {
+        let d = crate::jpeg::decode(frame, rows, cols).map_err(|e| TranscodeError::Decode {
+            from: stored.into(),
+            detail: e.to_string(),
+        })?;
+        samples.extend_from_slice(&d.samples);
+        layout = Some((d.samples_per_pixel, d.bits_allocated, d.photometric));
+    }
+    let Some((samples_per_pixel, bits_allocated, photometric)) = layout else {
+        return Ok(false);
+    };
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    obj.put(us(tags::SAMPLES_PER_PIXEL, samples_per_pixel));
+    obj.put(us(tags::BITS_ALLOCATED, bits_allocated));
+    if samples_per_pixel > 1 {
+        obj.put(us(tags::PLANAR_CONFIGURATION, 0));
+    }
+    if let Some(p) = photometric {
+        obj.put(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from(p),
+        ));
+    }
+    if samples.len() % 2 == 1 {
+        samples.push(0); // values are even in length (PS3.5 7.1.1)
+    }
+    let vr = if bits_allocated > 8 { VR::OW } else { VR::OB };
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        vr,
+        PrimitiveValue::from(samples),
+    ));
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -136,6 +136,32 @@ fn odd_files_are_stored_found_rendered_as_pydicom_reads_them() {
         server.log()
     );
 
+    // A workstation that takes only uncompressed data (getscu's default) gets these JPEGs
+    // decoded as pydicom decodes the originals: right colours, all 12 bits.
+    for name in [
+        "rgb_jpeg_app14.dcm",
+        "rgb_jpeg_adobe_ids123.dcm",
+        "ct_jpeg12.dcm",
+    ] {
+        let study = first(&file(name)["qido"][0], "0020000D")
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} listed"))
+            .to_string();
+        let sop = file_uids(&odd.join(name)).0;
+        let got = getscu_study(&server, &study, &tmp.path().join("get").join(name));
+        let got = got
+            .into_iter()
+            .find(|f| file_uids(f).0 == sop)
+            .unwrap_or_else(|| panic!("{name} not retrieved\n{}", server.log()));
+        let ts = file_uids(&got).1;
+        assert!(
+            ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"].contains(&ts.as_str()),
+            "{name} arrived as {ts}"
+        );
+        let (same_shape, max_diff) = compare_pixels(&got, &odd.join(name));
+        assert!(same_shape && max_diff <= 4.0, "{name}: max diff {max_diff}");
+    }
+
     // An administrator can name any stored key (even one no valid UID looks like) and delete.
     let study = first(un, "0020000D").as_str().expect("uid").to_string();
     let base = format!("http://127.0.0.1:{}", server.http_port);

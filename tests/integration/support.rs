@@ -477,3 +477,17 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Pixel comparison by pydicom/numpy: (same shape, max |a-b|).
+pub fn compare_pixels(a: &Path, b: &Path) -> (bool, f64) {
+    let out = run(python()
+        .arg(repo().join("tests/support/compare_pixels.py"))
+        .arg(a)
+        .arg(b));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("compare_pixels: {}", String::from_utf8_lossy(&out.stderr)));
+    (
+        v["same_shape"] == true,
+        v["max_diff"].as_f64().unwrap_or(f64::INFINITY),
+    )
+}

@@ -69,6 +69,13 @@ def mono(ds: Dataset, pixels: np.ndarray, bits_stored: int, signed: bool, photom
     ds.PixelData = pixels.tobytes()
 
 
+def code(value: str, scheme: str, meaning: str) -> Dataset:
+    """A code sequence item (PS3.3 8.8)."""
+    c = Dataset()
+    c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
+    return c
+
+
 def ct_pixels(rows: int, cols: int, seed: int) -> np.ndarray:
     """A phantom: air around a water disc with a bone ring and some noise, in HU + 1024 offset removed."""
     y, x = np.mgrid[0:rows, 0:cols]

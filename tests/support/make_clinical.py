@@ -19,17 +19,11 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dicomgen import base, mono, patient, to_file  # noqa: E402
+from dicomgen import base, code, mono, patient, to_file  # noqa: E402
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
 PT = "1.2.840.10008.5.1.4.1.1.128"
-
-
-def code(value, scheme, meaning):
-    c = Dataset()
-    c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
-    return c
 
 
 def image(ds):

@@ -165,11 +165,11 @@ pub fn decoded_frame(
 ) -> Result<Vec<u8>, FrameError> {
     // JPEG frames dicom-pixeldata cannot read or reads wrong (12-bit, Adobe RGB).
     if let Ok(bitstream) = stored_frame(obj, frame) {
-        if crate::render::jpeg::needs_own_decoder(transfer_syntax, &bitstream) {
+        if pacs_storage::jpeg::needs_own_decoder(transfer_syntax, &bitstream) {
             let rows = int_attr(obj, tags::ROWS, "Rows")?;
             let cols = int_attr(obj, tags::COLUMNS, "Columns")?;
             let size = |v: u32| u16::try_from(v).unwrap_or(0);
-            return crate::render::jpeg::decode(&bitstream, size(rows), size(cols))
+            return pacs_storage::jpeg::decode(&bitstream, size(rows), size(cols))
                 .map(|d| d.samples)
                 .map_err(|e| FrameError::Decode {
                     transfer_syntax: transfer_syntax.to_string(),

@@ -7,7 +7,6 @@
 
 pub(crate) mod bits;
 mod encode;
-pub(crate) mod jpeg;
 mod native;
 mod options;
 mod palette;
@@ -113,7 +112,7 @@ pub fn render_image(
         .map_err(|e| RenderError::Convert(pacs_storage::error_chain(&e)))
 }
 
-/// A JPEG frame dicom-pixeldata reads wrong or not at all (see [`jpeg`]), as a one-frame
+/// A JPEG frame dicom-pixeldata reads wrong or not at all (see [`pacs_storage::jpeg`]), as a one-frame
 /// native instance with the same attributes; None for every other frame.
 fn own_jpeg_decode(
     obj: &DefaultDicomObject,
@@ -123,16 +122,17 @@ fn own_jpeg_decode(
     let Ok(bitstream) = crate::dicomweb::pixels::stored_frame(obj, frame) else {
         return Ok(None);
     };
-    if !jpeg::needs_own_decoder(ts, &bitstream) {
+    if !pacs_storage::jpeg::needs_own_decoder(ts, &bitstream) {
         return Ok(None);
     }
     let (rows, cols) = (int(obj, tags::ROWS), int(obj, tags::COLUMNS));
     let size = |v: Option<u32>| v.and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
-    let decoded =
-        jpeg::decode(&bitstream, size(rows), size(cols)).map_err(|e| RenderError::Decode {
+    let decoded = pacs_storage::jpeg::decode(&bitstream, size(rows), size(cols)).map_err(|e| {
+        RenderError::Decode {
             transfer_syntax: ts.to_string(),
             detail: e.to_string(),
-        })?;
+        }
+    })?;
     Ok(Some(native_frame_object(obj, &decoded)))
 }
 
@@ -244,7 +244,7 @@ fn with_pixel_data(
 /// `obj` with one native frame in place of its pixel data.
 pub(crate) fn native_frame_object(
     obj: &DefaultDicomObject,
-    d: &jpeg::Decoded,
+    d: &pacs_storage::jpeg::Decoded,
 ) -> DefaultDicomObject {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;

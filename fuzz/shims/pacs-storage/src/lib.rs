@@ -1,11 +1,13 @@
 //! Stand-in for `pacs-storage` in the fuzz build. The real crate links RocksDB, whose
 //! sanitizer build would cost CI minutes; the fuzzed parser files only name these items.
 //! Everything here is a type stub or a verbatim copy of a few lines, except the query
-//! matcher, the element length check, UN re-reading and the JPEG 2000 size check, which are
+//! matcher, the element length check, UN re-reading, the JPEG 2000 size check and the JPEG decoder, which are
 //! the real source files.
 
 #[path = "../../../../storage/src/j2k.rs"]
 pub mod j2k;
+#[path = "../../../../storage/src/jpeg.rs"]
+pub mod jpeg;
 #[path = "../../../../storage/src/lengths.rs"]
 pub mod lengths;
 #[path = "../../../../storage/src/un_vr.rs"]
