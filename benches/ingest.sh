@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 N="${1:-2000}"
 export TCP_NODELAY=1   # dcmtk reads this: no Nagle stalls on the client side
 PY=.venv/bin/python
-BIN=target/release/pacs
+BIN="${PACS_BIN:-target/release/pacs}"
 [ -x "$PY" ] || scripts/setup test
 [ -x "$BIN" ] || cargo build --release --locked
 

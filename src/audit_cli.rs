@@ -71,7 +71,7 @@ pub fn run(store: &StoreArgs, command: AuditCommand) -> Result<(), AppError> {
                 until,
                 ..AuditFilter::default()
             };
-            let host = pacs_viewer_api::audit_hostname();
+            let host = pacs_storage::audit::hostname();
             let mut after = 0;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             loop {

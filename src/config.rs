@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::Args;
 use pacs_storage::DuplicatePolicy;
+
+// Temporary until every DIMSE module names it from dimse::access.
+pub use crate::dimse::access::RemoteNode;
+use crate::workers::settings::WorkersConfig;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_FILE: &str = "pacs.toml";
@@ -26,6 +30,8 @@ pub enum ConfigError {
     },
     #[error("invalid setting: {0}")]
     Invalid(String),
+    #[error("invalid setting: {0}")]
+    Workers(#[from] crate::workers::settings::SettingsError),
 }
 
 /// Options shared by every command that opens the data directory.
@@ -81,90 +87,6 @@ pub struct ServeArgs {
     /// e.g. https://pacs.example.org [default: from the request's Host]
     #[arg(long, env = "PACS_PUBLIC_URL")]
     pub public_url: Option<String>,
-}
-
-/// `[workers.*]` sections.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkersConfig {
-    pub ehr: Option<TargetConfig>,
-    pub billing: Option<TargetConfig>,
-    pub pharmacy: Option<TargetConfig>,
-    /// External AI service (DICOMweb base receiving stable series by STOW-RS).
-    pub ai: Option<TargetConfig>,
-    /// Patient portal receiving "results available" notices with share links.
-    pub portal: Option<TargetConfig>,
-    /// Built-in quality analyzers (blank/saturated images, missing slices, orientation)
-    /// [default: on].
-    pub quality: Option<bool>,
-}
-
-/// Where and how a worker delivers.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-    /// Base URL of the target (for the EHR: its FHIR base).
-    pub url: String,
-    /// Bearer token sent with each request.
-    pub token: Option<String>,
-    /// Attempts before a delivery is dead [default: 8].
-    pub max_attempts: Option<u32>,
-    /// First retry delay in ms, doubled per attempt [default: 1000].
-    pub backoff_ms: Option<u64>,
-    /// Longest retry delay in ms [default: 300000].
-    pub max_backoff_ms: Option<u64>,
-    /// Time limit of one request in seconds; a target that has not answered by then fails
-    /// the attempt [default: 30].
-    pub timeout_secs: Option<f64>,
-    /// Deliveries of different studies sent at once (a study's own are always one at a
-    /// time, in order) [default: 8].
-    pub max_in_flight: Option<usize>,
-}
-
-fn enabled_by_default() -> bool {
-    true
-}
-
-impl WorkersConfig {
-    fn checked(self) -> Result<WorkersConfig, ConfigError> {
-        for (name, target) in [
-            ("ehr", &self.ehr),
-            ("billing", &self.billing),
-            ("pharmacy", &self.pharmacy),
-            ("ai", &self.ai),
-            ("portal", &self.portal),
-        ] {
-            let Some(t) = target else { continue };
-            let ok = (t.url.starts_with("http://") || t.url.starts_with("https://"))
-                && t.url.len() > "https://".len();
-            if !ok {
-                return Err(ConfigError::Invalid(format!(
-                    "workers.{name}.url {:?} must be an http:// or https:// URL",
-                    t.url
-                )));
-            }
-            if t.max_attempts == Some(0) {
-                return Err(ConfigError::Invalid(format!(
-                    "workers.{name}.max_attempts must be at least 1"
-                )));
-            }
-            if t.timeout_secs
-                .is_some_and(|s| !(s.is_finite() && s > 0.0 && s <= 86_400.0))
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "workers.{name}.timeout_secs must be more than 0 and at most 86400"
-                )));
-            }
-            if t.max_in_flight == Some(0) {
-                return Err(ConfigError::Invalid(format!(
-                    "workers.{name}.max_in_flight must be at least 1"
-                )));
-            }
-        }
-        Ok(self)
-    }
 }
 
 /// The `pacs.toml` file: every key optional.
@@ -340,18 +262,6 @@ pub struct TlsConfig {
     /// CA (PEM) for HTTPS client certificates: a verified certificate whose common name is a
     /// local account (a service account) authenticates as that account.
     pub http_client_ca: Option<PathBuf>,
-}
-
-/// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RemoteNode {
-    pub ae_title: String,
-    pub host: String,
-    pub port: u16,
-    /// Services this node may use: any of "store", "find", "move", "get" [default: all].
-    #[serde(default)]
-    pub allow: Option<Vec<crate::dimse::access::Service>>,
 }
 
 #[derive(Debug, Clone)]
@@ -683,10 +593,10 @@ mod tests {
             "timeout_secs = nan",
             "max_in_flight = 0",
         ] {
-            let Err(ConfigError::Invalid(why)) = resolve(bad) else {
+            let Err(ConfigError::Workers(why)) = resolve(bad) else {
                 panic!("{bad} must be refused");
             };
-            assert!(why.contains("workers.ehr."), "{why}");
+            assert!(why.0.contains("workers.ehr."), "{why}");
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressStyle};
 use pacs_storage::audit::{AuditEntry, Interface, Outcome};
 use pacs_storage::part10::has_part10_magic;
-use pacs_storage::{Expected, IngestOutcome, IngestSource, Store};
+use pacs_storage::{Expected, IngestOutcome, IngestSource, Receiver, Store};
 
 use crate::config::StoreSettings;
 use crate::error::AppError;
@@ -156,20 +156,28 @@ fn import_one(store: &Store, path: &Path) -> FileResult {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return FileResult::NotDicom,
         Err(e) => return FileResult::Rejected(format!("cannot read: {e}")),
     }
-    let mut staged = match store.blobs.stage() {
-        Ok(s) => s,
+    let mut receiver = match Receiver::begin(store.blobs.as_ref()) {
+        Ok(r) => r,
         Err(e) => return FileResult::Rejected(e.to_string()),
     };
-    let copied = std::io::Write::write_all(&mut staged.file, &head)
-        .and_then(|_| std::io::copy(&mut file, &mut staged.file));
-    if let Err(e) = copied {
-        store.blobs.discard(staged);
-        return FileResult::Rejected(format!("cannot copy: {e}"));
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut bytes: &[u8] = &head;
+    loop {
+        if let Err(e) = receiver.write(bytes) {
+            receiver.abandon(store.blobs.as_ref());
+            return FileResult::Rejected(format!("cannot copy: {e}"));
+        }
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes = &chunk[..n],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => bytes = &[],
+            Err(e) => {
+                receiver.abandon(store.blobs.as_ref());
+                return FileResult::Rejected(format!("cannot read: {e}"));
+            }
+        }
     }
-    match store
-        .ingestor
-        .ingest(staged, &IngestSource::Import, &Expected::default())
-    {
+    match receiver.finish(store, &IngestSource::Import, &Expected::default()) {
         Ok(done) => FileResult::Outcome(done.outcome),
         Err(e) => FileResult::Rejected(e.to_string()),
     }

@@ -1,24 +1,13 @@
-//! `pacs`: a PACS server (DICOM C-ECHO/C-STORE, HTTP API) and its admin commands.
-
-mod address_slots;
-mod audit_cli;
-mod config;
-mod dimse;
-mod error;
-mod http_listener;
-mod import;
-mod server;
-mod tls;
-mod users_cli;
-mod verify;
-mod workers;
+//! `pacs`: a PACS server (DICOM C-ECHO/C-STORE, HTTP API) and its admin commands; the
+//! command line over the `pacs` library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ServeArgs, StoreArgs};
+use pacs::config::{ServeArgs, StoreArgs};
+use pacs::{audit_cli, error, import, server, users_cli, verify};
 
 /// mimalloc: large pixel buffers are reused instead of being unmapped and faulted back in on
 /// every request (benches/rendered.sh).

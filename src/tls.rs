@@ -134,15 +134,24 @@ fn subject_common_name(der: &[u8]) -> Option<String> {
     Some(name)
 }
 
+/// Why a TLS handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS handshake failed: {0}")]
+    Failed(#[source] std::io::Error),
+    #[error("no TLS handshake within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
 /// Complete the server side of a handshake within [`HANDSHAKE_TIMEOUT`].
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     acceptor: &TlsAcceptor,
     stream: S,
-) -> Result<tokio_rustls::server::TlsStream<S>, String> {
+) -> Result<tokio_rustls::server::TlsStream<S>, HandshakeError> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(HandshakeError::Failed(e)),
+        Err(_) => Err(HandshakeError::TimedOut(HANDSHAKE_TIMEOUT)),
     }
 }
 

@@ -6,8 +6,6 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use serde::Deserialize;
 
-use crate::config::RemoteNode;
-
 /// A DIMSE service a node may be allowed to use (C-ECHO is always allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,6 +14,18 @@ pub enum Service {
     Find,
     Move,
     Get,
+}
+
+/// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteNode {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+    /// Services this node may use: any of "store", "find", "move", "get" [default: all].
+    #[serde(default)]
+    pub allow: Option<Vec<Service>>,
 }
 
 pub const ALL_SERVICES: &[Service] = &[Service::Store, Service::Find, Service::Move, Service::Get];

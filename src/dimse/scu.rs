@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use super::command::{store_request, Command};
 use super::pdu_io::{PduError, PduStream};
-use crate::config::RemoteNode;
+use crate::dimse::access::RemoteNode;
 
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";

@@ -104,7 +104,8 @@ impl StoreReceiver {
                 sop_instance_uid: &instance,
                 transfer_syntax_uid: &ts,
                 source_ae_title: Some(&ae),
-            })?;
+            })
+            .map_err(|e| e.to_string())?;
             let mut staged = store.blobs.stage().map_err(|e| e.to_string())?;
             std::io::Write::write_all(&mut staged.file, &header).map_err(|e| e.to_string())?;
             Ok(staged)

@@ -29,7 +29,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_target(t: &crate::config::TargetConfig) -> RetryPolicy {
+    pub fn from_target(t: &super::settings::TargetConfig) -> RetryPolicy {
         RetryPolicy {
             max_attempts: t.max_attempts.unwrap_or(8).max(1),
             first_backoff: Duration::from_millis(t.backoff_ms.unwrap_or(1000)),
@@ -70,7 +70,7 @@ impl Dispatcher {
     pub fn new(
         worker: Arc<dyn Worker>,
         store: Arc<Store>,
-        target: &crate::config::TargetConfig,
+        target: &super::settings::TargetConfig,
     ) -> Result<Dispatcher, crate::error::AppError> {
         let retry = RetryPolicy::from_target(target);
         let client = http_client(retry.timeout).map_err(crate::error::AppError::HttpClient)?;

@@ -13,6 +13,7 @@ pub mod portal;
 pub mod quality;
 mod queue;
 mod send;
+pub mod settings;
 pub mod stability;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,7 +36,7 @@ pub fn public_base(public_url: Option<&str>, local: SocketAddr, https: bool) -> 
     let host = match local.ip() {
         ip if !ip.is_unspecified() => SocketAddr::new(ip, port).to_string(),
         ip => {
-            let name = pacs_viewer_api::audit_hostname();
+            let name = pacs_storage::audit::hostname();
             let host = if name != "-" {
                 format!("{name}:{port}")
             } else if ip.is_ipv4() {
@@ -57,13 +58,13 @@ pub fn public_base(public_url: Option<&str>, local: SocketAddr, https: bool) -> 
 /// The enabled workers of the configuration, with their targets; `public_base` is from
 /// `public_base()`.
 pub fn configured(
-    config: &crate::config::WorkersConfig,
+    config: &settings::WorkersConfig,
     public_base: &str,
     share: &ShareSettings,
-) -> Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> {
+) -> Vec<(settings::TargetConfig, std::sync::Arc<dyn Worker>)> {
     let wado_base = format!("{public_base}/dicom-web");
-    let enabled = |t: &Option<crate::config::TargetConfig>| t.clone().filter(|t| t.enabled);
-    let mut out: Vec<(crate::config::TargetConfig, std::sync::Arc<dyn Worker>)> = Vec::new();
+    let enabled = |t: &Option<settings::TargetConfig>| t.clone().filter(|t| t.enabled);
+    let mut out: Vec<(settings::TargetConfig, std::sync::Arc<dyn Worker>)> = Vec::new();
     if let Some(t) = enabled(&config.ehr) {
         let w = ehr::EhrWorker {
             fhir_base: t.url.clone(),
@@ -98,7 +99,7 @@ pub fn configured(
     }
     if let Some(true) = config.quality {
         // Local analyzers: no target; retried like the others if the store fails.
-        let t = crate::config::TargetConfig {
+        let t = settings::TargetConfig {
             enabled: true,
             url: "local:".into(),
             token: None,
@@ -210,15 +211,8 @@ pub fn study_headers(
     study_uid: &str,
 ) -> Result<Vec<dicom_object::DefaultDicomObject>, WorkerError> {
     let mut out = Vec::new();
-    let series = store.index.scan_secondary(
-        &pacs_storage::SecondaryKey::SeriesOfStudy(study_uid.into()),
-        usize::MAX,
-    )?;
-    for s in series {
-        let first = store
-            .index
-            .scan_secondary(&pacs_storage::SecondaryKey::InstancesOfSeries(s), 1)?;
-        for sop in first {
+    for s in store.index.series_uids(study_uid)? {
+        for sop in store.index.instance_uids(&s, 1)? {
             if let Some(rec) = store.index.instance(&sop)? {
                 out.push(pacs_storage::part10::read_instance(
                     store.blobs.as_ref(),
@@ -236,14 +230,7 @@ pub fn series_records(
     store: &Store,
     series: &str,
 ) -> Result<Vec<pacs_storage::InstanceRecord>, WorkerError> {
-    let mut out = Vec::new();
-    for sop in store.index.scan_secondary(
-        &pacs_storage::SecondaryKey::InstancesOfSeries(series.into()),
-        usize::MAX,
-    )? {
-        out.extend(store.index.instance(&sop)?);
-    }
-    Ok(out)
+    Ok(store.index.series_instances(series)?)
 }
 
 /// A text attribute of a data set, trimmed; None when absent or empty.

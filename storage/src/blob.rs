@@ -44,6 +44,23 @@ pub trait BlobStore: Send + Sync {
     fn discard(&self, staged: StagedBlob);
     /// Read a stored blob from its start.
     fn open(&self, key: &BlobKey) -> Result<Box<dyn Read + Send>, StorageError>;
+    /// Read at most `len` bytes of a stored blob from `offset` (a frame or bulk value of a
+    /// large instance). The default reads and drops what comes before; a store that can seek
+    /// or ask for a byte range does that instead.
+    fn open_range(
+        &self,
+        key: &BlobKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        let mut reader = self.open(key)?;
+        let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
+            .map_err(|e| StorageError::io("reading", key.0.as_str(), e))?;
+        if skipped < offset {
+            return Ok(Box::new(std::io::empty()));
+        }
+        Ok(Box::new(reader.take(len)))
+    }
     /// A local path for the blob when the store is on this machine (for zero-copy serving).
     fn local_path(&self, key: &BlobKey) -> Option<PathBuf>;
     /// Remove a stored blob (after the index no longer refers to it).
@@ -183,6 +200,20 @@ impl BlobStore for FsBlobStore {
         let path = self.path_of(key);
         let f = File::open(&path).map_err(|e| StorageError::io("opening", &path, e))?;
         Ok(Box::new(f))
+    }
+
+    fn open_range(
+        &self,
+        key: &BlobKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StorageError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.path_of(key);
+        let mut f = File::open(&path).map_err(|e| StorageError::io("opening", &path, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| StorageError::io("seeking in", &path, e))?;
+        Ok(Box::new(f.take(len)))
     }
 
     fn local_path(&self, key: &BlobKey) -> Option<PathBuf> {

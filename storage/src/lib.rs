@@ -8,6 +8,7 @@ pub mod attrs;
 pub mod audit;
 pub mod blob;
 pub mod blob_crypto;
+pub mod blob_mem;
 pub mod error;
 pub mod events;
 pub mod index;
@@ -19,6 +20,7 @@ pub mod key_check;
 pub mod lengths;
 pub mod part10;
 pub mod query;
+pub mod receiver;
 pub mod records;
 mod store;
 pub mod transcode;
@@ -31,5 +33,6 @@ pub use index::{Index, RocksIndex, SecondaryKey, Statistics};
 pub use ingest::{
     error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor,
 };
+pub use receiver::{ReceiveError, Receiver};
 pub use records::{AttrValue, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 pub use store::{Store, StoreOptions};

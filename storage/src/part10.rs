@@ -18,8 +18,13 @@ pub struct FileMetaFields<'a> {
     pub source_ae_title: Option<&'a str>,
 }
 
+/// The File Meta Information could not be built or written (a UID or AE title it refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the File Meta Information: {0}")]
+pub struct FileMetaError(#[from] dicom_object::meta::Error);
+
 /// The bytes that go in front of a received data set to make it a Part 10 file.
-pub fn file_header(fields: &FileMetaFields<'_>) -> Result<Vec<u8>, String> {
+pub fn file_header(fields: &FileMetaFields<'_>) -> Result<Vec<u8>, FileMetaError> {
     let mut builder = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(fields.sop_class_uid)
         .media_storage_sop_instance_uid(fields.sop_instance_uid)
@@ -29,10 +34,10 @@ pub fn file_header(fields: &FileMetaFields<'_>) -> Result<Vec<u8>, String> {
     if let Some(ae) = fields.source_ae_title.filter(|ae| !ae.is_empty()) {
         builder = builder.source_application_entity_title(ae);
     }
-    let meta = builder.build().map_err(|e| e.to_string())?;
+    let meta = builder.build()?;
     let mut out = vec![0u8; 128];
     out.extend_from_slice(b"DICM");
-    meta.write(&mut out).map_err(|e| e.to_string())?;
+    meta.write(&mut out)?;
     Ok(out)
 }
 

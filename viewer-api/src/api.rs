@@ -3,7 +3,6 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use pacs_storage::SecondaryKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -60,10 +59,7 @@ async fn study(
         let Some(study) = s.store.index.study(&uid)? else {
             return Ok(None);
         };
-        let series = s
-            .store
-            .index
-            .scan_secondary(&SecondaryKey::SeriesOfStudy(uid), usize::MAX)?;
+        let series = s.store.index.series_uids(&uid)?;
         Ok(Some(json!({ "study": study, "series": series })))
     })
     .await?;
@@ -78,10 +74,7 @@ async fn series(
         let Some(series) = s.store.index.series(&uid)? else {
             return Ok(None);
         };
-        let instances = s
-            .store
-            .index
-            .scan_secondary(&SecondaryKey::InstancesOfSeries(uid), usize::MAX)?;
+        let instances = s.store.index.instance_uids(&uid, usize::MAX)?;
         Ok(Some(json!({ "series": series, "instances": instances })))
     })
     .await?;

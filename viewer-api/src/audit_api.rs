@@ -147,7 +147,7 @@ async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Respon
             "application/x-ndjson",
         ),
         Format::Syslog => {
-            let host = hostname();
+            let host = pacs_storage::audit::hostname();
             text(
                 records
                     .iter()
@@ -177,13 +177,4 @@ async fn verify(State(s): State<ApiState>) -> Result<Response, ApiError> {
 
 fn storage_error(e: pacs_storage::audit::AuditError) -> pacs_storage::StorageError {
     pacs_storage::StorageError::Audit(e.to_string())
-}
-
-/// This machine's name for syslog's HOSTNAME field.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "-".into())
 }

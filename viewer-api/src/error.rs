@@ -29,6 +29,12 @@ impl From<pacs_storage::StorageError> for ApiError {
     }
 }
 
+impl From<pacs_storage::ReceiveError> for ApiError {
+    fn from(e: pacs_storage::ReceiveError) -> Self {
+        ApiError::Internal(pacs_storage::error_chain(&e))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {

@@ -120,22 +120,24 @@ async fn search(
     };
     let resources = blocking(move || {
         let mut uids = Vec::new();
-        query::execute(store.index.as_ref(), &query, &mut |m| {
-            if !scope.admits_match(&m.attributes) {
-                return true;
-            }
-            if let Some(uid) = m.attributes.get("0020000D").and_then(|a| a.first()) {
-                uids.push(uid.to_string());
-            }
-            uids.len() < count
-        })
-        .map_err(|e| match e {
-            query::QueryError::Storage(s) => s,
-            other => pacs_storage::StorageError::BatchFailed {
-                detail: other.to_string(),
-                out_of_space: false,
-            },
-        })?;
+        store
+            .index
+            .find(&query, &mut |m| {
+                if !scope.admits_match(&m.attributes) {
+                    return true;
+                }
+                if let Some(uid) = m.attributes.get("0020000D").and_then(|a| a.first()) {
+                    uids.push(uid.to_string());
+                }
+                uids.len() < count
+            })
+            .map_err(|e| match e {
+                query::QueryError::Storage(s) => s,
+                other => pacs_storage::StorageError::BatchFailed {
+                    detail: other.to_string(),
+                    out_of_space: false,
+                },
+            })?;
         Ok(uids
             .iter()
             .filter_map(|uid| {

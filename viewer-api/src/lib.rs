@@ -27,7 +27,6 @@ use tower_http::compression::predicate::Predicate;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use audit_api::hostname as audit_hostname;
 pub use error::ApiError;
 
 /// Settings of the HTTP API.

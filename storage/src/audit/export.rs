@@ -52,6 +52,15 @@ fn header_field(value: &str, max: usize) -> String {
     }
 }
 
+/// This machine's name for syslog's HOSTNAME field.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

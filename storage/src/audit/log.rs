@@ -95,8 +95,7 @@ impl AuditLog {
             .send(Msg::Flush(reply_tx))
             .map_err(|_| AuditError::WriterGone)?;
         match reply_rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(detail)) => Err(AuditError::CommitFailed { detail }),
+            Ok(answer) => answer,
             Err(_) => Err(AuditError::WriterGone),
         }
     }

@@ -30,7 +30,7 @@ pub use atna::{event_for, ActionCode, Code};
 pub use audit_message::audit_message_xml;
 pub use clock::rfc3339_millis;
 pub use error::AuditError;
-pub use export::{to_json_line, to_syslog};
+pub use export::{hostname, to_json_line, to_syslog};
 pub use log::AuditLog;
 pub use model::{AuditEntry, AuditRecord, Head, Interface, Outcome, GENESIS_HASH};
 pub use query::AuditFilter;

@@ -31,7 +31,7 @@ pub enum Msg {
     Entry { time: SystemTime, entry: AuditEntry },
     /// Answered once everything queued before it is committed; `Err` carries the failure of
     /// a commit given up since the previous flush.
-    Flush(SyncSender<Result<(), String>>),
+    Flush(SyncSender<Result<(), super::AuditError>>),
 }
 
 /// A record's key and stored bytes.
@@ -138,7 +138,7 @@ impl Writer {
                 self.commit_pending();
                 let answer = match self.failed.take() {
                     None => Ok(()),
-                    Some(detail) => Err(detail),
+                    Some(detail) => Err(super::AuditError::CommitFailed { detail }),
                 };
                 // The flusher may have gone away; nothing to tell then.
                 let _ = reply.send(answer);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blob::BlobKey;
 use crate::error::StorageError;
+use crate::query::model::{Query, QueryError, QueryMatch};
 use crate::records::{Attributes, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 
 /// Archive-wide counts, as served by `/api/statistics`.
@@ -98,6 +99,56 @@ pub trait Index: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StorageError>;
+    /// Series Instance UIDs of a study, in index order.
+    fn series_uids(&self, study_instance_uid: &str) -> Result<Vec<String>, StorageError> {
+        self.scan_secondary(
+            &SecondaryKey::SeriesOfStudy(study_instance_uid.into()),
+            usize::MAX,
+        )
+    }
+    /// At most `limit` SOP Instance UIDs of a series, in index order.
+    fn instance_uids(
+        &self,
+        series_instance_uid: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        self.scan_secondary(
+            &SecondaryKey::InstancesOfSeries(series_instance_uid.into()),
+            limit,
+        )
+    }
+    /// The instance records of a series, in index order.
+    fn series_instances(
+        &self,
+        series_instance_uid: &str,
+    ) -> Result<Vec<InstanceRecord>, StorageError> {
+        let mut out = Vec::new();
+        for uid in self.instance_uids(series_instance_uid, usize::MAX)? {
+            out.extend(self.instance(&uid)?);
+        }
+        Ok(out)
+    }
+    /// The instance records of a study, series by series (the walk a retrieve, a share link
+    /// or a worker does; an SQL backend answers it with one join).
+    fn study_instances(
+        &self,
+        study_instance_uid: &str,
+    ) -> Result<Vec<InstanceRecord>, StorageError> {
+        let mut out = Vec::new();
+        for series in self.series_uids(study_instance_uid)? {
+            out.extend(self.series_instances(&series)?);
+        }
+        Ok(out)
+    }
+    /// The matches of `query`, handed to `on_match` until it returns false. The embedded
+    /// index runs the query engine ([`crate::query::execute`]) over its records and secondary
+    /// keys; an SQL backend pushes the whole query down instead of reading candidates one by
+    /// one.
+    fn find(
+        &self,
+        query: &Query,
+        on_match: &mut dyn FnMut(QueryMatch) -> bool,
+    ) -> Result<(), QueryError>;
 }
 
 #[cfg(test)]

@@ -207,6 +207,13 @@ impl RocksIndex {
 }
 
 impl Index for RocksIndex {
+    fn find(
+        &self,
+        query: &crate::query::Query,
+        on_match: &mut dyn FnMut(crate::query::QueryMatch) -> bool,
+    ) -> Result<(), crate::query::QueryError> {
+        crate::query::execute(self, query, on_match)
+    }
     fn store_instances(
         &self,
         items: Vec<NewInstance>,

@@ -4,8 +4,8 @@
 
 mod engine;
 pub mod matching;
+pub mod model;
 
-pub use engine::{
-    execute, is_supported, resolve_instances, Level, Query, QueryError, QueryKey, QueryMatch,
-};
+pub use engine::{execute, resolve_instances};
 pub use matching::{MatchOptions, Matcher, MatcherError};
+pub use model::{is_supported, Level, Query, QueryError, QueryKey, QueryMatch};

@@ -15,9 +15,40 @@ const CHANNEL_DEPTH: usize = 8;
 /// Size of one read from a blob file.
 const CHUNK: usize = 256 * 1024;
 
-/// The client went away; the producer should stop.
-#[derive(Debug)]
-pub struct Disconnected;
+/// Why a streamed body ended before its last part.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("the client went away")]
+    Disconnected,
+    #[error("reading the stored file: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("instance {sop_instance_uid}: {source}")]
+    Instance {
+        sop_instance_uid: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Part(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StreamError {
+    /// A failure while producing the part of one instance.
+    pub fn instance(
+        sop_instance_uid: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StreamError::Instance {
+            sop_instance_uid: sop_instance_uid.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// A failure while producing a part.
+    pub fn part(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StreamError::Part(source.into())
+    }
+}
 
 /// Writes the parts of one multipart body.
 pub struct PartWriter {
@@ -28,12 +59,14 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    fn send(&self, b: Bytes) -> Result<(), Disconnected> {
-        self.tx.blocking_send(Ok(b)).map_err(|_| Disconnected)
+    fn send(&self, b: Bytes) -> Result<(), StreamError> {
+        self.tx
+            .blocking_send(Ok(b))
+            .map_err(|_| StreamError::Disconnected)
     }
 
     /// Start a part with its Content-Type (and optional Content-Location).
-    pub fn begin(&self, content_type: &str, location: Option<&str>) -> Result<(), Disconnected> {
+    pub fn begin(&self, content_type: &str, location: Option<&str>) -> Result<(), StreamError> {
         let lead = if self.first.replace(false) {
             ""
         } else {
@@ -50,21 +83,20 @@ impl PartWriter {
         self.send(Bytes::from(head))
     }
 
-    pub fn bytes(&self, data: impl Into<Bytes>) -> Result<(), Disconnected> {
+    pub fn bytes(&self, data: impl Into<Bytes>) -> Result<(), StreamError> {
         self.send(data.into())
     }
 
     /// Copy a reader into the current part chunk by chunk.
-    pub fn copy_from(&self, mut reader: impl Read) -> Result<(), CopyError> {
+    pub fn copy_from(&self, mut reader: impl Read) -> Result<(), StreamError> {
         loop {
             let mut buf = vec![0u8; CHUNK];
-            let n = reader.read(&mut buf).map_err(CopyError::Read)?;
+            let n = reader.read(&mut buf).map_err(StreamError::Read)?;
             if n == 0 {
                 return Ok(());
             }
             buf.truncate(n);
-            self.send(Bytes::from(buf))
-                .map_err(|_| CopyError::Disconnected)?;
+            self.send(Bytes::from(buf))?;
         }
     }
 
@@ -73,25 +105,17 @@ impl PartWriter {
         let _ = self.tx.blocking_send(Err(std::io::Error::other(reason)));
     }
 
-    fn finish(&self) -> Result<(), Disconnected> {
+    fn finish(&self) -> Result<(), StreamError> {
         let lead = if self.first.get() { "" } else { "\r\n" };
         self.send(Bytes::from(format!("{lead}--{}--\r\n", self.boundary)))
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    #[error("reading the stored file: {0}")]
-    Read(std::io::Error),
-    #[error("the client went away")]
-    Disconnected,
 }
 
 /// A 200 response whose body `produce` writes on a blocking thread, as `multipart/related`
 /// with parts of `part_type`.
 pub fn stream(
     part_type: &str,
-    produce: impl FnOnce(&PartWriter) -> Result<(), String> + Send + 'static,
+    produce: impl FnOnce(&PartWriter) -> Result<(), StreamError> + Send + 'static,
 ) -> Response {
     let boundary = format!("pacs-{}", uuid::Uuid::new_v4().simple());
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -105,7 +129,8 @@ pub fn stream(
         Ok(()) => {
             let _ = writer.finish();
         }
-        Err(reason) => {
+        Err(e) => {
+            let reason = pacs_storage::error_chain(&e);
             tracing::warn!(%reason, "multipart response ended early");
             writer.fail(reason);
         }

@@ -180,10 +180,10 @@ pub fn decoded_frame(
     if let Some(single) = crate::render::single_frame_object(obj, frame) {
         return decoded_frame(&single, 1, transfer_syntax);
     }
-    crate::render::check_codestream_size(obj, frame, transfer_syntax).map_err(|detail| {
+    crate::render::check_codestream_size(obj, frame, transfer_syntax).map_err(|e| {
         FrameError::Decode {
             transfer_syntax: transfer_syntax.to_string(),
-            detail,
+            detail: e.to_string(),
         }
     })?;
     let decoded = obj

@@ -253,39 +253,40 @@ impl Search {
         let mut skipped = 0usize;
         let mut more = false;
         let mut failure = None;
-        query::execute(index, &self.query, &mut |m| {
-            if !(self.admit.0)(&m.attributes) {
-                return true;
-            }
-            if skipped < self.offset {
-                skipped += 1;
-                return true;
-            }
-            if written == self.limit {
-                more = true;
-                return false;
-            }
-            if written > 0 {
-                out.push(b',');
-            }
-            written += 1;
-            let attrs = self.complete(m.attributes, base);
-            if let Err(e) = serde_json::to_writer(
-                &mut out,
-                &MatchJson {
-                    search: self,
-                    attrs: &attrs,
-                },
-            ) {
-                failure = Some(e);
-                return false;
-            }
-            true
-        })
-        .map_err(|e| match e {
-            query::QueryError::MissingParentKey { .. } => ApiError::BadRequest(e.to_string()),
-            query::QueryError::Storage(s) => ApiError::from(s),
-        })?;
+        index
+            .find(&self.query, &mut |m| {
+                if !(self.admit.0)(&m.attributes) {
+                    return true;
+                }
+                if skipped < self.offset {
+                    skipped += 1;
+                    return true;
+                }
+                if written == self.limit {
+                    more = true;
+                    return false;
+                }
+                if written > 0 {
+                    out.push(b',');
+                }
+                written += 1;
+                let attrs = self.complete(m.attributes, base);
+                if let Err(e) = serde_json::to_writer(
+                    &mut out,
+                    &MatchJson {
+                        search: self,
+                        attrs: &attrs,
+                    },
+                ) {
+                    failure = Some(e);
+                    return false;
+                }
+                true
+            })
+            .map_err(|e| match e {
+                query::QueryError::MissingParentKey { .. } => ApiError::BadRequest(e.to_string()),
+                query::QueryError::Storage(s) => ApiError::from(s),
+            })?;
         if let Some(e) = failure {
             return Err(ApiError::Internal(format!("encoding search results: {e}")));
         }

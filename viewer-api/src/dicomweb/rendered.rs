@@ -13,7 +13,7 @@ use pacs_storage::InstanceRecord;
 use rayon::prelude::*;
 
 use super::media::parse_accept;
-use super::multipart;
+use super::multipart::{self, StreamError};
 use super::wado::{parse_frame_list, resolve, Resource};
 use crate::error::ApiError;
 use crate::render::{self, Format, RenderError, RenderOptions, Viewport};
@@ -179,7 +179,7 @@ pub async fn rendered(
     let mut options = RenderOptions::new(format);
     let ignored = options
         .parse_query(q.as_deref().unwrap_or_default())
-        .map_err(ApiError::BadRequest)?;
+        .map_err(|e| ApiError::BadRequest(e.0))?;
     let single_instance = resource.instance.is_some();
     let records = image_records(&s, resource).await?;
     if records.is_empty() {
@@ -235,7 +235,6 @@ pub async fn rendered(
                 Some(&format!("frame {frame} of {}", rec.sop_instance_uid)),
             )
             .and_then(|_| w.bytes(image))
-            .map_err(|_| "client gone".to_string())
         };
         for ((rec, frame), image) in items[..first_len].iter().zip(first) {
             send(rec, *frame, image)?;
@@ -248,7 +247,7 @@ pub async fn rendered(
                     .collect()
             });
             for ((rec, frame), image) in batch.iter().zip(images) {
-                send(rec, *frame, image.map_err(|e| e.to_string())?)?;
+                send(rec, *frame, image.map_err(StreamError::part)?)?;
             }
         }
         Ok(())
@@ -301,7 +300,9 @@ pub async fn thumbnail(
     let mut options = RenderOptions::new(format);
     options.quality = THUMBNAIL_QUALITY;
     let query = q.unwrap_or_default();
-    let ignored = options.parse_query(&query).map_err(ApiError::BadRequest)?;
+    let ignored = options
+        .parse_query(&query)
+        .map_err(|e| ApiError::BadRequest(e.0))?;
     if options.viewport.is_none() {
         options.viewport = Some(Viewport {
             width: THUMBNAIL_SIZE,

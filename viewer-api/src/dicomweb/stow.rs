@@ -8,9 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::TryStreamExt;
-use pacs_storage::{Expected, IngestError, IngestSource, Ingested};
+use pacs_storage::{Expected, IngestError, IngestSource, Ingested, ReceiveError, Receiver};
 use serde_json::{json, Map, Value as Json};
-use tokio::io::AsyncWriteExt;
 
 use super::media::parse_content_type;
 use super::{check_uid, dicom_json_response, Ctx};
@@ -34,7 +33,14 @@ enum PartOutcome {
     },
 }
 
-fn failure_reason(e: &IngestError) -> u16 {
+fn failure_reason(e: &ReceiveError) -> u16 {
+    let ReceiveError::Ingest(e) = e else {
+        return if e.is_out_of_space() {
+            OUT_OF_RESOURCES
+        } else {
+            PROCESSING_FAILURE
+        };
+    };
     match e {
         IngestError::Unparseable(_) | IngestError::InvalidUid { .. } => CANNOT_UNDERSTAND,
         IngestError::MissingAttribute(_) | IngestError::Mismatch { .. } => DOES_NOT_MATCH,
@@ -103,30 +109,22 @@ async fn store_part(
         });
     }
     let blobs = ctx.store.blobs.clone();
-    let staged = crate::blocking(move || blobs.stage()).await?;
-    let file = staged
-        .file
-        .try_clone()
-        .map_err(|e| ApiError::Internal(format!("staging file: {e}")))?;
-    let mut out = tokio::fs::File::from_std(file);
+    let mut receiver = tokio::task::spawn_blocking(move || Receiver::begin(blobs.as_ref()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let written: Result<(), ApiError> = async {
         while let Some(chunk) = field
             .chunk()
             .await
             .map_err(|e| body_error(e, ctx.max_stow_bytes))?
         {
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| ApiError::Internal(format!("writing staged instance: {e}")))?;
+            receiver.write(&chunk)?;
         }
-        out.flush()
-            .await
-            .map_err(|e| ApiError::Internal(format!("writing staged instance: {e}")))
+        Ok(())
     }
     .await;
-    drop(out);
     if let Err(e) = written {
-        ctx.store.blobs.discard(staged);
+        receiver.abandon(ctx.store.blobs.as_ref());
         return Err(e);
     }
     let store = ctx.store.clone();
@@ -135,9 +133,7 @@ async fn store_part(
         ..Expected::default()
     };
     let result = tokio::task::spawn_blocking(move || {
-        store
-            .ingestor
-            .ingest(staged, &IngestSource::Stow, &expected)
+        receiver.finish(&store, &IngestSource::Stow, &expected)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -12,12 +12,12 @@ use dicom_object::InMemDicomObject;
 use pacs_storage::audit::Interface;
 use pacs_storage::part10::{file_header, read_instance, FileMetaFields};
 use pacs_storage::transcode::{can_transcode, encode_as, is_native};
-use pacs_storage::{InstanceRecord, SecondaryKey};
+use pacs_storage::InstanceRecord;
 use serde_json::Value as Json;
 
 use super::json::{self, BulkLinks};
 use super::media::{frame_media_type, parse_accept, MediaRange, EXPLICIT_LE};
-use super::multipart::{self, PartWriter};
+use super::multipart::{self, PartWriter, StreamError};
 use super::pixels::{self, FrameError};
 use super::{check_uid, dicom_json_response, Ctx};
 use crate::error::ApiError;
@@ -88,14 +88,10 @@ pub fn resolve(
             Some(rec) if rec.study_instance_uid == r.study => vec![s.clone()],
             _ => Vec::new(),
         },
-        None => index.scan_secondary(&SecondaryKey::SeriesOfStudy(r.study.clone()), usize::MAX)?,
+        None => index.series_uids(&r.study)?,
     };
     for series in series_list {
-        for uid in index.scan_secondary(&SecondaryKey::InstancesOfSeries(series), usize::MAX)? {
-            if let Some(rec) = index.instance(&uid)? {
-                out.push(rec);
-            }
-        }
+        out.extend(index.series_instances(&series)?);
     }
     non_empty(out, r)
 }
@@ -219,23 +215,25 @@ enum Prepared {
 
 /// Re-encode an instance for `target` when it is not stored that way (CPU-heavy: done ahead of
 /// the writer, see `write_instances`).
-fn prepare(ctx: &Ctx, rec: &InstanceRecord, target: &str) -> Result<Prepared, String> {
+fn prepare(ctx: &Ctx, rec: &InstanceRecord, target: &str) -> Result<Prepared, StreamError> {
     if target == rec.transfer_syntax_uid {
         return Ok(Prepared::Stored);
     }
-    let fail = |e: &dyn std::fmt::Display| format!("instance {}: {e}", rec.sop_instance_uid);
+    let fail = |e: Box<dyn std::error::Error + Send + Sync>| {
+        StreamError::instance(&rec.sop_instance_uid, e)
+    };
     let obj = ctx
         .store
         .read_verified(rec, Interface::Http)
-        .map_err(|e| fail(&e))?;
-    let dataset = encode_as(obj, &rec.transfer_syntax_uid, target).map_err(|e| fail(&e))?;
+        .map_err(|e| fail(e.into()))?;
+    let dataset = encode_as(obj, &rec.transfer_syntax_uid, target).map_err(|e| fail(e.into()))?;
     let head = file_header(&FileMetaFields {
         sop_class_uid: &rec.sop_class_uid,
         sop_instance_uid: &rec.sop_instance_uid,
         transfer_syntax_uid: target,
         source_ae_title: None,
     })
-    .map_err(|e| fail(&e))?;
+    .map_err(|e| fail(e.into()))?;
     Ok(Prepared::Encoded { head, dataset })
 }
 
@@ -246,24 +244,22 @@ fn send_instance(
     rec: &InstanceRecord,
     target: &str,
     prepared: Prepared,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let location = instance_url(&ctx.base, rec);
     let part_type = format!("application/dicom; transfer-syntax={target}");
-    let gone = |_| "client gone".to_string();
     match prepared {
         Prepared::Stored => {
             let reader = ctx
                 .store
                 .open_verified(rec, Interface::Http)
-                .map_err(|e| format!("instance {}: {e}", rec.sop_instance_uid))?;
-            w.begin(&part_type, Some(&location)).map_err(gone)?;
+                .map_err(|e| StreamError::instance(&rec.sop_instance_uid, e))?;
+            w.begin(&part_type, Some(&location))?;
             w.copy_from(reader)
-                .map_err(|e| format!("instance {}: {e}", rec.sop_instance_uid))
         }
         Prepared::Encoded { head, dataset } => {
-            w.begin(&part_type, Some(&location)).map_err(gone)?;
-            w.bytes(head).map_err(gone)?;
-            w.bytes(dataset).map_err(gone)
+            w.begin(&part_type, Some(&location))?;
+            w.bytes(head)?;
+            w.bytes(dataset)
         }
     }
 }
@@ -275,7 +271,7 @@ fn write_instances(
     w: &PartWriter,
     records: &[InstanceRecord],
     syntax: &Syntax,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let target = |rec: &InstanceRecord| syntax.target(&rec.transfer_syntax_uid).to_string();
     if records.iter().all(|r| target(r) == r.transfer_syntax_uid) {
         for rec in records {
@@ -284,7 +280,7 @@ fn write_instances(
         return Ok(());
     }
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, String>>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, StreamError>>(2);
         scope.spawn(move || {
             for rec in records {
                 if tx.send(prepare(ctx, rec, &target(rec))).is_err() {
@@ -293,9 +289,9 @@ fn write_instances(
             }
         });
         for rec in records {
-            let prepared = rx
-                .recv()
-                .map_err(|_| "instance preparation stopped".to_string())??;
+            let prepared = rx.recv().map_err(|_| {
+                StreamError::instance(&rec.sop_instance_uid, "instance preparation stopped")
+            })??;
             send_instance(ctx, w, rec, &target(rec), prepared)?;
         }
         Ok(())
@@ -584,7 +580,6 @@ async fn send_frames(
     // as is each compressed frame.
     let one_part = whole_value && (syntax.decode || is_native(&stored));
     let mut response = multipart::stream(&part_type_main, move |w| {
-        let gone = |_| "client gone".to_string();
         let mut first = Some(first);
         for (i, f) in frames.iter().enumerate() {
             let bytes = match first.take() {
@@ -594,16 +589,14 @@ async fn send_frames(
                 } else {
                     pixels::stored_frame(&obj, *f)
                 }
-                .map_err(|e| e.to_string())?,
+                .map_err(StreamError::part)?,
             };
             if !one_part {
-                w.begin(&syntax.part_type, Some(&format!("{base}/frames/{f}")))
-                    .map_err(gone)?;
+                w.begin(&syntax.part_type, Some(&format!("{base}/frames/{f}")))?;
             } else if i == 0 {
-                w.begin(&syntax.part_type, Some(&format!("{base}/bulk/7FE00010")))
-                    .map_err(gone)?;
+                w.begin(&syntax.part_type, Some(&format!("{base}/bulk/7FE00010")))?;
             }
-            w.bytes(bytes).map_err(gone)?;
+            w.bytes(bytes)?;
         }
         Ok(())
     });
@@ -677,9 +670,8 @@ pub async fn bulk(
     })
     .await??;
     Ok(multipart::stream("application/octet-stream", move |w| {
-        w.begin("application/octet-stream", None)
-            .map_err(|_| "client gone".to_string())?;
-        w.bytes(bytes).map_err(|_| "client gone".to_string())
+        w.begin("application/octet-stream", None)?;
+        w.bytes(bytes)
     }))
 }
 

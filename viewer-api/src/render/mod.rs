@@ -86,7 +86,7 @@ pub fn render_image(
     if let Some(single) = single_frame_object(obj, frame) {
         return render_image(&single, 1, window);
     }
-    check_codestream_size(obj, frame, &ts).map_err(RenderError::Unsupported)?;
+    check_codestream_size(obj, frame, &ts).map_err(|e| RenderError::Unsupported(e.to_string()))?;
     let decoded = obj
         .decode_pixel_data_frame(frame - 1)
         .map_err(|e| RenderError::Decode {
@@ -147,13 +147,25 @@ const JPEG_2000: [&str; 7] = [
     "1.2.840.10008.1.2.4.203",
 ];
 
-/// A JPEG 2000 frame must be the size the data set says (see [`pacs_storage::j2k`]); the
-/// reason when not.
+/// A JPEG 2000 codestream of another size than its data set says.
+#[derive(Debug, thiserror::Error)]
+#[error("the JPEG 2000 codestream of frame {frame} is {width}x{height} with {components} component(s), but the data set says {cols}x{rows} with {samples} sample(s) per pixel")]
+pub struct CodestreamMismatch {
+    frame: u32,
+    width: u32,
+    height: u32,
+    components: u16,
+    cols: u32,
+    rows: u32,
+    samples: u32,
+}
+
+/// A JPEG 2000 frame must be the size the data set says (see [`pacs_storage::j2k`]).
 pub(crate) fn check_codestream_size(
     obj: &DefaultDicomObject,
     frame: u32,
     ts: &str,
-) -> Result<(), String> {
+) -> Result<(), CodestreamMismatch> {
     if !JPEG_2000.contains(&ts) {
         return Ok(());
     }
@@ -169,10 +181,15 @@ pub(crate) fn check_codestream_size(
     if (found.width, found.height, u32::from(found.components)) == (cols, rows, samples) {
         Ok(())
     } else {
-        Err(format!(
-            "the JPEG 2000 codestream of frame {frame} is {}x{} with {} component(s), but the data set says {cols}x{rows} with {samples} sample(s) per pixel",
-            found.width, found.height, found.components
-        ))
+        Err(CodestreamMismatch {
+            frame,
+            width: found.width,
+            height: found.height,
+            components: found.components,
+            cols,
+            rows,
+            samples,
+        })
     }
 }
 

@@ -45,7 +45,7 @@ impl RenderOptions {
     }
 
     /// Apply the query string's rendering parameters; returns the names of parameters ignored.
-    pub fn parse_query(&mut self, raw: &str) -> Result<Vec<String>, String> {
+    pub fn parse_query(&mut self, raw: &str) -> Result<Vec<String>, BadParameter> {
         let mut ignored = Vec::new();
         for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
             match name.as_ref() {
@@ -55,19 +55,25 @@ impl RenderOptions {
                         .parse::<u8>()
                         .ok()
                         .filter(|q| (1..=100).contains(q))
-                        .ok_or_else(|| format!("quality must be 1..100, got {value:?}"))?
+                        .ok_or_else(|| {
+                            BadParameter(format!("quality must be 1..100, got {value:?}"))
+                        })?
                 }
                 "window" => self.window = Some(parse_window(&value)?),
                 "viewport" => self.viewport = Some(parse_viewport(&value)?),
                 "annotation" | "charset" | "iccprofile" => ignored.push(name.into_owned()),
-                other => return Err(format!("unknown rendering parameter {other:?}")),
+                other => {
+                    return Err(BadParameter(format!(
+                        "unknown rendering parameter {other:?}"
+                    )))
+                }
             }
         }
         Ok(ignored)
     }
 }
 
-fn numbers(value: &str, what: &str) -> Result<Vec<f64>, String> {
+fn numbers(value: &str, what: &str) -> Result<Vec<f64>, BadParameter> {
     value
         .split(',')
         .map(|v| {
@@ -75,12 +81,12 @@ fn numbers(value: &str, what: &str) -> Result<Vec<f64>, String> {
                 .parse::<f64>()
                 .ok()
                 .filter(|f| f.is_finite())
-                .ok_or_else(|| format!("{what} {value:?}: {v:?} is not a number"))
+                .ok_or_else(|| BadParameter(format!("{what} {value:?}: {v:?} is not a number")))
         })
         .collect()
 }
 
-fn parse_window(value: &str) -> Result<Window, String> {
+fn parse_window(value: &str) -> Result<Window, BadParameter> {
     let mut parts = value.splitn(3, ',');
     let nums = numbers(
         &[parts.next().unwrap_or(""), parts.next().unwrap_or("")].join(","),
@@ -93,9 +99,9 @@ fn parse_window(value: &str) -> Result<Window, String> {
             "linear-exact" | "linear_exact" => VoiLutFunction::LinearExact,
             "sigmoid" => VoiLutFunction::Sigmoid,
             _ => {
-                return Err(format!(
+                return Err(BadParameter(format!(
                     "window function {f:?} is not linear, linear-exact or sigmoid"
-                ))
+                )))
             }
         },
     };
@@ -106,7 +112,7 @@ fn parse_window(value: &str) -> Result<Window, String> {
         0.0
     };
     if width < min_width || (function != VoiLutFunction::Linear && width <= 0.0) {
-        return Err(format!("window width {width} is too small"));
+        return Err(BadParameter(format!("window width {width} is too small")));
     }
     Ok(Window {
         center,
@@ -115,24 +121,24 @@ fn parse_window(value: &str) -> Result<Window, String> {
     })
 }
 
-fn parse_viewport(value: &str) -> Result<Viewport, String> {
+fn parse_viewport(value: &str) -> Result<Viewport, BadParameter> {
     let nums = numbers(value, "viewport")?;
-    let dim = |f: f64| -> Result<u32, String> {
+    let dim = |f: f64| -> Result<u32, BadParameter> {
         if f >= 1.0 && f <= f64::from(MAX_VIEWPORT) && f.fract() == 0.0 {
             Ok(f as u32)
         } else {
-            Err(format!(
+            Err(BadParameter(format!(
                 "viewport size {f} must be a whole number 1..{MAX_VIEWPORT}"
-            ))
+            )))
         }
     };
-    let source = |f: f64| -> Result<u32, String> {
+    let source = |f: f64| -> Result<u32, BadParameter> {
         if f >= 0.0 && f.fract() == 0.0 && f <= f64::from(u32::MAX) {
             Ok(f as u32)
         } else {
-            Err(format!(
+            Err(BadParameter(format!(
                 "viewport source value {f} must be a non-negative whole number"
-            ))
+            )))
         }
     };
     match nums.as_slice() {
@@ -151,9 +157,16 @@ fn parse_viewport(value: &str) -> Result<Viewport, String> {
                 source(*sh)?.max(1),
             )),
         }),
-        _ => Err(format!("viewport {value:?} is vw,vh or vw,vh,sx,sy,sw,sh")),
+        _ => Err(BadParameter(format!(
+            "viewport {value:?} is vw,vh or vw,vh,sx,sy,sw,sh"
+        ))),
     }
 }
+
+/// A rendering parameter that cannot be used, with the reason (answered as 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct BadParameter(pub String);
 
 #[cfg(test)]
 mod tests {

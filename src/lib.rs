@@ -1,0 +1,27 @@
+//! `pacs`: the archive's composition root and its DICOM and worker parts, as a library so
+//! that the binary, the tests, the benches and the fuzz targets use the same code.
+//!
+//! Map of the parts:
+//! - [`dimse`]: the DICOM upper-layer listener, associations and the DIMSE services
+//!   (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) over `pacs_storage`.
+//! - [`workers`]: the outbox consumers that feed the EHR, pharmacy, billing, portal and AI
+//!   systems, and the study stability task.
+//! - [`server`]: `pacs serve`, which wires storage, DIMSE, HTTP (`pacs_viewer_api`), TLS
+//!   ([`tls`]) and the workers together; [`http_listener`] and [`address_slots`] bound HTTP
+//!   connections.
+//! - [`config`]: the file, environment and flags, turned into each part's settings.
+//! - The other commands: [`import`], [`verify`], [`users_cli`], [`audit_cli`].
+//! - [`error`]: the commands' error type.
+
+pub mod address_slots;
+pub mod audit_cli;
+pub mod config;
+pub mod dimse;
+pub mod error;
+pub mod http_listener;
+pub mod import;
+pub mod server;
+pub mod tls;
+pub mod users_cli;
+pub mod verify;
+pub mod workers;
