@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::records::{first_value, PatientRecord, SeriesRecord, StudyRecord};
+use crate::records::{first_value, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 
 const SEP: u8 = 0;
 
@@ -135,6 +135,13 @@ pub(crate) fn series_keys(s: &SeriesRecord) -> BTreeSet<Vec<u8>> {
     let modality = first_value(&s.attributes, "00080060");
     out.insert(SecondaryKey::SeriesByModality(modality.to_string()).entry(uid));
     out
+}
+
+pub(crate) fn instance_keys(rec: &InstanceRecord) -> BTreeSet<Vec<u8>> {
+    BTreeSet::from([
+        SecondaryKey::InstancesOfSeries(rec.series_instance_uid.clone())
+            .entry(&rec.sop_instance_uid),
+    ])
 }
 
 pub(crate) fn patient_keys(p: &PatientRecord) -> BTreeSet<Vec<u8>> {

@@ -1,9 +1,19 @@
 //! The study index: records per level, secondary keys for queries, and statistics.
+//!
+//! Layers: the [`Index`] trait (reads, and writes as whole batches); the domain rules of a
+//! write (`rules`, `hierarchy`) written against one `txn::IndexTxn`; and a backend that supplies
+//! transactions and reads (`rocks*`: RocksDB). A second backend implements `IndexTxn` and
+//! `Index` and reuses the rules unchanged.
 
+mod hierarchy;
 mod keys;
-mod outbox;
 mod rocks;
-mod writeset;
+mod rocks_db;
+mod rocks_events;
+mod rocks_outbox;
+mod rocks_txn;
+mod rules;
+mod txn;
 
 pub use keys::{normalize_name, Lookup, SecondaryKey};
 pub use rocks::RocksIndex;
@@ -151,5 +161,9 @@ pub trait Index: Send + Sync {
     ) -> Result<(), QueryError>;
 }
 
+#[cfg(test)]
+mod mem_txn;
+#[cfg(test)]
+mod rules_tests;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ fn attrs(pairs: &[(&str, &str)]) -> Attributes {
         .collect()
 }
 
-fn item(
+pub(super) fn item(
     patient: &str,
     study: &str,
     series: &str,

@@ -8,7 +8,7 @@
 pub mod j2k;
 #[path = "../../../../storage/src/jpeg.rs"]
 pub mod jpeg;
-#[path = "../../../../storage/src/lengths.rs"]
+#[path = "../../../../storage/src/lengths/mod.rs"]
 pub mod lengths;
 #[path = "../../../../storage/src/un_vr.rs"]
 pub mod un_vr;

@@ -1,0 +1,98 @@
+//! What a write to the index means, whatever the backend: the duplicate policy, the
+//! hierarchy's counts ([`super::hierarchy`]), and the events and quiet-period marks each
+//! write leaves in the outbox. Written against [`IndexTxn`] only; the backend commits after.
+
+use std::collections::BTreeMap;
+
+use super::hierarchy::{add_instance, refresh_modalities, remove_instance};
+use super::txn::IndexTxn;
+use super::{DuplicatePolicy, NewInstance, StoreDecision};
+use crate::error::StorageError;
+use crate::events::{EventKind, NewEvent};
+use crate::records::InstanceRecord;
+
+/// Add a batch of instances; one decision per item, in order. Each new or replacing
+/// instance emits InstanceStored and restarts its study's quiet period; a duplicate kept is
+/// not a change and emits nothing.
+pub(crate) fn store_instances(
+    txn: &mut dyn IndexTxn,
+    items: Vec<NewInstance>,
+    policy: DuplicatePolicy,
+) -> Result<Vec<StoreDecision>, StorageError> {
+    let mut stats = txn.statistics()?;
+    let mut decisions = Vec::with_capacity(items.len());
+    for item in items {
+        let sop = item.record.sop_instance_uid.clone();
+        // Read through the transaction: a second copy in the same batch is a duplicate too.
+        let existing = txn.instance(&sop)?;
+        if existing.is_some() && policy == DuplicatePolicy::Keep {
+            decisions.push(StoreDecision::Duplicate);
+            continue;
+        }
+        let study = item.record.study_instance_uid.clone();
+        let series = item.record.series_instance_uid.clone();
+        if let Some(old) = &existing {
+            remove_instance(txn, &mut stats, old)?;
+        }
+        let patient_key = add_instance(txn, &mut stats, item)?;
+        txn.append_event(NewEvent {
+            kind: EventKind::InstanceStored,
+            study_instance_uid: study.clone(),
+            series_instance_uid: Some(series.clone()),
+            sop_instance_uid: Some(sop),
+            patient_key: patient_key.clone(),
+        })?;
+        txn.mark_unstable(&study, &patient_key, &series)?;
+        decisions.push(match existing {
+            Some(old) => StoreDecision::Replaced { old_blob: old.blob },
+            None => StoreDecision::Stored,
+        });
+    }
+    txn.put_statistics(stats)?;
+    Ok(decisions)
+}
+
+/// Remove instances (unknown UIDs are skipped); returns the records removed. Emits
+/// InstanceDeleted for each, then StudyDeleted for each study left empty, whose quiet-period
+/// mark is dropped.
+pub(crate) fn delete_instances(
+    txn: &mut dyn IndexTxn,
+    uids: &[String],
+) -> Result<Vec<InstanceRecord>, StorageError> {
+    let mut stats = txn.statistics()?;
+    let mut removed = Vec::with_capacity(uids.len());
+    for uid in uids {
+        if let Some(rec) = txn.instance(uid)? {
+            remove_instance(txn, &mut stats, &rec)?;
+            removed.push(rec);
+        }
+    }
+    refresh_modalities(txn, &removed)?;
+    for r in &removed {
+        txn.append_event(NewEvent {
+            kind: EventKind::InstanceDeleted,
+            study_instance_uid: r.study_instance_uid.clone(),
+            series_instance_uid: Some(r.series_instance_uid.clone()),
+            sop_instance_uid: Some(r.sop_instance_uid.clone()),
+            patient_key: r.patient_key.clone(),
+        })?;
+    }
+    let studies: BTreeMap<&str, &str> = removed
+        .iter()
+        .map(|r| (r.study_instance_uid.as_str(), r.patient_key.as_str()))
+        .collect();
+    for (study, patient_key) in studies {
+        if txn.study(study)?.is_none() {
+            txn.append_event(NewEvent {
+                kind: EventKind::StudyDeleted,
+                study_instance_uid: study.to_string(),
+                series_instance_uid: None,
+                sop_instance_uid: None,
+                patient_key: patient_key.to_string(),
+            })?;
+            txn.forget_unstable(study)?;
+        }
+    }
+    txn.put_statistics(stats)?;
+    Ok(removed)
+}
