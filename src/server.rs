@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pacs_auth::accounts::Accounts;
+use pacs_auth::jwt::JwtValidator;
 use pacs_storage::query::MatchOptions;
 use pacs_storage::Store;
 use pacs_viewer_api::access::authn::Authenticator;
-use pacs_viewer_api::auth::accounts::Accounts;
-use pacs_viewer_api::auth::jwt::JwtValidator;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;

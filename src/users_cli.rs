@@ -5,8 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use pacs_viewer_api::auth::accounts::AccountsFile;
-use pacs_viewer_api::auth::role::Role;
+use pacs_auth::accounts::{AccountsError, AccountsFile};
+use pacs_auth::role::Role;
 
 use crate::config::{users_file, StoreArgs};
 use crate::error::AppError;
@@ -89,8 +89,7 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
         std::fs::create_dir_all(dir).map_err(AppError::Io)?;
     }
     let mut file = AccountsFile::load(&path).map_err(|e| AppError::Internal(e.to_string()))?;
-    let fail =
-        |e: pacs_viewer_api::auth::accounts::AccountsError| AppError::Internal(e.to_string());
+    let fail = |e: AccountsError| AppError::Internal(e.to_string());
     match command {
         UserCommand::Add {
             name,
