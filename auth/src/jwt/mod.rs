@@ -248,3 +248,35 @@ pub enum FetchError {
     #[error("larger than {} bytes", jwks::MAX_JWKS_BYTES)]
     TooLarge,
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::errors::ErrorKind;
+
+    use super::*;
+
+    /// The messages reach 401 responses and logs: the typed reasons read as the strings did.
+    #[test]
+    fn jwt_error_messages_name_the_reason() {
+        assert_eq!(
+            JwtError::from(MalformedToken::Parts).to_string(),
+            "the token is not a well-formed JWT: not three dot-separated parts"
+        );
+        assert_eq!(
+            JwtError::KeysUnavailable.to_string(),
+            "the identity provider's keys are unavailable: no key could be fetched from the identity provider yet"
+        );
+        assert_eq!(
+            JwtError::Invalid(ErrorKind::InvalidAlgorithm.into()).to_string(),
+            "the token was refused: InvalidAlgorithm"
+        );
+        assert_eq!(
+            JwtSetupError::from(OidcConfigError::KeySource).to_string(),
+            "invalid [auth.oidc] settings: give exactly one of jwks_file and jwks_url"
+        );
+        assert_eq!(
+            FetchError::TooLarge.to_string(),
+            "larger than 1048576 bytes"
+        );
+    }
+}

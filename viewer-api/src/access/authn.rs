@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
-use pacs_auth::accounts::{Accounts, Authenticated, Sessions, API_KEY_PREFIX, SESSION_PREFIX};
+use pacs_auth::accounts::{
+    Accounts, Authenticated, Sessions, API_KEY_PREFIX, DEFAULT_SESSION_TTL, SESSION_PREFIX,
+};
 use pacs_auth::jwt::JwtValidator;
 
 use crate::PeerInfo;
@@ -43,7 +45,7 @@ impl Authenticator {
             required: false,
             accounts: None,
             sessions: Sessions::new(),
-            session_ttl: Duration::from_secs(15 * 60),
+            session_ttl: DEFAULT_SESSION_TTL,
             jwt: None,
             client_certificates: false,
         }
