@@ -241,7 +241,7 @@ pub struct AuthConfig {
     /// Lifetime of a login session in minutes [default: 15].
     pub session_minutes: Option<u64>,
     /// OIDC / OAuth2 bearer tokens from the site's identity provider.
-    pub oidc: Option<pacs_viewer_api::auth::jwt::OidcConfig>,
+    pub oidc: Option<pacs_auth::jwt::OidcConfig>,
 }
 
 /// `[tls]`: PEM certificate chain and key; HTTPS replaces plain HTTP, DICOM TLS listens

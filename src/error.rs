@@ -23,6 +23,15 @@ pub enum AppError {
     AuditChain(usize),
     #[error("cannot build the workers' HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// `pacs user`: the accounts file or an edit of it.
+    #[error("internal error: {0}")]
+    Accounts(#[from] pacs_auth::accounts::AccountsError),
+    /// `pacs serve`: the accounts file cannot be read.
+    #[error("internal error: local accounts: {0}")]
+    LocalAccounts(#[source] pacs_auth::accounts::AccountsError),
+    /// `pacs serve`: the `[auth.oidc]` settings or their keys.
+    #[error("internal error: OIDC: {0}")]
+    Oidc(#[source] pacs_auth::jwt::JwtSetupError),
     #[error("internal error: {0}")]
     Internal(String),
 }

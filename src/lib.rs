@@ -8,7 +8,7 @@
 //!   systems, and the study stability task.
 //! - [`server`]: `pacs serve`, which wires storage, DIMSE, HTTP (`pacs_viewer_api`), TLS
 //!   ([`tls`]) and the workers together; [`http_listener`] and [`address_slots`] bound HTTP
-//!   connections.
+//!   connections. Authentication comes from `pacs_auth`, FHIR resources from `pacs_fhir`.
 //! - [`config`]: the file, environment and flags, turned into each part's settings.
 //! - The other commands: [`import`], [`verify`], [`users_cli`], [`audit_cli`].
 //! - [`error`]: the commands' error type.

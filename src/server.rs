@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pacs_auth::accounts::Accounts;
+use pacs_auth::jwt::JwtValidator;
 use pacs_storage::query::MatchOptions;
 use pacs_storage::Store;
 use pacs_viewer_api::access::authn::Authenticator;
-use pacs_viewer_api::auth::accounts::Accounts;
-use pacs_viewer_api::auth::jwt::JwtValidator;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
@@ -208,8 +208,7 @@ fn open_dicom_warning(settings: &ServeSettings) {
 /// How HTTP callers are authenticated, from `[auth]` and `[tls]`.
 async fn authenticator(settings: &ServeSettings) -> Result<Authenticator, AppError> {
     let mut a = Authenticator::open();
-    let accounts = Accounts::open(&settings.users_file)
-        .map_err(|e| AppError::Internal(format!("local accounts: {e}")))?;
+    let accounts = Accounts::open(&settings.users_file).map_err(AppError::LocalAccounts)?;
     a.accounts = Some(accounts);
     a.client_certificates = settings
         .tls
@@ -222,7 +221,7 @@ async fn authenticator(settings: &ServeSettings) -> Result<Authenticator, AppErr
             a.jwt = Some(
                 JwtValidator::new(oidc.clone())
                     .await
-                    .map_err(|e| AppError::Internal(format!("OIDC: {e}")))?,
+                    .map_err(AppError::Oidc)?,
             );
         }
     }

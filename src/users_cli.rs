@@ -5,8 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use pacs_viewer_api::auth::accounts::AccountsFile;
-use pacs_viewer_api::auth::role::Role;
+use pacs_auth::accounts::AccountsFile;
+use pacs_auth::role::Role;
 
 use crate::config::{users_file, StoreArgs};
 use crate::error::AppError;
@@ -88,9 +88,7 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(AppError::Io)?;
     }
-    let mut file = AccountsFile::load(&path).map_err(|e| AppError::Internal(e.to_string()))?;
-    let fail =
-        |e: pacs_viewer_api::auth::accounts::AccountsError| AppError::Internal(e.to_string());
+    let mut file = AccountsFile::load(&path)?;
     match command {
         UserCommand::Add {
             name,
@@ -105,13 +103,11 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
             } else {
                 Some(read_password()?)
             };
-            let new = file
-                .add_user(&name, role, patient_ids, password.as_deref(), totp)
-                .map_err(fail)?;
+            let new = file.add_user(&name, role, patient_ids, password.as_deref(), totp)?;
             if client_certificate {
-                file.set_client_certificate(&name, true).map_err(fail)?;
+                file.set_client_certificate(&name, true)?;
             }
-            file.save().map_err(fail)?;
+            file.save()?;
             println!("added {} ({role}) to {}", new.name, path.display());
             if let Some(t) = new.totp {
                 println!("TOTP secret: {}", t.secret);
@@ -145,26 +141,26 @@ pub fn run(store: &StoreArgs, command: UserCommand) -> Result<(), AppError> {
             }
         }
         UserCommand::Certificate { name, off } => {
-            file.set_client_certificate(&name, !off).map_err(fail)?;
-            file.save().map_err(fail)?;
+            file.set_client_certificate(&name, !off)?;
+            file.save()?;
             println!(
                 "client certificate login {} for {name}",
                 if off { "off" } else { "on" }
             );
         }
         UserCommand::Disable { name } => {
-            file.set_disabled(&name, true).map_err(fail)?;
-            file.save().map_err(fail)?;
+            file.set_disabled(&name, true)?;
+            file.save()?;
             println!("disabled {name}");
         }
         UserCommand::Enable { name } => {
-            file.set_disabled(&name, false).map_err(fail)?;
-            file.save().map_err(fail)?;
+            file.set_disabled(&name, false)?;
+            file.save()?;
             println!("enabled {name}");
         }
         UserCommand::ApiKey { name } => {
-            let key = file.create_api_key(&name).map_err(fail)?;
-            file.save().map_err(fail)?;
+            let key = file.create_api_key(&name)?;
+            file.save()?;
             println!("{key}");
         }
     }

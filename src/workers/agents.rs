@@ -3,7 +3,7 @@
 //! the agent came from), then a table of generic and brand names, then the old substring
 //! rules. And whether a patient's free-text allergies name that kind of agent.
 
-use pacs_viewer_api::fhir::coding::{system_uri, Code};
+use pacs_fhir::coding::{system_uri, Code};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentClass {

@@ -5,9 +5,9 @@
 //! of sent: the denial is caught before the claim goes out.
 
 use dicom_dictionary_std::tags;
+use pacs_fhir::coding::{codes, Code};
 use pacs_storage::records::first_value;
 use pacs_storage::{Event, EventKind, Store};
-use pacs_viewer_api::fhir::coding::{codes, Code};
 use serde_json::{json, Value};
 
 use super::{study_headers, subject, text, Outgoing, Prepared, Worker, WorkerError};
@@ -68,7 +68,7 @@ impl Worker for BillingWorker {
             .iter()
             .find_map(|h| text(h, tags::PERFORMING_PHYSICIAN_NAME));
         let date = first_value(a, "00080020");
-        let occurrence = pacs_viewer_api::fhir::datetime::fhir_date(date);
+        let occurrence = pacs_fhir::datetime::fhir_date(date);
         let entries: Vec<Value> = procedures
             .iter()
             .map(|code| {

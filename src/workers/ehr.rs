@@ -1,8 +1,8 @@
 //! EHR worker: on StudyStable, a FHIR R4 ImagingStudy for the study, created or updated by
 //! identifier (conditional update, `PUT ImagingStudy?identifier=urn:dicom:uid|urn:oid:...`).
 
+use pacs_fhir::imaging_study;
 use pacs_storage::{Event, EventKind, Store};
-use pacs_viewer_api::fhir::imaging_study;
 
 use super::{Outgoing, Prepared, Worker, WorkerError};
 

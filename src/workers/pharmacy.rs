@@ -8,9 +8,9 @@
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
+use pacs_fhir::coding::{codes, Code};
+use pacs_fhir::datetime::{fhir_date, fhir_datetime, fhir_datetime_dt};
 use pacs_storage::{Event, EventKind, Store};
-use pacs_viewer_api::fhir::coding::{codes, Code};
-use pacs_viewer_api::fhir::datetime::{fhir_date, fhir_datetime, fhir_datetime_dt};
 use serde_json::{json, Value};
 
 use super::agents::{allergy_matches, classify, AgentClass};

@@ -2,9 +2,9 @@
 //! description, modalities) with a signed link that opens this study only, until it expires;
 //! once per study.
 
+use pacs_auth::share;
 use pacs_storage::records::first_value;
 use pacs_storage::{Event, EventKind, Store};
-use pacs_viewer_api::share;
 use serde_json::json;
 
 use super::{Outgoing, Prepared, Worker, WorkerError};

@@ -15,7 +15,7 @@ const AUD: &str = "pacs";
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 pub(crate) fn testdata() -> PathBuf {
-    repo().join("viewer-api/src/auth/testdata")
+    repo().join("auth/testdata")
 }
 
 pub(crate) fn pacs() -> Command {

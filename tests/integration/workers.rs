@@ -656,12 +656,8 @@ fn the_portal_link_opens_its_study_only_and_expires() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let signed = |expires: u64| {
-        format!(
-            "{prefix}{}",
-            pacs_viewer_api::share::sign(&key, &study, expires)
-        )
-    };
+    let signed =
+        |expires: u64| format!("{prefix}{}", pacs_auth::share::sign(&key, &study, expires));
     assert_eq!(get(&signed(now + 3600)).0, 200);
     let (code, body) = get(&signed(now - 1));
     assert_eq!(code, 403);

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::access::Grant;
 use crate::dicomweb::urls::service_base;
 use crate::error::ApiError;
-use crate::{blocking, fhir, ApiState};
+use crate::{blocking, ApiState};
 
 const DEFAULT_COUNT: usize = 50;
 const MAX_COUNT: usize = 500;
@@ -141,7 +141,7 @@ async fn search(
         Ok(uids
             .iter()
             .filter_map(|uid| {
-                fhir::imaging_study(&store, uid, &wado_base)
+                pacs_fhir::imaging_study(&store, uid, &wado_base)
                     .ok()
                     .flatten()
                     .map(|r| (uid.clone(), r))

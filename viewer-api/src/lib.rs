@@ -4,15 +4,12 @@
 pub mod access;
 mod api;
 mod audit_api;
-pub mod auth;
 pub mod dicomweb;
 mod error;
 mod events_api;
-pub mod fhir;
 mod fhir_api;
 mod flags_api;
 pub mod render;
-pub mod share;
 mod share_api;
 mod viewer;
 

@@ -9,14 +9,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use pacs_auth::share;
 use pacs_storage::records::first_value;
-use pacs_storage::SecondaryKey;
 use serde_json::{json, Value};
 
 use crate::dicomweb::rendered;
 use crate::dicomweb::urls::service_base;
 use crate::error::ApiError;
-use crate::{blocking, share, ApiState};
+use crate::{blocking, ApiState};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -55,10 +55,7 @@ async fn summary(
             return Ok(None);
         };
         let mut series = Vec::new();
-        for uid in store
-            .index
-            .scan_secondary(&SecondaryKey::SeriesOfStudy(study_uid.clone()), usize::MAX)?
-        {
+        for uid in store.index.series_uids(&study_uid)? {
             if let Some(se) = store.index.series(&uid)? {
                 series.push(json!({
                     "series_instance_uid": uid,

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
+use pacs_auth::accounts::{
+    Accounts, Authenticated, Sessions, API_KEY_PREFIX, DEFAULT_SESSION_TTL, SESSION_PREFIX,
+};
+use pacs_auth::jwt::JwtValidator;
 
-use crate::auth::accounts::{Accounts, Authenticated, Sessions};
-use crate::auth::jwt::JwtValidator;
 use crate::PeerInfo;
 
 use super::principal::{AuthMethod, Principal};
-
-pub const SESSION_PREFIX: &str = "pacs_s_";
-pub const API_KEY_PREFIX: &str = "pacs_";
 
 /// Why a request is not authenticated (always 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +45,7 @@ impl Authenticator {
             required: false,
             accounts: None,
             sessions: Sessions::new(),
-            session_ttl: Duration::from_secs(15 * 60),
+            session_ttl: DEFAULT_SESSION_TTL,
             jwt: None,
             client_certificates: false,
         }

@@ -7,11 +7,12 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pacs_auth::share;
 use pacs_storage::audit::{AuditEntry, Interface, Outcome};
 use pacs_storage::records::first_value;
 
 use crate::error::ApiError;
-use crate::{share, ApiState, PeerInfo};
+use crate::{ApiState, PeerInfo};
 
 use super::authn::AuthnError;
 use super::policy::{self, Scope};

@@ -8,14 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use pacs_auth::accounts::{LoginError, SESSION_PREFIX};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::accounts::LoginError;
 use crate::error::ApiError;
 use crate::{ApiState, PeerInfo};
 
-use super::authn::SESSION_PREFIX;
 use super::guard::{AuditNote, Grant};
 use super::throttle::Locked;
 

@@ -2,10 +2,9 @@
 //! Every HTTP route maps to an [`Action`] (the guard does the mapping), and the scope this
 //! returns is applied both to single-study requests (refused) and to searches (filtered).
 
+use pacs_auth::role::Role;
 use pacs_storage::query::{Matcher, QueryKey};
 use pacs_storage::records::Attributes;
-
-use crate::auth::role::Role;
 
 use super::principal::Principal;
 

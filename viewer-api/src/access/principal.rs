@@ -1,6 +1,6 @@
 //! Who a request acts for, once authenticated.
 
-use crate::auth::role::Role;
+use pacs_auth::role::Role;
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,17 +1,13 @@
-//! FHIR R4 views of the archive: the ImagingStudy of a study (sent by the EHR worker and
-//! served by the read-only `GET /fhir/ImagingStudy` search).
+//! The ImagingStudy of a study (sent by the EHR worker and served by the read-only
+//! `GET /fhir/ImagingStudy` search).
 
 use pacs_storage::part10::read_instance;
 use pacs_storage::records::{first_value, Attributes};
-use pacs_storage::{SecondaryKey, StorageError, Store};
+use pacs_storage::{StorageError, Store};
 use serde_json::{json, Value};
 
-pub mod coding;
-pub mod datetime;
-
-use coding::DCM;
-pub use coding::{system_uri, Code};
-pub use datetime::{fhir_datetime, fhir_datetime_dt};
+use crate::coding::{self, DCM};
+use crate::datetime::fhir_datetime;
 
 fn text(a: &Attributes, tag: &str) -> Option<String> {
     let v = first_value(a, tag).trim();
@@ -35,39 +31,29 @@ pub fn imaging_study(
     let a = &study.attributes;
     // Times are local to the acquisition site; its offset makes them FHIR dateTimes.
     let zone = text(a, "00080201");
-    let series_uids = store
-        .index
-        .scan_secondary(&SecondaryKey::SeriesOfStudy(study_uid.into()), usize::MAX)?;
     let mut series_out = Vec::new();
     let mut procedure = Vec::new();
-    for uid in &series_uids {
+    for uid in &store.index.series_uids(study_uid)? {
         let Some(s) = store.index.series(uid)? else {
             continue;
         };
-        let sops = store
-            .index
-            .scan_secondary(&SecondaryKey::InstancesOfSeries(uid.clone()), usize::MAX)?;
         let mut instances = Vec::new();
-        for sop in &sops {
-            if let Some(rec) = store.index.instance(sop)? {
-                if procedure.is_empty() {
-                    // Procedure codes live in the data set (a sequence the index does not keep).
-                    if let Ok(obj) = read_instance(store.blobs.as_ref(), &rec.blob, true) {
-                        procedure = coding::concepts(
-                            &obj,
-                            dicom_dictionary_std::tags::PROCEDURE_CODE_SEQUENCE,
-                        );
-                    }
+        for rec in store.index.series_instances(uid)? {
+            if procedure.is_empty() {
+                // Procedure codes live in the data set (a sequence the index does not keep).
+                if let Ok(obj) = read_instance(store.blobs.as_ref(), &rec.blob, true) {
+                    procedure =
+                        coding::concepts(&obj, dicom_dictionary_std::tags::PROCEDURE_CODE_SEQUENCE);
                 }
-                let mut inst = json!({
-                    "uid": rec.sop_instance_uid,
-                    "sopClass": {"system": "urn:ietf:rfc:3986", "code": format!("urn:oid:{}", rec.sop_class_uid)},
-                });
-                if let Some(n) = number(&rec.attributes, "00200013") {
-                    inst["number"] = json!(n);
-                }
-                instances.push(inst);
             }
+            let mut inst = json!({
+                "uid": rec.sop_instance_uid,
+                "sopClass": {"system": "urn:ietf:rfc:3986", "code": format!("urn:oid:{}", rec.sop_class_uid)},
+            });
+            if let Some(n) = number(&rec.attributes, "00200013") {
+                inst["number"] = json!(n);
+            }
+            instances.push(inst);
         }
         let sa = &s.attributes;
         let mut series = json!({
