@@ -149,7 +149,7 @@ async fn reject(
         drop(ticket);
         // Boxed, like the close at the end: its read buffer would otherwise be part of every
         // association's future.
-        Box::pin(pdus.close_gracefully(REJECT_LINGER)).await;
+        pdus.close_gracefully(REJECT_LINGER).await;
     }
 }
 
@@ -269,7 +269,7 @@ pub async fn serve(
         pdus, audit, store, ..
     } = assoc.session;
     audit.finish(&store);
-    Box::pin(pdus.close_gracefully(LINGER)).await;
+    pdus.close_gracefully(LINGER).await;
 }
 
 impl Association {

@@ -58,8 +58,9 @@ impl IdentifierError {
 pub enum EncodeError {
     #[error("unknown transfer syntax {0}")]
     UnknownTransferSyntax(String),
-    #[error("{}", pacs_storage::error_chain(.0))]
-    Write(#[source] dicom_object::WriteError),
+    /// Boxed: the writer's error is large and this is the error of every encoded match.
+    #[error("{}", pacs_storage::error_chain(.0.as_ref()))]
+    Write(#[source] Box<dicom_object::WriteError>),
 }
 
 /// A parsed C-FIND request: the query and the identifier (to echo its keys back).
@@ -215,7 +216,7 @@ pub fn response_identifier(
         .ok_or_else(|| EncodeError::UnknownTransferSyntax(request.transfer_syntax.clone()))?;
     let mut bytes = Vec::with_capacity(512);
     out.write_dataset_with_ts(&mut bytes, ts)
-        .map_err(EncodeError::Write)?;
+        .map_err(|e| EncodeError::Write(Box::new(e)))?;
     Ok(bytes)
 }
 
@@ -232,6 +233,6 @@ pub fn failed_list(failed: &[String], transfer_syntax: &str) -> Result<Vec<u8>, 
         .ok_or_else(|| EncodeError::UnknownTransferSyntax(transfer_syntax.to_string()))?;
     let mut bytes = Vec::new();
     obj.write_dataset_with_ts(&mut bytes, ts)
-        .map_err(EncodeError::Write)?;
+        .map_err(|e| EncodeError::Write(Box::new(e)))?;
     Ok(bytes)
 }
