@@ -9,8 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use pacs_storage::DuplicatePolicy;
 
-// Temporary until every DIMSE module names it from dimse::access.
-pub use crate::dimse::access::RemoteNode;
+use crate::dimse::access::RemoteNode;
 use crate::workers::settings::WorkersConfig;
 use serde::Deserialize;
 

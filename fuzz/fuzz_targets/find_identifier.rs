@@ -1,4 +1,4 @@
-//! C-FIND / C-MOVE / C-GET identifiers: `find_scp::parse_request` (a data set from the peer
+//! C-FIND / C-MOVE / C-GET identifiers: `identifier::parse_request` (a data set from the peer
 //! in the presentation context's transfer syntax, its keys turned into matchers), then the
 //! response identifier built from it for a match holding a value for every key.
 //!
@@ -16,7 +16,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::dimse::find_scp::{parse_request, response_identifier};
+use pacs_fuzz::dimse::identifier::{parse_request, response_identifier};
 use pacs_fuzz::on_small_stack;
 use pacs_storage::lengths::{self, Encoding, LengthError};
 use pacs_storage::query::{MatchOptions, QueryMatch};

@@ -4,8 +4,8 @@
 pub mod access;
 #[path = "../../src/dimse/command.rs"]
 pub mod command;
-#[path = "../../src/dimse/find_scp.rs"]
-pub mod find_scp;
+#[path = "../../src/dimse/services/identifier.rs"]
+pub mod identifier;
 #[path = "../../src/dimse/negotiation.rs"]
 pub mod negotiation;
 #[path = "../../src/dimse/pdu_io.rs"]

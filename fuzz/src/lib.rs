@@ -10,16 +10,6 @@ pub mod render;
 #[path = "../../viewer-api/src/error.rs"]
 pub mod error;
 
-/// Stand-in for the main crate's `config` module: access.rs names `RemoteNode`.
-pub mod config {
-    pub struct RemoteNode {
-        pub ae_title: String,
-        pub host: String,
-        pub port: u16,
-        pub allow: Option<Vec<crate::dimse::access::Service>>,
-    }
-}
-
 /// Run `f` (a parser) on a thread with a small stack: nesting that the length check lets
 /// through must fit in it, and were the check's depth limit lost, inputs of the fuzzer's
 /// sizes (a few hundred levels) would overflow it and crash the target, rather than only the

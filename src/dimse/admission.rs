@@ -10,6 +10,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dicom_ul::pdu::{
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJSource,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::pdu_io::MemoryPool;
@@ -144,6 +148,16 @@ impl HandshakeTicket {
 
 /// One of the `max_associations`, held for the association's life.
 pub struct AssociationPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// A-ASSOCIATE-RJ: transient, local limit exceeded (PS3.8 9.3.4).
+pub fn local_limit() -> AssociationRJ {
+    AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    }
+}
 
 #[cfg(test)]
 mod tests {

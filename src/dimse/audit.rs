@@ -8,7 +8,7 @@ use pacs_storage::audit::{AuditEntry, Interface, Outcome};
 use pacs_storage::query::{Matcher, Query};
 use pacs_storage::{IngestOutcome, Store};
 
-use super::association::DimsePeer;
+use super::peer::DimsePeer;
 use super::status::Status;
 
 /// Per-study counts of one association's C-STOREs.

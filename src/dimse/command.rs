@@ -226,56 +226,6 @@ impl Response<'_> {
     }
 }
 
-/// Sub-operation bookkeeping of one C-MOVE or C-GET (PS3.4 C.4.2.3, C.4.3.3).
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub counts: SubOperations,
-    pub failed_uids: Vec<String>,
-    total: usize,
-}
-
-impl Tally {
-    pub fn new(total: usize) -> Self {
-        Tally {
-            total,
-            ..Default::default()
-        }
-    }
-
-    /// Count one sub-operation's outcome (a C-STORE status, or why it could not be sent).
-    pub fn record(&mut self, sop_instance_uid: &str, outcome: Result<u16, String>, service: &str) {
-        match outcome {
-            Ok(0x0000) => self.counts.completed += 1,
-            Ok(0xB000 | 0xB006 | 0xB007) => self.counts.warning += 1,
-            other => {
-                tracing::warn!(sop = %sop_instance_uid, outcome = ?other, "{service} sub-operation failed");
-                self.counts.failed += 1;
-                self.failed_uids.push(sop_instance_uid.to_string());
-            }
-        }
-        self.counts.remaining = Some(self.left());
-    }
-
-    fn left(&self) -> u16 {
-        let done = usize::from(self.counts.completed)
-            + usize::from(self.counts.failed)
-            + usize::from(self.counts.warning);
-        u16::try_from(self.total.saturating_sub(done)).unwrap_or(u16::MAX)
-    }
-
-    /// The final status; remaining is reported only when cancelled (PS3.4 C.4.2.1.5).
-    pub fn finish(&mut self, cancelled: bool) -> Status {
-        self.counts.remaining = cancelled.then(|| self.left());
-        if cancelled {
-            Status::CANCEL
-        } else if self.counts.failed > 0 || self.counts.warning > 0 {
-            Status::SUBOPERATIONS_WITH_FAILURES
-        } else {
-            Status::SUCCESS
-        }
-    }
-}
-
 /// A C-STORE-RQ as a C-MOVE or C-GET sub-operation (PS3.7 9.3.1.1).
 pub fn store_request(
     message_id: u16,

@@ -7,7 +7,33 @@ use std::path::{Path, PathBuf};
 
 use pacs_storage::audit::Interface;
 use pacs_storage::integrity::IntegrityProblem;
-use pacs_storage::{InstanceRecord, Store};
+use pacs_storage::{InstanceRecord, StorageError, Store};
+
+/// Why a stored instance could not be made a local file.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalBlobError {
+    #[error(transparent)]
+    Open(#[from] StorageError),
+    #[error("instance {sop_instance_uid} not sent: {problem}")]
+    Integrity {
+        sop_instance_uid: String,
+        problem: IntegrityProblem,
+    },
+    #[error("blob {blob}: {source}")]
+    Read {
+        blob: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Temporary {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+}
 
 pub struct LocalBlob {
     path: PathBuf,
@@ -33,16 +59,20 @@ impl Drop for LocalBlob {
 pub async fn local_blob(
     store: &std::sync::Arc<Store>,
     rec: &InstanceRecord,
-) -> Result<LocalBlob, String> {
+) -> Result<LocalBlob, LocalBlobError> {
     let store = store.clone();
     let rec = rec.clone();
     tokio::task::spawn_blocking(move || {
-        let mut blob = store
-            .open_verified(&rec, Interface::Dimse)
-            .map_err(|e| e.to_string())?;
+        let mut blob = store.open_verified(&rec, Interface::Dimse)?;
         let failed = |e: std::io::Error| match blob_problem(&e) {
-            Some(p) => format!("instance {} not sent: {p}", rec.sop_instance_uid),
-            None => format!("blob {}: {e}", rec.blob),
+            Some(problem) => LocalBlobError::Integrity {
+                sop_instance_uid: rec.sop_instance_uid.clone(),
+                problem: problem.clone(),
+            },
+            None => LocalBlobError::Read {
+                blob: rec.blob.to_string(),
+                source: e,
+            },
         };
         if let Some(path) = store.blobs.local_path(&rec.blob) {
             std::io::copy(&mut blob, &mut std::io::sink()).map_err(failed)?;
@@ -52,7 +82,10 @@ pub async fn local_blob(
             });
         }
         let dir = store.data_dir().join("tmp");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| LocalBlobError::Temporary {
+            path: dir.clone(),
+            source,
+        })?;
         let path = dir.join(format!("{}.dcm", uuid::Uuid::new_v4().simple()));
         let guard = LocalBlob {
             path: path.clone(),
@@ -64,12 +97,14 @@ pub async fn local_blob(
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut out = options
             .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|source| LocalBlobError::Temporary {
+                path: path.clone(),
+                source,
+            })?;
         std::io::copy(&mut blob, &mut out).map_err(failed)?;
         Ok(guard)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }
 
 /// The integrity problem an I/O error from a verified reader carries, if it is one.

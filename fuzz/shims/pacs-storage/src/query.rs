@@ -17,7 +17,7 @@ pub enum Level {
     Image,
 }
 
-/// Copy of the real `Level::parse` and `Level::as_str` (find_scp.rs uses them).
+/// Copy of the real `Level::parse` and `Level::as_str` (services/identifier.rs uses them).
 impl Level {
     pub fn parse(s: &str) -> Option<Level> {
         match s.trim().to_ascii_uppercase().as_str() {

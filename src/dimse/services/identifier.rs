@@ -1,5 +1,6 @@
-//! C-FIND SCP (PS3.4 C.4.1): the identifier becomes a query for the storage crate's engine;
-//! each match becomes a pending response carrying the keys the SCU asked for.
+//! C-FIND, C-MOVE and C-GET identifiers (PS3.4 C.4): the identifier becomes a query for the
+//! storage crate's engine; each C-FIND match becomes a response identifier carrying the keys
+//! the SCU asked for.
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::header::Header;
@@ -12,25 +13,54 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use pacs_storage::attrs::tag_key;
 use pacs_storage::lengths;
-use pacs_storage::query::{Level, MatchOptions, Matcher, Query, QueryKey, QueryMatch};
+use pacs_storage::query::{
+    Level, MatchOptions, Matcher, MatcherError, Query, QueryKey, QueryMatch,
+};
 
-use super::status::Status;
+use crate::dimse::status::Status;
 
 /// Identifiers are small; anything larger is not a query.
 pub const MAX_IDENTIFIER: usize = 1 << 20;
 
-/// Why a C-FIND could not run: the status and comment of the final response.
-#[derive(Debug, Clone)]
-pub struct FindFailure {
-    pub status: Status,
-    pub comment: String,
+/// Why a C-FIND, C-MOVE or C-GET identifier is no query; its text is the Error Comment.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("unknown transfer syntax {0}")]
+    UnknownTransferSyntax(String),
+    #[error("identifier cannot be parsed: {0}")]
+    Lengths(#[source] lengths::LengthError),
+    #[error("identifier cannot be parsed: {}", pacs_storage::error_chain(.0))]
+    Parse(#[source] dicom_object::ReadError),
+    #[error("QueryRetrieveLevel {0:?} missing or unknown")]
+    Level(String),
+    #[error("{key} has VR {vr}, the standard says {expected}")]
+    WrongVr { key: String, vr: VR, expected: VR },
+    #[error("{key}: {source}")]
+    Matcher {
+        key: String,
+        #[source]
+        source: MatcherError,
+    },
 }
 
-fn identifier_error(comment: impl Into<String>) -> FindFailure {
-    FindFailure {
-        status: Status::IDENTIFIER_DOES_NOT_MATCH,
-        comment: comment.into(),
+impl IdentifierError {
+    /// The status of the final response refusing the request.
+    pub fn status(&self) -> Status {
+        match self {
+            IdentifierError::Lengths(_) | IdentifierError::Parse(_) => Status::CANNOT_UNDERSTAND,
+            _ => Status::IDENTIFIER_DOES_NOT_MATCH,
+        }
     }
+}
+
+/// Why a response identifier could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("unknown transfer syntax {0}")]
+    UnknownTransferSyntax(String),
+    /// Boxed: the writer's error is large and this is the error of every encoded match.
+    #[error("{}", pacs_storage::error_chain(.0.as_ref()))]
+    Write(#[source] Box<dicom_object::WriteError>),
 }
 
 /// A parsed C-FIND request: the query and the identifier (to echo its keys back).
@@ -52,34 +82,21 @@ pub fn parse_request(
     bytes: &[u8],
     transfer_syntax: &str,
     options: MatchOptions,
-) -> Result<FindRequest, FindFailure> {
+) -> Result<FindRequest, IdentifierError> {
     let ts = TransferSyntaxRegistry
         .get(transfer_syntax)
-        .ok_or_else(|| identifier_error(format!("unknown transfer syntax {transfer_syntax}")))?;
+        .ok_or_else(|| IdentifierError::UnknownTransferSyntax(transfer_syntax.to_string()))?;
     // dicom-parser allocates what an element declares before reading it: check first.
     if let Some(encoding) = lengths::Encoding::of(ts) {
-        lengths::check_bytes(bytes, encoding).map_err(|e| FindFailure {
-            status: Status::CANNOT_UNDERSTAND,
-            comment: format!("identifier cannot be parsed: {e}"),
-        })?;
+        lengths::check_bytes(bytes, encoding).map_err(IdentifierError::Lengths)?;
     }
     let identifier =
-        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| FindFailure {
-            status: Status::CANNOT_UNDERSTAND,
-            comment: format!(
-                "identifier cannot be parsed: {}",
-                pacs_storage::error_chain(&e)
-            ),
-        })?;
+        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(IdentifierError::Parse)?;
     let level_text = identifier
         .get(tags::QUERY_RETRIEVE_LEVEL)
         .map(element_text)
         .unwrap_or_default();
-    let level = Level::parse(&level_text).ok_or_else(|| {
-        identifier_error(format!(
-            "QueryRetrieveLevel {level_text:?} missing or unknown"
-        ))
-    })?;
+    let level = Level::parse(&level_text).ok_or(IdentifierError::Level(level_text))?;
     let mut keys = Vec::new();
     for elem in identifier.iter() {
         let tag = elem.tag();
@@ -98,18 +115,21 @@ pub fn parse_request(
         if let Some(entry) = StandardDataDictionary.by_tag(tag) {
             if let VirtualVr::Exact(expected) = entry.vr() {
                 if elem.vr() != expected && elem.vr() != VR::UN {
-                    return Err(identifier_error(format!(
-                        "{} has VR {}, the standard says {}",
-                        tag_key(tag),
-                        elem.vr(),
-                        expected
-                    )));
+                    return Err(IdentifierError::WrongVr {
+                        key: tag_key(tag),
+                        vr: elem.vr(),
+                        expected,
+                    });
                 }
             }
         }
         let vr = elem.vr().to_string().to_string();
-        let matcher = Matcher::parse(&vr, &element_text(elem))
-            .map_err(|e| identifier_error(format!("{}: {e}", tag_key(tag))))?;
+        let matcher = Matcher::parse(&vr, &element_text(elem)).map_err(|source| {
+            IdentifierError::Matcher {
+                key: tag_key(tag),
+                source,
+            }
+        })?;
         keys.push(QueryKey {
             tag: tag_key(tag),
             vr,
@@ -150,7 +170,7 @@ pub fn response_identifier(
     request: &FindRequest,
     found: &QueryMatch,
     our_ae: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, EncodeError> {
     let mut out = InMemDicomObject::new_empty();
     out.put(DataElement::new(
         tags::SPECIFIC_CHARACTER_SET,
@@ -193,15 +213,15 @@ pub fn response_identifier(
     }
     let ts = TransferSyntaxRegistry
         .get(&request.transfer_syntax)
-        .ok_or_else(|| format!("unknown transfer syntax {}", request.transfer_syntax))?;
+        .ok_or_else(|| EncodeError::UnknownTransferSyntax(request.transfer_syntax.clone()))?;
     let mut bytes = Vec::with_capacity(512);
     out.write_dataset_with_ts(&mut bytes, ts)
-        .map_err(|e| pacs_storage::error_chain(&e))?;
+        .map_err(|e| EncodeError::Write(Box::new(e)))?;
     Ok(bytes)
 }
 
 /// The identifier of a final C-MOVE/C-GET response with failures: Failed SOP Instance UID List.
-pub fn failed_list(failed: &[String], transfer_syntax: &str) -> Result<Vec<u8>, String> {
+pub fn failed_list(failed: &[String], transfer_syntax: &str) -> Result<Vec<u8>, EncodeError> {
     let mut obj = InMemDicomObject::new_empty();
     obj.put(DataElement::new(
         tags::FAILED_SOP_INSTANCE_UID_LIST,
@@ -210,9 +230,9 @@ pub fn failed_list(failed: &[String], transfer_syntax: &str) -> Result<Vec<u8>, 
     ));
     let ts = TransferSyntaxRegistry
         .get(transfer_syntax)
-        .ok_or_else(|| format!("unknown transfer syntax {transfer_syntax}"))?;
+        .ok_or_else(|| EncodeError::UnknownTransferSyntax(transfer_syntax.to_string()))?;
     let mut bytes = Vec::new();
     obj.write_dataset_with_ts(&mut bytes, ts)
-        .map_err(|e| pacs_storage::error_chain(&e))?;
+        .map_err(|e| EncodeError::Write(Box::new(e)))?;
     Ok(bytes)
 }
