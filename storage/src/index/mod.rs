@@ -1,11 +1,16 @@
 //! The study index: records per level, secondary keys for queries, and statistics.
 
 mod keys;
+// The embedded backend (left out of builds without RocksDB, e.g. fuzzing).
+#[cfg(feature = "rocksdb")]
 mod outbox;
+#[cfg(feature = "rocksdb")]
 mod rocks;
+#[cfg(feature = "rocksdb")]
 mod writeset;
 
 pub use keys::{normalize_name, Lookup, SecondaryKey};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksIndex;
 
 use serde::{Deserialize, Serialize};
