@@ -12,16 +12,23 @@
 //! - [`config`]: the file, environment and flags, turned into each part's settings.
 //! - The other commands: [`import`], [`verify`], [`users_cli`], [`audit_cli`].
 //! - [`error`]: the commands' error type.
+//!
+//! Without the `embedded` feature (the fuzz build) the commands that open the RocksDB
+//! store are left out; the protocol parts stay.
 
 pub mod address_slots;
+#[cfg(feature = "embedded")]
 pub mod audit_cli;
 pub mod config;
 pub mod dimse;
 pub mod error;
 pub mod http_listener;
+#[cfg(feature = "embedded")]
 pub mod import;
+#[cfg(feature = "embedded")]
 pub mod server;
 pub mod tls;
 pub mod users_cli;
+#[cfg(feature = "embedded")]
 pub mod verify;
 pub mod workers;

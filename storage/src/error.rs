@@ -13,6 +13,7 @@ pub enum StorageError {
     Audit(String),
     #[error("blob encryption key: {0}")]
     BadKey(String),
+    #[cfg(feature = "rocksdb")]
     #[error("database error in {context}: {source}")]
     Db {
         context: &'static str,
@@ -58,6 +59,7 @@ impl StorageError {
         }
     }
 
+    #[cfg(feature = "rocksdb")]
     pub(crate) fn db(context: &'static str) -> impl FnOnce(rocksdb::Error) -> Self {
         move |source| StorageError::Db { context, source }
     }
@@ -66,6 +68,7 @@ impl StorageError {
     pub fn is_out_of_space(&self) -> bool {
         match self {
             StorageError::Io { source, .. } => is_out_of_space(source),
+            #[cfg(feature = "rocksdb")]
             StorageError::Db { source, .. } => {
                 let msg = source.to_string();
                 msg.contains("No space left") || msg.contains("File too large")

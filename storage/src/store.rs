@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use std::io::Read;
 
-use crate::audit::{AuditEntry, AuditLog, AuditTrail, Interface, Outcome};
+#[cfg(feature = "rocksdb")]
+use crate::audit::AuditLog;
+use crate::audit::{AuditEntry, AuditTrail, Interface, Outcome};
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::blob_crypto::{BlobKeyMaterial, EncryptedBlobStore};
 use crate::error::StorageError;
 use crate::events::{Flags, Outbox};
-use crate::index::{DuplicatePolicy, Index, RocksIndex};
+#[cfg(feature = "rocksdb")]
+use crate::index::RocksIndex;
+use crate::index::{DuplicatePolicy, Index};
 use crate::ingest::Ingestor;
 use crate::integrity::{IntegrityProblem, Verified};
 use crate::records::InstanceRecord;
@@ -36,6 +40,7 @@ pub struct Store {
 }
 
 impl Store {
+    #[cfg(feature = "rocksdb")]
     /// Open (or create) the embedded default: RocksDB in `<dir>/index`, blobs in `<dir>/blobs`.
     pub fn open(data_dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StorageError> {
         let data_dir = data_dir.as_ref().to_path_buf();

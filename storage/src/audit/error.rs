@@ -8,6 +8,7 @@ pub enum AuditError {
         "the audit directory {path} is in use by another process (a running pacs server?): {detail}"
     )]
     Locked { path: PathBuf, detail: String },
+    #[cfg(feature = "rocksdb")]
     #[error("audit database error {context} ({path}): {source}")]
     Db {
         context: &'static str,
@@ -45,6 +46,7 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    #[cfg(feature = "rocksdb")]
     pub(crate) fn db(
         context: &'static str,
         path: impl Into<PathBuf>,

@@ -11,8 +11,11 @@ use rocksdb::DB;
 use super::db;
 use super::error::AuditError;
 use super::model::{AuditEntry, AuditRecord, Head};
-use super::query::{self, AuditFilter};
-use super::verify::{self, VerifyReport};
+use super::filter::AuditFilter;
+use super::query;
+use super::report::VerifyReport;
+use super::trail::AuditTrail;
+use super::verify;
 use super::writer::{self, Msg, Tip};
 
 /// Entries that may wait for the writer before `record` blocks. Blocking (not dropping) is
@@ -142,5 +145,29 @@ impl Drop for AuditLog {
         if let Err(e) = self.stop_writer() {
             tracing::error!(dir = %self.dir.display(), error = %e, "audit writer did not stop cleanly");
         }
+    }
+}
+
+impl AuditTrail for AuditLog {
+    fn record(&self, entry: AuditEntry) -> Result<(), AuditError> {
+        AuditLog::record(self, entry)
+    }
+
+    fn flush(&self) -> Result<(), AuditError> {
+        AuditLog::flush(self)
+    }
+
+    fn query(
+        &self,
+        filter: &AuditFilter,
+        after_seq: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        AuditLog::query(self, filter, after_seq, limit, newest_first)
+    }
+
+    fn verify(&self) -> Result<VerifyReport, AuditError> {
+        AuditLog::verify(self)
     }
 }

@@ -13,17 +13,25 @@ pub mod atna;
 mod audit_message;
 pub mod chain;
 mod clock;
-mod db;
 mod error;
 mod export;
-mod log;
+mod filter;
 mod model;
-mod query;
+mod report;
 mod trail;
+// The default trail, in its own RocksDB (left out of builds without RocksDB, e.g. fuzzing).
+#[cfg(feature = "rocksdb")]
+mod db;
+#[cfg(feature = "rocksdb")]
+mod log;
+#[cfg(feature = "rocksdb")]
+mod query;
+#[cfg(feature = "rocksdb")]
 mod verify;
+#[cfg(feature = "rocksdb")]
 mod writer;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rocksdb"))]
 mod tests;
 
 pub use atna::{event_for, ActionCode, Code};
@@ -31,8 +39,9 @@ pub use audit_message::audit_message_xml;
 pub use clock::rfc3339_millis;
 pub use error::AuditError;
 pub use export::{hostname, to_json_line, to_syslog};
+#[cfg(feature = "rocksdb")]
 pub use log::AuditLog;
 pub use model::{AuditEntry, AuditRecord, Head, Interface, Outcome, GENESIS_HASH};
-pub use query::AuditFilter;
+pub use filter::AuditFilter;
 pub use trail::AuditTrail;
-pub use verify::{Problem, VerifyReport};
+pub use report::{Problem, VerifyReport};

@@ -2,10 +2,9 @@
 //! (a remote audit repository, another database) behind the same four calls.
 
 use super::error::AuditError;
-use super::log::AuditLog;
 use super::model::{AuditEntry, AuditRecord};
-use super::query::AuditFilter;
-use super::verify::VerifyReport;
+use super::filter::AuditFilter;
+use super::report::VerifyReport;
 
 pub trait AuditTrail: Send + Sync {
     /// Queues one entry; must not drop it.
@@ -22,28 +21,4 @@ pub trait AuditTrail: Send + Sync {
     ) -> Result<Vec<AuditRecord>, AuditError>;
     /// Checks that nothing was altered, inserted or removed.
     fn verify(&self) -> Result<VerifyReport, AuditError>;
-}
-
-impl AuditTrail for AuditLog {
-    fn record(&self, entry: AuditEntry) -> Result<(), AuditError> {
-        AuditLog::record(self, entry)
-    }
-
-    fn flush(&self) -> Result<(), AuditError> {
-        AuditLog::flush(self)
-    }
-
-    fn query(
-        &self,
-        filter: &AuditFilter,
-        after_seq: u64,
-        limit: usize,
-        newest_first: bool,
-    ) -> Result<Vec<AuditRecord>, AuditError> {
-        AuditLog::query(self, filter, after_seq, limit, newest_first)
-    }
-
-    fn verify(&self) -> Result<VerifyReport, AuditError> {
-        AuditLog::verify(self)
-    }
 }

@@ -7,15 +7,22 @@
 
 mod hierarchy;
 mod keys;
-mod rocks;
-mod rocks_db;
-mod rocks_events;
-mod rocks_outbox;
-mod rocks_txn;
 mod rules;
 mod txn;
+// The embedded backend (left out of builds without RocksDB, e.g. fuzzing).
+#[cfg(feature = "rocksdb")]
+mod rocks;
+#[cfg(feature = "rocksdb")]
+mod rocks_db;
+#[cfg(feature = "rocksdb")]
+mod rocks_events;
+#[cfg(feature = "rocksdb")]
+mod rocks_outbox;
+#[cfg(feature = "rocksdb")]
+mod rocks_txn;
 
 pub use keys::{normalize_name, Lookup, SecondaryKey};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksIndex;
 
 use serde::{Deserialize, Serialize};
@@ -165,5 +172,5 @@ pub trait Index: Send + Sync {
 mod mem_txn;
 #[cfg(test)]
 mod rules_tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "rocksdb"))]
 mod tests;
