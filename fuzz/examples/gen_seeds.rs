@@ -17,7 +17,7 @@ use dicom_ul::pdu::{
     write_pdu, AbortRQSource, AssociationRQ, PDataValue, PDataValueType, Pdu,
     PresentationContextProposed, RequestorRoles, UserIdentity, UserIdentityType, UserVariableItem,
 };
-use pacs_fuzz::dimse::command::store_request;
+use pacs::dimse::command::store_request;
 
 fn command(elements: &[(Tag, VR, PrimitiveValue)]) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::dimse::command::{Command, Response, SubOperations};
-use pacs_fuzz::dimse::status::Status;
+use pacs::dimse::command::{Command, Response, SubOperations};
+use pacs::dimse::status::Status;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(command) = Command::parse(data) else {

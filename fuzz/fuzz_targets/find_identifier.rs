@@ -16,7 +16,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::dimse::identifier::{parse_request, response_identifier};
+use pacs::dimse::services::identifier::{parse_request, response_identifier};
 use pacs_fuzz::on_small_stack;
 use pacs_storage::lengths::{self, Encoding, LengthError};
 use pacs_storage::query::{MatchOptions, QueryMatch};

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use dicom_ul::pdu::{PDataValueType, Pdu};
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::dimse::access::{Service, ALL_SERVICES};
-use pacs_fuzz::dimse::command::Command;
-use pacs_fuzz::dimse::negotiation::negotiate;
-use pacs_fuzz::dimse::pdu_io::PduStream;
+use pacs::dimse::access::{Service, ALL_SERVICES};
+use pacs::dimse::command::Command;
+use pacs::dimse::negotiation::negotiate;
+use pacs::dimse::pdu_io::PduStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// An in-memory peer: reads hand out at most `chunk` bytes (so PDUs arrive in pieces, as

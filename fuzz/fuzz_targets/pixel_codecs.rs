@@ -11,7 +11,7 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::render::bits;
+use pacs_viewer_api::render::bits;
 use pacs_storage::jpeg;
 
 /// Standard attributes of several VRs (text, numbers, sequence) to send as UN.

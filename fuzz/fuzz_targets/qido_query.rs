@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::dicomweb::qido::Search;
+use pacs_viewer_api::dicomweb::qido::Search;
 use pacs_storage::query::{Level, MatchOptions};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,6 @@
-//! STOW-RS request bodies: the Content-Type check of stow.rs (`boundary_of`, restated here
-//! over media.rs's real `parse_content_type`), then multer's `multipart/related` parsing
-//! with the same size constraint, each part's Content-Type read and its chunks drained, as
-//! `store` and `store_part` do. The header line is also parsed as an Accept header
+//! STOW-RS request bodies: the Content-Type check of stow.rs (`boundary_of`), then multer's
+//! `multipart/related` parsing with the same size constraint, each part's Content-Type read
+//! and its chunks drained, as `store` and `store_part` do. The header line is also parsed as an Accept header
 //! (`parse_accept`, `require_json`).
 //!
 //! Input: byte 0 picks the body chunk size and the size limit, then the header value up to
@@ -13,7 +12,8 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pacs_fuzz::dicomweb::media::{parse_accept, parse_content_type, require_json};
+use pacs_viewer_api::dicomweb::boundary_of;
+use pacs_viewer_api::dicomweb::media::{parse_accept, require_json};
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -22,21 +22,6 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("tokio runtime")
     })
-}
-
-/// stow.rs `boundary_of` without the HeaderMap and ApiError plumbing: the boundary of a
-/// `multipart/related` Content-Type whose `type`, if given, is application/dicom.
-fn boundary_of(ct: &str) -> Option<String> {
-    let (mime, params) = parse_content_type(ct);
-    if mime != "multipart/related" {
-        return None;
-    }
-    if let Some(t) = params.get("type") {
-        if !t.eq_ignore_ascii_case("application/dicom") {
-            return None;
-        }
-    }
-    params.get("boundary").filter(|b| !b.is_empty()).cloned()
 }
 
 const CHUNK: [usize; 4] = [1, 3, 512, usize::MAX];
@@ -63,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     headers.insert(header::ACCEPT, value.clone());
     let _ = require_json(&headers, "fuzz");
 
-    let Some(boundary) = boundary_of(ct) else {
+    headers.insert(header::CONTENT_TYPE, value.clone());
+    let Ok(boundary) = boundary_of(&headers) else {
         return;
     };
     let chunk = CHUNK[usize::from(sel & 3)];

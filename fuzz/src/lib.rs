@@ -1,14 +1,6 @@
-//! The parsers under fuzzing, compiled from the main crates' own source files through
-//! `#[path]` modules (no copies), laid out as in those crates so that their `crate::` and
-//! `super::` paths resolve. `pacs_storage` is the stand-in in shims/pacs-storage.
-
-pub mod dicomweb;
-pub mod dimse;
-pub mod render;
-
-/// viewer-api's error type, the real file.
-#[path = "../../viewer-api/src/error.rs"]
-pub mod error;
+//! Helpers shared by the fuzz targets. The targets call the parsers of the real crates
+//! (`pacs`, `pacs-viewer-api`, `pacs-storage`), built without RocksDB (the `embedded` and
+//! `rocksdb` features off), so a sanitizer build never compiles it.
 
 /// Run `f` (a parser) on a thread with a small stack: nesting that the length check lets
 /// through must fit in it, and were the check's depth limit lost, inputs of the fuzzer's
