@@ -9,7 +9,6 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use dicom_ul::ClientAssociationOptions;
@@ -19,40 +18,9 @@ const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
 /// A query key: tag, VR, value.
 type Key = (dicom_core::Tag, VR, &'static str);
 
+/// The C-FIND-RQ command set, encoded by the server's own command code.
 fn command(message_id: u16) -> Vec<u8> {
-    let mut obj = InMemDicomObject::new_empty();
-    obj.put(DataElement::new(
-        tags::AFFECTED_SOP_CLASS_UID,
-        VR::UI,
-        PrimitiveValue::from(STUDY_ROOT_FIND),
-    ));
-    obj.put(DataElement::new(
-        tags::COMMAND_FIELD,
-        VR::US,
-        PrimitiveValue::from(0x0020_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::MESSAGE_ID,
-        VR::US,
-        PrimitiveValue::from(message_id),
-    ));
-    obj.put(DataElement::new(
-        tags::PRIORITY,
-        VR::US,
-        PrimitiveValue::from(0_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::COMMAND_DATA_SET_TYPE,
-        VR::US,
-        PrimitiveValue::from(0_u16),
-    ));
-    let mut body = Vec::new();
-    obj.write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("encode command");
-    let mut out = vec![0, 0, 0, 0, 4, 0, 0, 0];
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
+    pacs::dimse::command::find_request(message_id, STUDY_ROOT_FIND).expect("encode command")
 }
 
 fn identifier(keys: &[Key], ts: &str) -> Vec<u8> {
@@ -81,10 +49,9 @@ fn identifier(keys: &[Key], ts: &str) -> Vec<u8> {
 }
 
 fn status_of(command: &[u8]) -> u16 {
-    let obj = InMemDicomObject::read_dataset_with_ts(command, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("response command");
-    obj.get(tags::STATUS)
-        .and_then(|e| e.value().to_int::<u16>().ok())
+    pacs::dimse::command::Command::parse(command)
+        .expect("response command")
+        .status
         .expect("status")
 }
 

@@ -226,6 +226,38 @@ impl Response<'_> {
     }
 }
 
+/// A C-FIND-RQ with a data set to follow (PS3.7 9.1.2.1): what an SCU sends; the benches
+/// and tests use it.
+pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, CommandError> {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_CLASS_UID,
+        VR::UI,
+        PrimitiveValue::from(sop_class_uid),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(field::C_FIND_RQ),
+    ));
+    obj.put(DataElement::new(
+        tags::MESSAGE_ID,
+        VR::US,
+        PrimitiveValue::from(message_id),
+    ));
+    obj.put(DataElement::new(
+        tags::PRIORITY,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(0_u16),
+    ));
+    encode_with_group_length(&obj)
+}
+
 /// A C-STORE-RQ as a C-MOVE or C-GET sub-operation (PS3.7 9.3.1.1).
 pub fn store_request(
     message_id: u16,

@@ -29,9 +29,9 @@ pub mod un_vr;
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};
 pub use events::{Delivery, DeliveryState, Event, EventKind, Flag, Flags, Outbox, Severity};
-pub use index::{Index, SecondaryKey, Statistics};
 #[cfg(feature = "rocksdb")]
 pub use index::RocksIndex;
+pub use index::{Index, SecondaryKey, Statistics};
 pub use ingest::{
     error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor,
 };

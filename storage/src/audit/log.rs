@@ -10,8 +10,8 @@ use rocksdb::DB;
 
 use super::db;
 use super::error::AuditError;
-use super::model::{AuditEntry, AuditRecord, Head};
 use super::filter::AuditFilter;
+use super::model::{AuditEntry, AuditRecord, Head};
 use super::query;
 use super::report::VerifyReport;
 use super::trail::AuditTrail;

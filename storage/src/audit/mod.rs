@@ -39,9 +39,9 @@ pub use audit_message::audit_message_xml;
 pub use clock::rfc3339_millis;
 pub use error::AuditError;
 pub use export::{hostname, to_json_line, to_syslog};
+pub use filter::AuditFilter;
 #[cfg(feature = "rocksdb")]
 pub use log::AuditLog;
 pub use model::{AuditEntry, AuditRecord, Head, Interface, Outcome, GENESIS_HASH};
-pub use filter::AuditFilter;
-pub use trail::AuditTrail;
 pub use report::{Problem, VerifyReport};
+pub use trail::AuditTrail;

@@ -2,8 +2,8 @@
 //! (a remote audit repository, another database) behind the same four calls.
 
 use super::error::AuditError;
-use super::model::{AuditEntry, AuditRecord};
 use super::filter::AuditFilter;
+use super::model::{AuditEntry, AuditRecord};
 use super::report::VerifyReport;
 
 pub trait AuditTrail: Send + Sync {

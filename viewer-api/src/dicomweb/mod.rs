@@ -11,6 +11,9 @@ mod stow;
 pub mod urls;
 mod wado;
 
+/// The STOW-RS Content-Type check, public for the fuzz target.
+pub use stow::boundary_of;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

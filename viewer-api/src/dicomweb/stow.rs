@@ -50,7 +50,7 @@ fn failure_reason(e: &ReceiveError) -> u16 {
 }
 
 /// Check the request's Content-Type: multipart/related of application/dicom parts.
-fn boundary_of(headers: &HeaderMap) -> Result<String, ApiError> {
+pub fn boundary_of(headers: &HeaderMap) -> Result<String, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

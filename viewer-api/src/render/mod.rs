@@ -5,7 +5,7 @@
 //!
 //! Everything here is CPU work meant for the rayon pool in [`pool`], never a tokio thread.
 
-pub(crate) mod bits;
+pub mod bits;
 mod encode;
 mod native;
 mod options;
