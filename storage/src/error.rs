@@ -37,7 +37,7 @@ pub enum StorageError {
     #[error("unreadable {what}: {detail}")]
     CorruptBlob { what: String, detail: String },
     #[error("stored instance failed its integrity check: {0}")]
-    Integrity(#[from] crate::integrity::IntegrityProblem),
+    Integrity(#[from] IntegrityProblem),
     #[error("column family {0} is missing from the index")]
     MissingColumnFamily(&'static str),
     #[error("the index writer has stopped")]
@@ -116,4 +116,27 @@ pub enum IngestError {
     /// Writing the blob or the index failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// What is wrong with one stored instance's blob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrityProblem {
+    #[error("blob {0} is missing")]
+    Missing(String),
+    #[error("blob {key} cannot be read: {reason}")]
+    Unreadable { key: String, reason: String },
+    #[error("blob {key} changed size: {recorded} bytes recorded, {found} on disk")]
+    SizeChanged {
+        key: String,
+        recorded: u64,
+        found: u64,
+    },
+    #[error("blob {key} changed content: SHA-256 {found}, {recorded} recorded")]
+    ContentChanged {
+        key: String,
+        recorded: String,
+        found: String,
+    },
+    #[error("blob {0} has no recorded checksum (stored before integrity checks)")]
+    NoChecksum(String),
 }

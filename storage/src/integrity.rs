@@ -41,28 +41,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     sha256_of(std::fs::File::open(path)?)
 }
 
-/// What is wrong with one stored instance's blob.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IntegrityProblem {
-    #[error("blob {0} is missing")]
-    Missing(String),
-    #[error("blob {key} cannot be read: {reason}")]
-    Unreadable { key: String, reason: String },
-    #[error("blob {key} changed size: {recorded} bytes recorded, {found} on disk")]
-    SizeChanged {
-        key: String,
-        recorded: u64,
-        found: u64,
-    },
-    #[error("blob {key} changed content: SHA-256 {found}, {recorded} recorded")]
-    ContentChanged {
-        key: String,
-        recorded: String,
-        found: String,
-    },
-    #[error("blob {0} has no recorded checksum (stored before integrity checks)")]
-    NoChecksum(String),
-}
+pub use crate::error::IntegrityProblem;
 
 /// Compare one instance's blob with its record.
 pub fn check(blobs: &dyn BlobStore, record: &InstanceRecord) -> Result<(), IntegrityProblem> {

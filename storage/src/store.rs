@@ -8,8 +8,12 @@ use std::io::Read;
 #[cfg(feature = "rocksdb")]
 use crate::audit::AuditLog;
 use crate::audit::{AuditEntry, AuditTrail, Interface, Outcome};
-use crate::blob::{BlobStore, FsBlobStore};
-use crate::blob_crypto::{BlobKeyMaterial, EncryptedBlobStore};
+use crate::blob::BlobStore;
+#[cfg(feature = "rocksdb")]
+use crate::blob::FsBlobStore;
+use crate::blob_crypto::BlobKeyMaterial;
+#[cfg(feature = "rocksdb")]
+use crate::blob_crypto::EncryptedBlobStore;
 use crate::error::StorageError;
 use crate::events::{Flags, Outbox};
 #[cfg(feature = "rocksdb")]

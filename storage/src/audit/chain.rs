@@ -33,7 +33,8 @@ pub fn expected_hash(record: &AuditRecord) -> Result<String, AuditError> {
     Ok(hex(&hasher.finalize()))
 }
 
-/// Sets `record.hash` and returns the bytes to store.
+/// Sets `record.hash` and returns the bytes to store (the RocksDB writer's job).
+#[cfg(feature = "rocksdb")]
 pub(super) fn seal(record: &mut AuditRecord) -> Result<Vec<u8>, AuditError> {
     record.hash = expected_hash(record)?;
     serde_json::to_vec(record).map_err(|source| AuditError::Encode {

@@ -4,7 +4,6 @@ mod delete;
 pub mod json;
 pub mod media;
 mod multipart;
-pub(crate) mod pixels;
 pub mod qido;
 pub(crate) mod rendered;
 mod stow;

@@ -6,6 +6,7 @@
 //! Everything here is CPU work meant for the rayon pool in [`pool`], never a tokio thread.
 
 pub mod bits;
+pub(crate) mod frames;
 mod encode;
 mod native;
 mod options;
@@ -119,7 +120,7 @@ fn own_jpeg_decode(
     frame: u32,
     ts: &str,
 ) -> Result<Option<DefaultDicomObject>, RenderError> {
-    let Ok(bitstream) = crate::dicomweb::pixels::stored_frame(obj, frame) else {
+    let Ok(bitstream) = frames::stored_frame(obj, frame) else {
         return Ok(None);
     };
     if !pacs_storage::jpeg::needs_own_decoder(ts, &bitstream) {
@@ -169,7 +170,7 @@ pub(crate) fn check_codestream_size(
     if !JPEG_2000.contains(&ts) {
         return Ok(());
     }
-    let Ok(bitstream) = crate::dicomweb::pixels::stored_frame(obj, frame) else {
+    let Ok(bitstream) = frames::stored_frame(obj, frame) else {
         return Ok(()); // the decoder reports what is wrong with the fragments
     };
     let Some(found) = pacs_storage::j2k::size(&bitstream) else {
@@ -194,7 +195,7 @@ pub(crate) fn check_codestream_size(
 }
 
 /// For encapsulated multi-frame pixel data whose fragments are not one per frame, the frame
-/// (split as [`crate::dicomweb::pixels::stored_frame`] does, Basic Offset Table or bitstream
+/// (split as [`frames::stored_frame`] does, Basic Offset Table or bitstream
 /// starts) as a one-frame instance: dicom-pixeldata's own split needs the offset table and
 /// otherwise hands the first frame every fragment.
 pub(crate) fn single_frame_object(
@@ -209,7 +210,7 @@ pub(crate) fn single_frame_object(
     if count <= 1 || seq.fragments().len() == count as usize {
         return None;
     }
-    let bitstream = crate::dicomweb::pixels::stored_frame(obj, frame).ok()?;
+    let bitstream = frames::stored_frame(obj, frame).ok()?;
     let pixels = Value::PixelSequence(PixelFragmentSequence::new(
         Vec::<u32>::new(),
         vec![bitstream],
