@@ -18,9 +18,9 @@ use serde_json::Value as Json;
 use super::json::{self, BulkLinks};
 use super::media::{frame_media_type, parse_accept, MediaRange, EXPLICIT_LE};
 use super::multipart::{self, PartWriter, StreamError};
-use crate::render::frames::{self as pixels, FrameError};
 use super::{check_uid, dicom_json_response, Ctx};
 use crate::error::ApiError;
+use crate::render::frames::{self as pixels, FrameError};
 use crate::{blocking, ApiState};
 
 /// A study, series or instance named by the request path.

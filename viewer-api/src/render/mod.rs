@@ -6,8 +6,8 @@
 //! Everything here is CPU work meant for the rayon pool in [`pool`], never a tokio thread.
 
 pub mod bits;
-pub(crate) mod frames;
 mod encode;
+pub(crate) mod frames;
 mod native;
 mod options;
 mod palette;
