@@ -13,6 +13,9 @@ PY=.venv/bin/python
 WORK="${BENCH_DIR:-/tmp/pacs-qr-bench}"
 mkdir -p "$WORK"
 DATA="$WORK/data-$STUDIES"
+# PACS_BIN: the server binary to measure (default target/release/pacs), e.g. an older build
+# for an A/B; the index, the clients and the populate step come from this tree.
+BIN="${PACS_BIN:-target/release/pacs}"
 
 cargo build --release --locked -q
 cargo bench --locked -q --bench qr_populate -- "$DATA" "$STUDIES" 10
@@ -28,7 +31,7 @@ TOML
 
 start_pacs() { # DATA_DIR -> sets PID PORT
   local log="$WORK/pacs.log"
-  PACS_LOG=warn,pacs::server=info target/release/pacs serve --config "$WORK/pacs.toml" --data "$1" \
+  PACS_LOG=warn,pacs::server=info "$BIN" serve --config "$WORK/pacs.toml" --data "$1" \
     --dicom-port 0 --http-port 0 2>"$log" & PID=$!
   PORT=""
   for _ in $(seq 1 100); do
