@@ -226,9 +226,9 @@ impl Response<'_> {
     }
 }
 
-/// A C-FIND-RQ with a data set to follow (PS3.7 9.1.2.1): what an SCU sends; the benches
-/// and tests use it.
-pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, CommandError> {
+/// The elements every request command set here starts with: SOP class, command, message
+/// ID, medium priority, a data set to follow.
+fn request(field: u16, message_id: u16, sop_class_uid: &str) -> InMemDicomObject {
     let mut obj = InMemDicomObject::new_empty();
     obj.put(DataElement::new(
         tags::AFFECTED_SOP_CLASS_UID,
@@ -238,7 +238,7 @@ pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, Com
     obj.put(DataElement::new(
         tags::COMMAND_FIELD,
         VR::US,
-        PrimitiveValue::from(field::C_FIND_RQ),
+        PrimitiveValue::from(field),
     ));
     obj.put(DataElement::new(
         tags::MESSAGE_ID,
@@ -255,7 +255,12 @@ pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, Com
         VR::US,
         PrimitiveValue::from(0_u16),
     ));
-    encode_with_group_length(&obj)
+    obj
+}
+
+/// A C-FIND-RQ (PS3.7 9.1.2.1): what an SCU sends; the benches use it.
+pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, CommandError> {
+    encode_with_group_length(&request(field::C_FIND_RQ, message_id, sop_class_uid))
 }
 
 /// A C-STORE-RQ as a C-MOVE or C-GET sub-operation (PS3.7 9.3.1.1).
@@ -265,37 +270,11 @@ pub fn store_request(
     sop_instance_uid: &str,
     move_originator: Option<(&str, u16)>,
 ) -> Result<Vec<u8>, CommandError> {
-    let mut obj = InMemDicomObject::new_empty();
-    let ui = |v: &str| PrimitiveValue::from(v);
-    obj.put(DataElement::new(
-        tags::AFFECTED_SOP_CLASS_UID,
-        VR::UI,
-        ui(sop_class_uid),
-    ));
-    obj.put(DataElement::new(
-        tags::COMMAND_FIELD,
-        VR::US,
-        PrimitiveValue::from(field::C_STORE_RQ),
-    ));
-    obj.put(DataElement::new(
-        tags::MESSAGE_ID,
-        VR::US,
-        PrimitiveValue::from(message_id),
-    ));
-    obj.put(DataElement::new(
-        tags::PRIORITY,
-        VR::US,
-        PrimitiveValue::from(0_u16),
-    ));
-    obj.put(DataElement::new(
-        tags::COMMAND_DATA_SET_TYPE,
-        VR::US,
-        PrimitiveValue::from(0_u16),
-    ));
+    let mut obj = request(field::C_STORE_RQ, message_id, sop_class_uid);
     obj.put(DataElement::new(
         tags::AFFECTED_SOP_INSTANCE_UID,
         VR::UI,
-        ui(sop_instance_uid),
+        PrimitiveValue::from(sop_instance_uid),
     ));
     if let Some((ae, id)) = move_originator {
         obj.put(DataElement::new(
