@@ -13,7 +13,7 @@ use pacs_storage::transcode::{dataset_for, is_native};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::command::{store_request, Command};
+use super::command::{store_request, Command, CommandError};
 use super::pdu_io::{PduError, PduStream};
 use crate::dimse::access::RemoteNode;
 
@@ -27,18 +27,30 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScuError {
-    #[error("cannot connect to {node}: {detail}")]
-    Connect { node: String, detail: String },
+    #[error("cannot connect to {node}")]
+    Connect {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {node}: no answer within {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout { node: String },
     #[error("{0} rejected the association")]
     Rejected(String),
-    #[error("protocol error with the destination: {0}")]
-    Protocol(String),
+    #[error("protocol error with the destination: expected {expected}, got {got}")]
+    Unexpected { expected: &'static str, got: String },
+    #[error("protocol error with the destination: C-STORE-RSP without a status")]
+    NoStatus,
+    #[error("protocol error with the destination")]
+    Command(#[from] CommandError),
     #[error(transparent)]
     Pdu(#[from] PduError),
     #[error("cannot read the stored instance: {0}")]
     Blob(std::io::Error),
-    #[error("{0}")]
-    Transcode(String),
+    #[error(transparent)]
+    Transcode(#[from] pacs_storage::transcode::TranscodeError),
+    #[error("the transcoding task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 pub struct StoreScu {
@@ -60,13 +72,10 @@ impl StoreScu {
         let addr = format!("{}:{}", node.host, node.port);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
             .await
-            .map_err(|_| ScuError::Connect {
+            .map_err(|_| ScuError::ConnectTimeout { node: addr.clone() })?
+            .map_err(|source| ScuError::Connect {
                 node: addr.clone(),
-                detail: "timed out".into(),
-            })?
-            .map_err(|e| ScuError::Connect {
-                node: addr.clone(),
-                detail: e.to_string(),
+                source,
             })?;
         let _ = stream.set_nodelay(true);
         let mut pdus = PduStream::new(stream, our_max_pdu);
@@ -113,10 +122,10 @@ impl StoreScu {
             Pdu::AssociationAC(ac) => ac,
             Pdu::AssociationRJ(_) => return Err(ScuError::Rejected(node.ae_title.clone())),
             other => {
-                return Err(ScuError::Protocol(format!(
-                    "expected A-ASSOCIATE-AC, got {}",
-                    other.short_description()
-                )))
+                return Err(ScuError::Unexpected {
+                    expected: "A-ASSOCIATE-AC",
+                    got: other.short_description().to_string(),
+                })
             }
         };
         let accepted = ac
@@ -173,8 +182,7 @@ impl StoreScu {
         let payload = prepare(plan, blob).await?;
         let message_id = self.next_message_id;
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
-        let command = store_request(message_id, sop_class, sop_instance, Some(move_originator))
-            .map_err(|e| ScuError::Protocol(e.to_string()))?;
+        let command = store_request(message_id, sop_class, sop_instance, Some(move_originator))?;
         let peer_max = self.peer_max_pdu;
         self.pdus
             .send_message_part(context_id, PDataValueType::Command, &command, peer_max)
@@ -194,19 +202,16 @@ impl StoreScu {
                         }
                         bytes.extend_from_slice(&v.data);
                         if v.is_last {
-                            let rsp = Command::parse(&bytes)
-                                .map_err(|e| ScuError::Protocol(e.to_string()))?;
-                            return rsp.status.ok_or_else(|| {
-                                ScuError::Protocol("response without status".into())
-                            });
+                            let rsp = Command::parse(&bytes)?;
+                            return rsp.status.ok_or(ScuError::NoStatus);
                         }
                     }
                 }
                 other => {
-                    return Err(ScuError::Protocol(format!(
-                        "expected C-STORE-RSP, got {}",
-                        other.short_description()
-                    )))
+                    return Err(ScuError::Unexpected {
+                        expected: "C-STORE-RSP",
+                        got: other.short_description().to_string(),
+                    })
                 }
             }
         }
@@ -327,10 +332,8 @@ pub async fn prepare(plan: &SendPlan, blob: &Path) -> Result<Payload, ScuError> 
         Some(target) => {
             let (path, stored, target) =
                 (blob.to_path_buf(), plan.stored_ts.clone(), target.clone());
-            let bytes = tokio::task::spawn_blocking(move || dataset_for(&path, &stored, &target))
-                .await
-                .map_err(|e| ScuError::Transcode(e.to_string()))?
-                .map_err(|e| ScuError::Transcode(e.to_string()))?;
+            let bytes =
+                tokio::task::spawn_blocking(move || dataset_for(&path, &stored, &target)).await??;
             Ok(Payload::Encoded(bytes))
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::security::pacs;
+use crate::security::{get, pacs};
 use crate::support::*;
 
 const KEY: &str = "6b1e2f3a4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
@@ -164,6 +164,67 @@ fn a_restart_with_a_wrong_or_missing_blob_key_is_refused() {
         .env("PACS_BLOB_KEY", KEY));
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn blobs_encrypted_at_rest_read_back_through_every_path() {
+    let (_tmp, data) = data_dir();
+    let key = "5a".repeat(32);
+    let server = Server::start_with(
+        &data,
+        ServerOptions {
+            env: &[("PACS_BLOB_KEY", key.as_str())],
+            ..Default::default()
+        },
+    );
+    let sample = samples().join("mr_explicit.dcm");
+    storescu(&server, std::slice::from_ref(&sample));
+    let (sop, _) = file_uids(&sample);
+    // On disk: sealed, no DICOM preamble, no patient name in the clear.
+    let blob = server.blob_path(&sop);
+    let raw = std::fs::read(&blob).expect("blob");
+    assert_eq!(&raw[..8], b"PACSAES1");
+    assert!(!raw.windows(4).any(|w| w == b"DICM"), "plaintext on disk");
+    // Through WADO-RS, C-GET and the renderer: the instance as sent.
+    let (study, series) = server.parents_of(&sop);
+    let path = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    let r = get(&server, &format!("{path}/rendered"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(&r.body[..2], &[0xFF, 0xD8], "JPEG");
+    let out_dir = data.parent().expect("parent").join("got");
+    let files = getscu_study(&server, &study, &out_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        dataset_bytes(&files[0]) == dataset_bytes(&sample),
+        "C-GET returned other bytes"
+    );
+    assert!(
+        files_under(&data.join("tmp")).is_empty(),
+        "decrypted temporary copies left behind"
+    );
+    // pacs verify checks the plaintext's SHA-256 through the key; a flipped byte is caught.
+    let mut server = server;
+    server.terminate();
+    let verify = |env_key: Option<&str>| {
+        let mut cmd = pacs();
+        cmd.args(["verify", "--data"]).arg(&data);
+        if let Some(k) = env_key {
+            cmd.env("PACS_BLOB_KEY", k);
+        }
+        run(&mut cmd)
+    };
+    assert!(verify(Some(&key)).status.success());
+    let mut altered = raw.clone();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0x01;
+    std::fs::write(&blob, &altered).expect("write");
+    let out = verify(Some(&key));
+    assert!(!out.status.success(), "a flipped byte was not caught");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&sop),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -22,4 +22,5 @@ mod security;
 mod shutdown;
 mod store;
 mod tamper;
+mod tls;
 mod workers;

@@ -94,7 +94,7 @@ impl Tally {
                 self.failed(sop_instance_uid);
             }
             Err(e) => {
-                tracing::warn!(sop = %sop_instance_uid, error = %e, "{service} sub-operation failed");
+                tracing::warn!(sop = %sop_instance_uid, error = %pacs_storage::error_chain(&e), "{service} sub-operation failed");
                 self.failed(sop_instance_uid);
             }
         }
@@ -200,7 +200,8 @@ async fn serve_move(session: &mut Session, context_id: u8, command: &Command, id
     let scu = match StoreScu::connect(&node, &ae_title, max_pdu, &wanted).await {
         Ok(scu) => scu,
         Err(e) => {
-            tracing::warn!(destination = %node.ae_title, error = %e, "C-MOVE sub-operations impossible");
+            let reason = pacs_storage::error_chain(&e);
+            tracing::warn!(destination = %node.ae_title, error = %reason, "C-MOVE sub-operations impossible");
             let mut tally = Tally::new(instances.len());
             tally.counts.failed = u16::try_from(instances.len()).unwrap_or(u16::MAX);
             session
@@ -209,7 +210,7 @@ async fn serve_move(session: &mut Session, context_id: u8, command: &Command, id
                     command,
                     Status::UNABLE_TO_PERFORM_SUBOPERATIONS,
                     tally.counts,
-                    Some(e.to_string()),
+                    Some(reason),
                     &[],
                 )
                 .await;
