@@ -14,6 +14,14 @@ pub enum EventKind {
     /// No new instance in the study for the quiet period.
     StudyStable,
     StudyDeleted,
+    /// An order was placed (FHIR ServiceRequest or HL7 ORM/OMI).
+    OrderPlaced,
+    OrderChanged,
+    OrderCancelled,
+    /// A modality reported the performed procedure step (MPPS).
+    MppsInProgress,
+    MppsCompleted,
+    MppsDiscontinued,
 }
 
 impl EventKind {
@@ -23,6 +31,12 @@ impl EventKind {
             EventKind::InstanceStored => "create",
             EventKind::InstanceDeleted | EventKind::StudyDeleted => "delete",
             EventKind::SeriesStable | EventKind::StudyStable => "stable",
+            EventKind::OrderPlaced => "order",
+            EventKind::OrderChanged => "order-change",
+            EventKind::OrderCancelled => "order-cancel",
+            EventKind::MppsInProgress | EventKind::MppsCompleted | EventKind::MppsDiscontinued => {
+                "performed"
+            }
         }
     }
 }
@@ -41,6 +55,9 @@ pub struct Event {
     pub sop_instance_uid: Option<String>,
     /// Patient key (PatientID + issuer) of the study.
     pub patient_key: String,
+    /// The order the event is about (order and MPPS events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accession_number: Option<String>,
 }
 
 /// An event before it has its sequence number.
@@ -51,6 +68,7 @@ pub struct NewEvent {
     pub series_instance_uid: Option<String>,
     pub sop_instance_uid: Option<String>,
     pub patient_key: String,
+    pub accession_number: Option<String>,
 }
 
 /// Where one event stands with one worker.

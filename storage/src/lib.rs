@@ -22,6 +22,8 @@ pub mod j2k;
 pub mod jpeg;
 pub mod key_check;
 pub mod lengths;
+pub mod order_intake;
+pub mod orders;
 pub mod part10;
 pub mod query;
 pub mod receiver;
@@ -39,6 +41,7 @@ pub use index::{Index, SecondaryKey, Statistics};
 pub use ingest::{
     error_chain, DuplicatePolicy, Expected, IngestOutcome, IngestSource, Ingested, Ingestor,
 };
+pub use orders::{Order, OrderChange, OrderError, OrderStatus, Orders};
 pub use receiver::{ReceiveError, Receiver};
 pub use records::{AttrValue, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 pub use store::{Store, StoreOptions};

@@ -21,6 +21,7 @@ use crate::index::RocksIndex;
 use crate::index::{DuplicatePolicy, Index};
 use crate::ingest::Ingestor;
 use crate::integrity::{IntegrityProblem, Verified};
+use crate::orders::Orders;
 use crate::records::InstanceRecord;
 
 #[derive(Debug, Clone, Default)]
@@ -36,6 +37,8 @@ pub struct Store {
     pub outbox: Arc<dyn Outbox>,
     /// Findings per study and worklist read marks.
     pub flags: Arc<dyn Flags>,
+    /// Imaging orders and the modality worklist they make.
+    pub orders: Arc<dyn Orders>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
@@ -58,7 +61,8 @@ impl Store {
         crate::key_check::check_blob_key(&data_dir, options.blob_key.as_ref(), true)?;
         let index: Arc<dyn Index> = rocks.clone();
         let outbox: Arc<dyn Outbox> = rocks.clone();
-        let flags: Arc<dyn Flags> = rocks;
+        let flags: Arc<dyn Flags> = rocks.clone();
+        let orders: Arc<dyn Orders> = rocks;
         let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let blobs: Arc<dyn BlobStore> = match &options.blob_key {
             Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
@@ -73,6 +77,7 @@ impl Store {
             index,
             outbox,
             flags,
+            orders,
             blobs,
             ingestor,
             audit,

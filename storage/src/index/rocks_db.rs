@@ -25,6 +25,8 @@ pub(crate) const CF_EVENTS: &str = "events";
 pub(crate) const CF_UNSTABLE: &str = "unstable";
 pub(crate) const CF_DELIVERIES: &str = "deliveries";
 pub(crate) const CF_FLAGS: &str = "flags";
+pub(crate) const CF_ORDERS: &str = "orders";
+pub(crate) const CF_WORKLIST: &str = "worklist";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -36,6 +38,8 @@ const ALL_CFS: &[&str] = &[
     CF_UNSTABLE,
     CF_DELIVERIES,
     CF_FLAGS,
+    CF_ORDERS,
+    CF_WORKLIST,
 ];
 /// Key of the archive-wide statistics in `meta`.
 pub(crate) const STATS_KEY: &[u8] = b"statistics";
@@ -82,12 +86,19 @@ impl RocksDb {
     pub(crate) fn open_read_only(path: &Path) -> Result<Self, StorageError> {
         let path = path.to_path_buf();
         let opts = Options::default();
-        let db = Db::open_cf_for_read_only(&opts, &path, ALL_CFS.iter().copied(), false).map_err(
-            |source| StorageError::Db {
+        // An archive made by an older version lacks the newer column families; read what
+        // it has (reads of the others fail with MissingColumnFamily).
+        let existing = Db::list_cf(&opts, &path).unwrap_or_default();
+        let cfs = ALL_CFS
+            .iter()
+            .copied()
+            .filter(|cf| existing.is_empty() || existing.iter().any(|e| e == cf));
+        let db = Db::open_cf_for_read_only(&opts, &path, cfs, false).map_err(|source| {
+            StorageError::Db {
                 context: "opening the index read-only",
                 source,
-            },
-        )?;
+            }
+        })?;
         Ok(RocksDb { db, path })
     }
 

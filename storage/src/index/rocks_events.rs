@@ -47,6 +47,7 @@ pub(crate) fn append_events(
             series_instance_uid: e.series_instance_uid,
             sop_instance_uid: e.sop_instance_uid,
             patient_key: e.patient_key,
+            accession_number: e.accession_number,
         };
         batch.put_cf(
             &cf,

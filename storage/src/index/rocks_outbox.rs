@@ -115,6 +115,7 @@ impl Outbox for RocksIndex {
                         series_instance_uid: Some(series.clone()),
                         sop_instance_uid: None,
                         patient_key: entry.patient_key.clone(),
+                        accession_number: None,
                     });
                 }
             }
@@ -125,6 +126,7 @@ impl Outbox for RocksIndex {
                     series_instance_uid: None,
                     sop_instance_uid: None,
                     patient_key: entry.patient_key.clone(),
+                    accession_number: None,
                 });
             }
         }

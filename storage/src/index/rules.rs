@@ -41,6 +41,7 @@ pub(crate) fn store_instances(
             series_instance_uid: Some(series.clone()),
             sop_instance_uid: Some(sop),
             patient_key: patient_key.clone(),
+            accession_number: None,
         })?;
         txn.mark_unstable(&study, &patient_key, &series)?;
         decisions.push(match existing {
@@ -75,6 +76,7 @@ pub(crate) fn delete_instances(
             series_instance_uid: Some(r.series_instance_uid.clone()),
             sop_instance_uid: Some(r.sop_instance_uid.clone()),
             patient_key: r.patient_key.clone(),
+            accession_number: None,
         })?;
     }
     let studies: BTreeMap<&str, &str> = removed
@@ -89,6 +91,7 @@ pub(crate) fn delete_instances(
                 series_instance_uid: None,
                 sop_instance_uid: None,
                 patient_key: patient_key.to_string(),
+                accession_number: None,
             })?;
             txn.forget_unstable(study)?;
         }
