@@ -32,11 +32,11 @@ pub enum CommandError {
     #[error("command set cannot be parsed: {0}")]
     Parse(String),
     #[error("command set cannot be parsed")]
-    Decode(#[source] dicom_object::ReadError),
+    Decode(#[source] Box<dicom_object::ReadError>),
     #[error("command set lacks {0}")]
     Missing(&'static str),
     #[error("command set cannot be encoded")]
-    Encode(#[source] dicom_object::WriteError),
+    Encode(#[source] Box<dicom_object::WriteError>),
     #[error("command set cannot be encoded: {0} bytes is too long")]
     TooLong(usize),
 }
@@ -123,7 +123,7 @@ impl Command {
         check_element_lengths(bytes)?;
         let obj =
             InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-                .map_err(CommandError::Decode)?;
+                .map_err(|e| CommandError::Decode(Box::new(e)))?;
         let field = uint(&obj, tags::COMMAND_FIELD).ok_or(CommandError::Missing("CommandField"))?;
         // C-CANCEL carries MessageIDBeingRespondedTo instead of MessageID.
         let message_id = uint(&obj, tags::MESSAGE_ID)
@@ -300,7 +300,7 @@ pub fn store_request(
 fn encode_with_group_length(obj: &InMemDicomObject) -> Result<Vec<u8>, CommandError> {
     let mut body = Vec::with_capacity(256);
     obj.write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(CommandError::Encode)?;
+        .map_err(|e| CommandError::Encode(Box::new(e)))?;
     let len = u32::try_from(body.len()).map_err(|_| CommandError::TooLong(body.len()))?;
     let mut out = Vec::with_capacity(body.len() + 12);
     out.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
