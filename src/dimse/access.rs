@@ -14,6 +14,8 @@ pub enum Service {
     Find,
     Move,
     Get,
+    /// Modality worklist queries.
+    Worklist,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -23,12 +25,19 @@ pub struct RemoteNode {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
-    /// Services this node may use: any of "store", "find", "move", "get" [default: all].
+    /// Services this node may use: any of "store", "find", "move", "get", "worklist"
+    /// [default: all].
     #[serde(default)]
     pub allow: Option<Vec<Service>>,
 }
 
-pub const ALL_SERVICES: &[Service] = &[Service::Store, Service::Find, Service::Move, Service::Get];
+pub const ALL_SERVICES: &[Service] = &[
+    Service::Store,
+    Service::Find,
+    Service::Move,
+    Service::Get,
+    Service::Worklist,
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {
@@ -94,7 +103,10 @@ mod tests {
         let local = IpAddr::from([127, 0, 0, 1]);
         let open = AccessPolicy::new(false, &nodes);
         assert_eq!(open.services_for("WS", local), Some(vec![Service::Find]));
-        assert_eq!(open.services_for("OTHER", local).map(|s| s.len()), Some(4));
+        assert_eq!(
+            open.services_for("OTHER", local).map(|s| s.len()),
+            Some(ALL_SERVICES.len())
+        );
         let closed = AccessPolicy::new(true, &nodes);
         assert_eq!(closed.services_for("OTHER", local), None);
         assert_eq!(

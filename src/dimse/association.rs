@@ -21,6 +21,7 @@ use super::services::echo::Echo;
 use super::services::find::Find;
 use super::services::retrieve::Retrieve;
 use super::services::store::StoreService;
+use super::services::worklist::WorklistFind;
 use super::services::{DataSink, ServiceEntry};
 use super::session::{Counters, Session};
 use super::status::Status;
@@ -51,6 +52,11 @@ pub static SERVICES: &[ServiceEntry] = &[
         service: &Find,
     },
     ServiceEntry {
+        command: field::C_FIND_RQ,
+        kind: Some(ServiceKind::Worklist),
+        service: &WorklistFind,
+    },
+    ServiceEntry {
         command: field::C_MOVE_RQ,
         kind: Some(ServiceKind::Move),
         service: &Retrieve::Move,
@@ -62,9 +68,12 @@ pub static SERVICES: &[ServiceEntry] = &[
     },
 ];
 
-/// The table's line for a request's Command Field.
-fn service_for(command_field: u16) -> Option<&'static ServiceEntry> {
-    SERVICES.iter().find(|s| s.command == command_field)
+/// The table's line for a request's Command Field on a context of `kind` (C-FIND serves two
+/// information models); the first line of the command field when none is of that kind.
+fn service_for(command_field: u16, kind: Option<ServiceKind>) -> Option<&'static ServiceEntry> {
+    let mut lines = SERVICES.iter().filter(|s| s.command == command_field);
+    let first = lines.clone().next();
+    lines.find(|s| s.kind.is_none() || s.kind == kind).or(first)
 }
 
 /// How long a peer rejected for the association limit gets to read the rejection and close.
@@ -404,7 +413,7 @@ impl Association {
         let Some(context) = self.session.context(context_id) else {
             return;
         };
-        let entry = service_for(command.field);
+        let entry = service_for(command.field, Some(context.kind));
         // A data set is the service's only on a context of its kind for the command's SOP
         // class; else it is read and dropped, and the service refuses the request.
         let fits = entry.is_some_and(|e| {
@@ -432,7 +441,8 @@ impl Association {
 
     /// Hand a complete request to its service; one without is an unknown operation.
     async fn dispatch(&mut self, context_id: u8, command: Command, data: Option<DataSink>) {
-        match service_for(command.field) {
+        let kind = self.session.context(context_id).map(|c| c.kind);
+        match service_for(command.field, kind) {
             Some(e) => {
                 e.service
                     .serve(&mut self.session, context_id, command, data)

@@ -106,6 +106,15 @@ impl AssociationAudit {
         self.query_target = (single(query, "0020000D"), single(query, "00100020"));
     }
 
+    /// Remember which patient the current worklist query names.
+    pub fn worklist_query(&mut self, query: &pacs_storage::worklist::WorklistQuery) {
+        let patient = match &query.patient_id {
+            Matcher::Single(v) => Some(v.clone()),
+            _ => None,
+        };
+        self.query_target = (None, patient);
+    }
+
     pub fn stored(
         &mut self,
         study: Option<String>,

@@ -58,6 +58,8 @@ pub enum ServiceKind {
     Move,
     /// Query/Retrieve GET, either information model.
     Get,
+    /// Modality Worklist Information Model - FIND.
+    Worklist,
 }
 
 /// A presentation context we accepted.
@@ -84,6 +86,9 @@ const FIND_SOP_CLASSES: &[&str] = &[
     uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
     uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
 ];
+
+/// Modality Worklist Information Model - FIND (PS3.4 K.6.1.3).
+pub const MODALITY_WORKLIST_FIND: &str = "1.2.840.10008.5.1.4.31";
 
 /// Query/Retrieve MOVE SOP classes (PS3.4 C.6.1.3, C.6.2.3).
 const MOVE_SOP_CLASSES: &[&str] = &[
@@ -117,6 +122,8 @@ fn service_kind(abstract_syntax: &str) -> Option<(ServiceKind, &'static [&'stati
         Some((ServiceKind::Get, PLAIN_TRANSFER_SYNTAXES))
     } else if MOVE_SOP_CLASSES.contains(&abstract_syntax) {
         Some((ServiceKind::Move, PLAIN_TRANSFER_SYNTAXES))
+    } else if abstract_syntax == MODALITY_WORKLIST_FIND {
+        Some((ServiceKind::Worklist, PLAIN_TRANSFER_SYNTAXES))
     } else if FIND_SOP_CLASSES.contains(&abstract_syntax) {
         Some((ServiceKind::Find, PLAIN_TRANSFER_SYNTAXES))
     } else if is_storage_sop_class(abstract_syntax) {
@@ -169,6 +176,7 @@ pub fn negotiate(
         ServiceKind::Find => allowed.contains(&Service::Find),
         ServiceKind::Move => allowed.contains(&Service::Move),
         ServiceKind::Get => allowed.contains(&Service::Get),
+        ServiceKind::Worklist => allowed.contains(&Service::Worklist),
     };
 
     let mut results = Vec::with_capacity(rq.presentation_contexts.len());

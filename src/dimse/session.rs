@@ -131,6 +131,12 @@ impl Session {
             return;
         }
         let action = match command.field {
+            field::C_FIND_RQ
+                if command.affected_sop_class_uid.as_deref()
+                    == Some(crate::dimse::negotiation::MODALITY_WORKLIST_FIND) =>
+            {
+                "dimse.mwl-find"
+            }
             field::C_FIND_RQ => "dimse.c-find",
             field::C_MOVE_RQ => "dimse.c-move",
             field::C_GET_RQ => "dimse.c-get",

@@ -31,6 +31,7 @@ pub mod records;
 mod store;
 pub mod transcode;
 pub mod un_vr;
+pub mod worklist;
 
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};

@@ -24,3 +24,4 @@ mod store;
 mod tamper;
 mod tls;
 mod workers;
+mod worklist;

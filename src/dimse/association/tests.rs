@@ -128,23 +128,30 @@ fn temp_store() -> (tempfile::TempDir, Arc<Store>) {
 }
 
 #[test]
-fn the_table_has_one_line_per_command_with_its_context_kind() {
+fn the_table_has_one_line_per_command_and_context_kind() {
     let expected = [
         (field::C_ECHO_RQ, None),
         (field::C_CANCEL_RQ, None),
         (field::C_STORE_RQ, Some(ServiceKind::Storage)),
         (field::C_FIND_RQ, Some(ServiceKind::Find)),
+        (field::C_FIND_RQ, Some(ServiceKind::Worklist)),
         (field::C_MOVE_RQ, Some(ServiceKind::Move)),
         (field::C_GET_RQ, Some(ServiceKind::Get)),
     ];
     assert_eq!(SERVICES.len(), expected.len());
     for (command, kind) in expected {
-        let entry = service_for(command).expect("a line for the command");
+        let entry = service_for(command, kind).expect("a line for the command");
         assert_eq!(entry.kind, kind, "context kind of 0x{command:04X}");
-        let lines = SERVICES.iter().filter(|s| s.command == command).count();
-        assert_eq!(lines, 1, "0x{command:04X} has one line");
+        let lines = SERVICES
+            .iter()
+            .filter(|s| s.command == command && s.kind == kind)
+            .count();
+        assert_eq!(lines, 1, "0x{command:04X} has one line for {kind:?}");
     }
-    assert!(service_for(N_GET_RQ).is_none());
+    // A C-FIND on a context of another kind finds the first C-FIND line (which refuses it).
+    let other = service_for(field::C_FIND_RQ, Some(ServiceKind::Storage)).expect("line");
+    assert_eq!(other.kind, Some(ServiceKind::Find));
+    assert!(service_for(N_GET_RQ, None).is_none());
 }
 
 #[tokio::test]

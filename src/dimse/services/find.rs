@@ -13,7 +13,7 @@ use crate::dimse::session::{is_cancel_for, Session};
 use crate::dimse::status::Status;
 
 /// C-FIND matches handed from the index thread to the association at a time.
-const FIND_BATCH: usize = 32;
+pub(super) const FIND_BATCH: usize = 32;
 
 /// The C-FIND service of the dispatch table.
 pub struct Find;
@@ -70,7 +70,7 @@ async fn serve_find(session: &mut Session, context_id: u8, command: &Command, id
     };
     // The index and the encoding run on a blocking thread and hand over encoded identifiers
     // in batches: one hand-over per match cost a thread wake-up each.
-    let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(4);
+    let (tx, batches) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(4);
     let index = session.store.index.clone();
     let query_request = request.clone();
     let our_ae = session.settings.ae_title.clone();
@@ -88,27 +88,7 @@ async fn serve_find(session: &mut Session, context_id: u8, command: &Command, id
         }
         result
     });
-    let mut cancelled = false;
-    let mut sent = 0u64;
-    loop {
-        tokio::select! {
-            biased;
-            pdu = session.pdus.read(session.settings.idle_timeout), if session.stashed.is_none() => {
-                if is_cancel_for(&pdu, command.message_id) {
-                    cancelled = true;
-                    break;
-                }
-                // Anything else is handled by the message loop once this C-FIND is answered.
-                session.stashed = Some(pdu);
-            }
-            batch = batches.recv() => {
-                let Some(batch) = batch else { break };
-                sent += batch.len() as u64;
-                session.send_pending_batch(context_id, command, batch).await;
-            }
-        }
-    }
-    drop(batches);
+    let (cancelled, sent) = stream_answers(session, context_id, command, batches).await;
     let outcome = worker.await;
     let (status, comment) = match outcome {
         _ if cancelled => (Status::CANCEL, None),
@@ -121,4 +101,32 @@ async fn serve_find(session: &mut Session, context_id: u8, command: &Command, id
     };
     tracing::debug!(matches = sent, status = %status, "C-FIND answered");
     session.respond(context_id, command, status, comment).await;
+}
+
+/// Send each batch of encoded answers as pending responses until the sender is done, while
+/// watching for a C-CANCEL of this request. Returns (cancelled, answers sent).
+pub(super) async fn stream_answers(
+    session: &mut Session,
+    context_id: u8,
+    command: &Command,
+    mut batches: tokio::sync::mpsc::Receiver<Vec<Vec<u8>>>,
+) -> (bool, u64) {
+    let mut sent = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            pdu = session.pdus.read(session.settings.idle_timeout), if session.stashed.is_none() => {
+                if is_cancel_for(&pdu, command.message_id) {
+                    return (true, sent);
+                }
+                // Anything else is handled by the message loop once this C-FIND is answered.
+                session.stashed = Some(pdu);
+            }
+            batch = batches.recv() => {
+                let Some(batch) = batch else { return (false, sent) };
+                sent += batch.len() as u64;
+                session.send_pending_batch(context_id, command, batch).await;
+            }
+        }
+    }
 }

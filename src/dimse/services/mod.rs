@@ -8,6 +8,8 @@ pub mod find;
 pub mod identifier;
 pub mod retrieve;
 pub mod store;
+pub mod worklist;
+pub mod worklist_item;
 
 use std::future::Future;
 use std::pin::Pin;
