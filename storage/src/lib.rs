@@ -22,6 +22,7 @@ pub mod j2k;
 pub mod jpeg;
 pub mod key_check;
 pub mod lengths;
+pub mod mpps;
 pub mod order_intake;
 pub mod orders;
 pub mod part10;

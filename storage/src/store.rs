@@ -21,6 +21,7 @@ use crate::index::RocksIndex;
 use crate::index::{DuplicatePolicy, Index};
 use crate::ingest::Ingestor;
 use crate::integrity::{IntegrityProblem, Verified};
+use crate::mpps::PerformedSteps;
 use crate::orders::Orders;
 use crate::records::InstanceRecord;
 
@@ -39,6 +40,8 @@ pub struct Store {
     pub flags: Arc<dyn Flags>,
     /// Imaging orders and the modality worklist they make.
     pub orders: Arc<dyn Orders>,
+    /// Performed procedure steps reported by modalities (MPPS).
+    pub performed: Arc<dyn PerformedSteps>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
@@ -62,7 +65,8 @@ impl Store {
         let index: Arc<dyn Index> = rocks.clone();
         let outbox: Arc<dyn Outbox> = rocks.clone();
         let flags: Arc<dyn Flags> = rocks.clone();
-        let orders: Arc<dyn Orders> = rocks;
+        let orders: Arc<dyn Orders> = rocks.clone();
+        let performed: Arc<dyn PerformedSteps> = rocks;
         let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let blobs: Arc<dyn BlobStore> = match &options.blob_key {
             Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
@@ -78,6 +82,7 @@ impl Store {
             outbox,
             flags,
             orders,
+            performed,
             blobs,
             ingestor,
             audit,

@@ -17,6 +17,8 @@ mod rocks_db;
 #[cfg(feature = "rocksdb")]
 mod rocks_events;
 #[cfg(feature = "rocksdb")]
+mod rocks_mpps;
+#[cfg(feature = "rocksdb")]
 mod rocks_orders;
 #[cfg(feature = "rocksdb")]
 mod rocks_outbox;

@@ -27,6 +27,7 @@ pub(crate) const CF_DELIVERIES: &str = "deliveries";
 pub(crate) const CF_FLAGS: &str = "flags";
 pub(crate) const CF_ORDERS: &str = "orders";
 pub(crate) const CF_WORKLIST: &str = "worklist";
+pub(crate) const CF_MPPS: &str = "mpps";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -40,6 +41,7 @@ const ALL_CFS: &[&str] = &[
     CF_FLAGS,
     CF_ORDERS,
     CF_WORKLIST,
+    CF_MPPS,
 ];
 /// Key of the archive-wide statistics in `meta`.
 pub(crate) const STATS_KEY: &[u8] = b"statistics";

@@ -8,7 +8,7 @@
 use rocksdb::WriteBatch;
 
 use super::rocks::RocksIndex;
-use super::rocks_db::{decode, encode, CF_ORDERS, CF_WORKLIST};
+use super::rocks_db::{decode, encode, RocksDb, CF_ORDERS, CF_WORKLIST};
 use super::rocks_events::append_events;
 use crate::error::StorageError;
 use crate::events::{EventKind, NewEvent};
@@ -25,6 +25,25 @@ fn worklist_key(order: &Order) -> Vec<u8> {
         order.step.start_date, time, order.accession_number
     )
     .into_bytes()
+}
+
+/// Put `order` (replacing `old`) and its worklist entry into `batch`.
+pub(crate) fn stage_order(
+    db: &RocksDb,
+    batch: &mut WriteBatch,
+    old: Option<&Order>,
+    order: &Order,
+) -> Result<(), StorageError> {
+    let (orders, worklist) = (db.cf(CF_ORDERS)?, db.cf(CF_WORKLIST)?);
+    if let Some(old) = old {
+        batch.delete_cf(&worklist, worklist_key(old));
+    }
+    let value = encode(CF_ORDERS, &order.accession_number, order)?;
+    if order.status.is_active() {
+        batch.put_cf(&worklist, worklist_key(order), &value);
+    }
+    batch.put_cf(&orders, order.accession_number.as_bytes(), value);
+    Ok(())
 }
 
 /// The event of a write; a change that cancels is reported as a cancellation.
@@ -46,20 +65,12 @@ impl Orders for RocksIndex {
     ) -> Result<bool, StorageError> {
         let _guard = self.lock_writes();
         let db = self.db();
-        let (orders, worklist) = (db.cf(CF_ORDERS)?, db.cf(CF_WORKLIST)?);
         let mut batch = WriteBatch::default();
         let old = self.order(&order.accession_number)?;
         if old.as_ref().map(|o| o.updated_ms) != expected {
             return Ok(false);
         }
-        if let Some(old) = old {
-            batch.delete_cf(&worklist, worklist_key(&old));
-        }
-        let value = encode(CF_ORDERS, &order.accession_number, order)?;
-        if order.status.is_active() {
-            batch.put_cf(&worklist, worklist_key(order), &value);
-        }
-        batch.put_cf(&orders, order.accession_number.as_bytes(), value);
+        stage_order(db, &mut batch, old.as_ref(), order)?;
         append_events(
             db,
             &mut batch,
