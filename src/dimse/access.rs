@@ -16,6 +16,8 @@ pub enum Service {
     Get,
     /// Modality worklist queries.
     Worklist,
+    /// Modality performed procedure step reports.
+    Mpps,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -25,7 +27,7 @@ pub struct RemoteNode {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
-    /// Services this node may use: any of "store", "find", "move", "get", "worklist"
+    /// Services this node may use: any of "store", "find", "move", "get", "worklist", "mpps"
     /// [default: all].
     #[serde(default)]
     pub allow: Option<Vec<Service>>,
@@ -37,6 +39,7 @@ pub const ALL_SERVICES: &[Service] = &[
     Service::Move,
     Service::Get,
     Service::Worklist,
+    Service::Mpps,
 ];
 
 #[derive(Debug, Clone, Default)]

@@ -19,6 +19,7 @@ use super::peer::DimsePeer;
 use super::services::cancel::Cancel;
 use super::services::echo::Echo;
 use super::services::find::Find;
+use super::services::mpps::Mpps;
 use super::services::retrieve::Retrieve;
 use super::services::store::StoreService;
 use super::services::worklist::WorklistFind;
@@ -55,6 +56,16 @@ pub static SERVICES: &[ServiceEntry] = &[
         command: field::C_FIND_RQ,
         kind: Some(ServiceKind::Worklist),
         service: &WorklistFind,
+    },
+    ServiceEntry {
+        command: field::N_CREATE_RQ,
+        kind: Some(ServiceKind::Mpps),
+        service: &Mpps,
+    },
+    ServiceEntry {
+        command: field::N_SET_RQ,
+        kind: Some(ServiceKind::Mpps),
+        service: &Mpps,
     },
     ServiceEntry {
         command: field::C_MOVE_RQ,

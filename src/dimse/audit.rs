@@ -115,6 +115,11 @@ impl AssociationAudit {
         self.query_target = (None, patient);
     }
 
+    /// Remember which patient the current MPPS report names.
+    pub fn mpps(&mut self, patient_id: Option<String>) {
+        self.query_target = (None, patient_id.filter(|p| !p.is_empty()));
+    }
+
     pub fn stored(
         &mut self,
         study: Option<String>,

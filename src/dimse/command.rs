@@ -17,6 +17,8 @@ pub mod field {
     pub const C_GET_RQ: u16 = 0x0010;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
+    pub const N_SET_RQ: u16 = 0x0120;
+    pub const N_CREATE_RQ: u16 = 0x0140;
     /// A response has the request's field with this bit set.
     pub const RESPONSE_BIT: u16 = 0x8000;
 }
@@ -134,8 +136,12 @@ impl Command {
         Ok(Command {
             field,
             message_id,
-            affected_sop_class_uid: text(&obj, tags::AFFECTED_SOP_CLASS_UID),
-            affected_sop_instance_uid: text(&obj, tags::AFFECTED_SOP_INSTANCE_UID),
+            // N-SET/N-GET/N-ACTION name their object as "Requested"; their responses name it
+            // as "Affected", so one field serves both the dispatch and the response.
+            affected_sop_class_uid: text(&obj, tags::AFFECTED_SOP_CLASS_UID)
+                .or_else(|| text(&obj, tags::REQUESTED_SOP_CLASS_UID)),
+            affected_sop_instance_uid: text(&obj, tags::AFFECTED_SOP_INSTANCE_UID)
+                .or_else(|| text(&obj, tags::REQUESTED_SOP_INSTANCE_UID)),
             has_dataset: data_set_type != NO_DATASET,
             move_destination: text(&obj, tags::MOVE_DESTINATION),
             status: uint(&obj, tags::STATUS),

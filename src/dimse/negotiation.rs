@@ -60,6 +60,8 @@ pub enum ServiceKind {
     Get,
     /// Modality Worklist Information Model - FIND.
     Worklist,
+    /// Modality Performed Procedure Step (N-CREATE, N-SET).
+    Mpps,
 }
 
 /// A presentation context we accepted.
@@ -89,6 +91,9 @@ const FIND_SOP_CLASSES: &[&str] = &[
 
 /// Modality Worklist Information Model - FIND (PS3.4 K.6.1.3).
 pub const MODALITY_WORKLIST_FIND: &str = "1.2.840.10008.5.1.4.31";
+
+/// Modality Performed Procedure Step SOP Class (PS3.4 F.7.3).
+pub const MODALITY_PERFORMED_PROCEDURE_STEP: &str = "1.2.840.10008.3.1.2.3.3";
 
 /// Query/Retrieve MOVE SOP classes (PS3.4 C.6.1.3, C.6.2.3).
 const MOVE_SOP_CLASSES: &[&str] = &[
@@ -122,6 +127,8 @@ fn service_kind(abstract_syntax: &str) -> Option<(ServiceKind, &'static [&'stati
         Some((ServiceKind::Get, PLAIN_TRANSFER_SYNTAXES))
     } else if MOVE_SOP_CLASSES.contains(&abstract_syntax) {
         Some((ServiceKind::Move, PLAIN_TRANSFER_SYNTAXES))
+    } else if abstract_syntax == MODALITY_PERFORMED_PROCEDURE_STEP {
+        Some((ServiceKind::Mpps, PLAIN_TRANSFER_SYNTAXES))
     } else if abstract_syntax == MODALITY_WORKLIST_FIND {
         Some((ServiceKind::Worklist, PLAIN_TRANSFER_SYNTAXES))
     } else if FIND_SOP_CLASSES.contains(&abstract_syntax) {
@@ -177,6 +184,7 @@ pub fn negotiate(
         ServiceKind::Move => allowed.contains(&Service::Move),
         ServiceKind::Get => allowed.contains(&Service::Get),
         ServiceKind::Worklist => allowed.contains(&Service::Worklist),
+        ServiceKind::Mpps => allowed.contains(&Service::Mpps),
     };
 
     let mut results = Vec::with_capacity(rq.presentation_contexts.len());

@@ -138,6 +138,8 @@ impl Session {
                 "dimse.mwl-find"
             }
             field::C_FIND_RQ => "dimse.c-find",
+            field::N_CREATE_RQ => "dimse.mpps-create",
+            field::N_SET_RQ => "dimse.mpps-set",
             field::C_MOVE_RQ => "dimse.c-move",
             field::C_GET_RQ => "dimse.c-get",
             _ => return,

@@ -30,8 +30,21 @@ impl Status {
     pub const UNABLE_TO_PERFORM_SUBOPERATIONS: Status = Status(0xA702);
     /// C-MOVE/C-GET Warning: sub-operations complete, one or more failures or warnings.
     pub const SUBOPERATIONS_WITH_FAILURES: Status = Status(0xB000);
-    /// Processing failure (PS3.7 C.4.2).
+    /// Processing failure (PS3.7 C.4.2); for an MPPS N-SET after COMPLETED or DISCONTINUED,
+    /// "Performed Procedure Step Object may no longer be updated" (PS3.4 F.7.2.2.2).
     pub const PROCESSING_FAILURE: Status = Status(0x0110);
+    /// N-CREATE/N-SET: Invalid attribute value.
+    pub const INVALID_ATTRIBUTE_VALUE: Status = Status(0x0106);
+    /// N-CREATE: Duplicate SOP Instance.
+    pub const DUPLICATE_SOP_INSTANCE: Status = Status(0x0111);
+    /// N-SET: No such SOP Instance.
+    pub const NO_SUCH_SOP_INSTANCE: Status = Status(0x0112);
+    /// N-CREATE: Missing attribute.
+    pub const MISSING_ATTRIBUTE: Status = Status(0x0120);
+    /// N-CREATE/N-SET: Missing attribute value.
+    pub const MISSING_ATTRIBUTE_VALUE: Status = Status(0x0121);
+    /// N-SET: Invalid object instance.
+    pub const INVALID_OBJECT_INSTANCE: Status = Status(0x0117);
 }
 
 impl std::fmt::Display for Status {

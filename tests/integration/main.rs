@@ -15,6 +15,7 @@ mod hardening_access;
 mod import;
 mod lifecycle;
 mod logout;
+mod mpps;
 mod odd_files;
 mod pixels;
 mod retrieve;

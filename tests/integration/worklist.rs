@@ -58,7 +58,7 @@ fn order(acc: &str, patient: (&str, &str), modality: &str, station: &str, start:
 }
 
 /// Orders written to the index of `data` before the server opens it.
-fn seed(data: &Path) {
+pub(crate) fn seed(data: &Path) {
     let index = RocksIndex::open(data.join("index")).expect("index");
     let orders = [
         order("A100", ("P1", "Müller^Anna"), "CT", "CT1", "20261205093000"),

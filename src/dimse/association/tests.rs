@@ -135,6 +135,8 @@ fn the_table_has_one_line_per_command_and_context_kind() {
         (field::C_STORE_RQ, Some(ServiceKind::Storage)),
         (field::C_FIND_RQ, Some(ServiceKind::Find)),
         (field::C_FIND_RQ, Some(ServiceKind::Worklist)),
+        (field::N_CREATE_RQ, Some(ServiceKind::Mpps)),
+        (field::N_SET_RQ, Some(ServiceKind::Mpps)),
         (field::C_MOVE_RQ, Some(ServiceKind::Move)),
         (field::C_GET_RQ, Some(ServiceKind::Get)),
     ];

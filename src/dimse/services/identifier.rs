@@ -77,21 +77,28 @@ fn element_text(elem: &dicom_object::mem::InMemElement) -> String {
     }
 }
 
+/// A request's data set received in `transfer_syntax` (an identifier, an MPPS attribute list),
+/// its element lengths checked before dicom-parser allocates what they declare.
+pub fn read_dataset(
+    bytes: &[u8],
+    transfer_syntax: &str,
+) -> Result<InMemDicomObject, IdentifierError> {
+    let ts = TransferSyntaxRegistry
+        .get(transfer_syntax)
+        .ok_or_else(|| IdentifierError::UnknownTransferSyntax(transfer_syntax.to_string()))?;
+    if let Some(encoding) = lengths::Encoding::of(ts) {
+        lengths::check_bytes(bytes, encoding).map_err(IdentifierError::Lengths)?;
+    }
+    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(IdentifierError::Parse)
+}
+
 /// Parse an identifier received in `transfer_syntax` into a query.
 pub fn parse_request(
     bytes: &[u8],
     transfer_syntax: &str,
     options: MatchOptions,
 ) -> Result<FindRequest, IdentifierError> {
-    let ts = TransferSyntaxRegistry
-        .get(transfer_syntax)
-        .ok_or_else(|| IdentifierError::UnknownTransferSyntax(transfer_syntax.to_string()))?;
-    // dicom-parser allocates what an element declares before reading it: check first.
-    if let Some(encoding) = lengths::Encoding::of(ts) {
-        lengths::check_bytes(bytes, encoding).map_err(IdentifierError::Lengths)?;
-    }
-    let identifier =
-        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(IdentifierError::Parse)?;
+    let identifier = read_dataset(bytes, transfer_syntax)?;
     let level_text = identifier
         .get(tags::QUERY_RETRIEVE_LEVEL)
         .map(element_text)

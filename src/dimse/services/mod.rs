@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod echo;
 pub mod find;
 pub mod identifier;
+pub mod mpps;
 pub mod retrieve;
 pub mod store;
 pub mod worklist;

@@ -11,12 +11,11 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use pacs_storage::attrs::tag_key;
-use pacs_storage::lengths;
 use pacs_storage::orders::{Code, Order};
 use pacs_storage::query::MatchOptions;
 use pacs_storage::worklist::{matcher, WorklistQuery};
 
-use super::identifier::{EncodeError, IdentifierError};
+use super::identifier::{read_dataset, EncodeError, IdentifierError};
 
 /// A parsed worklist C-FIND: the query and the identifier (to cut answers to its keys).
 pub struct WorklistRequest {
@@ -45,14 +44,7 @@ pub fn parse_worklist_request(
     transfer_syntax: &str,
     options: MatchOptions,
 ) -> Result<WorklistRequest, IdentifierError> {
-    let ts = TransferSyntaxRegistry
-        .get(transfer_syntax)
-        .ok_or_else(|| IdentifierError::UnknownTransferSyntax(transfer_syntax.to_string()))?;
-    if let Some(encoding) = lengths::Encoding::of(ts) {
-        lengths::check_bytes(bytes, encoding).map_err(IdentifierError::Lengths)?;
-    }
-    let identifier =
-        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(IdentifierError::Parse)?;
+    let identifier = read_dataset(bytes, transfer_syntax)?;
     let key = |obj: &InMemDicomObject, tag: Tag, vr: &str| {
         matcher(vr, &text_of(obj, tag)).map_err(|source| IdentifierError::Matcher {
             key: tag_key(tag),
