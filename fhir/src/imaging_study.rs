@@ -128,6 +128,18 @@ pub fn imaging_study(
     if let Some(d) = text(a, "00081030") {
         resource["description"] = json!(d);
     }
+    // The order the images were taken for (same accession number): basedOn ServiceRequest.
+    if let Some(acc) = text(a, "00080050") {
+        if store.orders.order(&acc)?.is_some() {
+            resource["basedOn"] = json!([{
+                "reference": format!("ServiceRequest/{acc}"),
+                "identifier": {
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]},
+                    "value": acc,
+                },
+            }]);
+        }
+    }
     if !procedure.is_empty() {
         resource["procedureCode"] = json!(procedure);
     }

@@ -1,8 +1,10 @@
 //! Billing worker: on StudyStable, one FHIR ChargeItem per performed procedure (procedure code
 //! from ProcedureCodeSequence, else RequestedProcedureCodeSequence), sent as a transaction of
 //! conditional updates keyed by accession + code, so a study billed twice is still one charge.
-//! A study without an accession number or a procedure code is held, with the reason, instead
-//! of sent: the denial is caught before the claim goes out.
+//! When the study's order has performed procedure steps (MPPS), their Procedure Code Sequence
+//! is what was done and is charged; a performed code that is not the ordered one holds the
+//! charge for review. A study without an accession number or a procedure code is held, with
+//! the reason, instead of sent: the denial is caught before the claim goes out.
 
 use dicom_dictionary_std::tags;
 use pacs_fhir::coding::{codes, Code};
@@ -36,7 +38,47 @@ impl Worker for BillingWorker {
         let accession = first_value(a, "00080050").trim().to_string();
         let headers = study_headers(store, study_uid)?;
         let mut procedures: Vec<Code> = Vec::new();
-        for h in &headers {
+        let order = match accession.as_str() {
+            "" => None,
+            acc => store.orders.order(acc)?,
+        };
+        if let Some(order) = &order {
+            for uid in &order.performed_steps {
+                let Some(step) = store.performed.performed_step(uid)? else {
+                    continue;
+                };
+                for c in &step.procedure_codes {
+                    let code = Code::new(&c.value, &c.scheme, &c.meaning);
+                    if !procedures
+                        .iter()
+                        .any(|p| p.value == code.value && p.designator == code.designator)
+                    {
+                        procedures.push(code);
+                    }
+                }
+            }
+            if let (Some(ordered), false) = (&order.procedure, procedures.is_empty()) {
+                let differs: Vec<&Code> = procedures
+                    .iter()
+                    .filter(|p| p.value != ordered.value || p.designator != ordered.scheme)
+                    .collect();
+                if !differs.is_empty() {
+                    let performed: Vec<String> = differs
+                        .iter()
+                        .map(|p| format!("{} ({})", p.value, p.designator))
+                        .collect();
+                    return Ok(Prepared::Hold(format!(
+                        "billing hold for study {study_uid}: performed {} differs from ordered {} ({})",
+                        performed.join(", "),
+                        ordered.value,
+                        ordered.scheme
+                    )));
+                }
+            }
+        }
+        // Without performed steps, the codes the images carry.
+        let performed_known = !procedures.is_empty();
+        for h in headers.iter().filter(|_| !performed_known) {
             let mut found = codes(h, tags::PROCEDURE_CODE_SEQUENCE);
             if found.is_empty() {
                 found = codes(h, tags::REQUESTED_PROCEDURE_CODE_SEQUENCE);

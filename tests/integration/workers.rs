@@ -5,6 +5,7 @@
 mod clinical;
 mod delivery;
 mod receiver;
+mod workflow;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
