@@ -18,6 +18,8 @@ pub enum Service {
     Worklist,
     /// Modality performed procedure step reports.
     Mpps,
+    /// Storage commitment requests.
+    Commitment,
 }
 
 /// A remote DICOM node, as `[[nodes]]` in `pacs.toml`.
@@ -27,8 +29,8 @@ pub struct RemoteNode {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
-    /// Services this node may use: any of "store", "find", "move", "get", "worklist", "mpps"
-    /// [default: all].
+    /// Services this node may use: any of "store", "find", "move", "get", "worklist", "mpps",
+    /// "commitment" [default: all].
     #[serde(default)]
     pub allow: Option<Vec<Service>>,
 }
@@ -40,6 +42,7 @@ pub const ALL_SERVICES: &[Service] = &[
     Service::Get,
     Service::Worklist,
     Service::Mpps,
+    Service::Commitment,
 ];
 
 #[derive(Debug, Clone, Default)]

@@ -17,6 +17,7 @@ use super::negotiation::{negotiate, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
 use super::peer::DimsePeer;
 use super::services::cancel::Cancel;
+use super::services::commitment::Commitment;
 use super::services::echo::Echo;
 use super::services::find::Find;
 use super::services::mpps::Mpps;
@@ -66,6 +67,11 @@ pub static SERVICES: &[ServiceEntry] = &[
         command: field::N_SET_RQ,
         kind: Some(ServiceKind::Mpps),
         service: &Mpps,
+    },
+    ServiceEntry {
+        command: field::N_ACTION_RQ,
+        kind: Some(ServiceKind::Commitment),
+        service: &Commitment,
     },
     ServiceEntry {
         command: field::C_MOVE_RQ,

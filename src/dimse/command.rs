@@ -17,7 +17,9 @@ pub mod field {
     pub const C_GET_RQ: u16 = 0x0010;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
+    pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
     pub const N_SET_RQ: u16 = 0x0120;
+    pub const N_ACTION_RQ: u16 = 0x0130;
     pub const N_CREATE_RQ: u16 = 0x0140;
     /// A response has the request's field with this bit set.
     pub const RESPONSE_BIT: u16 = 0x8000;
@@ -55,6 +57,8 @@ pub struct Command {
     pub move_destination: Option<String>,
     /// Status of a response.
     pub status: Option<u16>,
+    /// Action Type ID of an N-ACTION-RQ.
+    pub action_type_id: Option<u16>,
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
@@ -145,6 +149,7 @@ impl Command {
             has_dataset: data_set_type != NO_DATASET,
             move_destination: text(&obj, tags::MOVE_DESTINATION),
             status: uint(&obj, tags::STATUS),
+            action_type_id: uint(&obj, tags::ACTION_TYPE_ID),
         })
     }
 }
@@ -272,6 +277,28 @@ fn request(field: u16, message_id: u16, sop_class_uid: &str) -> InMemDicomObject
 /// A C-FIND-RQ (PS3.7 9.1.2.1): what an SCU sends; the benches use it.
 pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, CommandError> {
     encode_with_group_length(&request(field::C_FIND_RQ, message_id, sop_class_uid))
+}
+
+/// An N-EVENT-REPORT-RQ (PS3.7 10.1.1.1) about `instance` of `class`, a data set following.
+pub fn event_report_request(
+    message_id: u16,
+    class: &str,
+    instance: &str,
+    event_type_id: u16,
+) -> Result<Vec<u8>, CommandError> {
+    let mut obj = request(field::N_EVENT_REPORT_RQ, message_id, class);
+    obj.remove_element(tags::PRIORITY);
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(instance),
+    ));
+    obj.put(DataElement::new(
+        tags::EVENT_TYPE_ID,
+        VR::US,
+        PrimitiveValue::from(event_type_id),
+    ));
+    encode_with_group_length(&obj)
 }
 
 /// A C-STORE-RQ as a C-MOVE or C-GET sub-operation (PS3.7 9.3.1.1).

@@ -62,6 +62,8 @@ pub enum ServiceKind {
     Worklist,
     /// Modality Performed Procedure Step (N-CREATE, N-SET).
     Mpps,
+    /// Storage Commitment Push Model (N-ACTION; N-EVENT-REPORT back).
+    Commitment,
 }
 
 /// A presentation context we accepted.
@@ -127,6 +129,8 @@ fn service_kind(abstract_syntax: &str) -> Option<(ServiceKind, &'static [&'stati
         Some((ServiceKind::Get, PLAIN_TRANSFER_SYNTAXES))
     } else if MOVE_SOP_CLASSES.contains(&abstract_syntax) {
         Some((ServiceKind::Move, PLAIN_TRANSFER_SYNTAXES))
+    } else if abstract_syntax == super::services::commitment::STORAGE_COMMITMENT_PUSH {
+        Some((ServiceKind::Commitment, PLAIN_TRANSFER_SYNTAXES))
     } else if abstract_syntax == MODALITY_PERFORMED_PROCEDURE_STEP {
         Some((ServiceKind::Mpps, PLAIN_TRANSFER_SYNTAXES))
     } else if abstract_syntax == MODALITY_WORKLIST_FIND {
@@ -185,6 +189,7 @@ pub fn negotiate(
         ServiceKind::Get => allowed.contains(&Service::Get),
         ServiceKind::Worklist => allowed.contains(&Service::Worklist),
         ServiceKind::Mpps => allowed.contains(&Service::Mpps),
+        ServiceKind::Commitment => allowed.contains(&Service::Commitment),
     };
 
     let mut results = Vec::with_capacity(rq.presentation_contexts.len());

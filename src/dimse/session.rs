@@ -140,6 +140,7 @@ impl Session {
             field::C_FIND_RQ => "dimse.c-find",
             field::N_CREATE_RQ => "dimse.mpps-create",
             field::N_SET_RQ => "dimse.mpps-set",
+            field::N_ACTION_RQ => "dimse.storage-commitment",
             field::C_MOVE_RQ => "dimse.c-move",
             field::C_GET_RQ => "dimse.c-get",
             _ => return,

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod blob;
 pub mod blob_crypto;
 pub mod blob_mem;
+pub mod commitment;
 pub mod error;
 pub mod events;
 pub mod index;

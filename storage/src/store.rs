@@ -14,6 +14,7 @@ use crate::blob::FsBlobStore;
 use crate::blob_crypto::BlobKeyMaterial;
 #[cfg(feature = "rocksdb")]
 use crate::blob_crypto::EncryptedBlobStore;
+use crate::commitment::Commitments;
 use crate::error::StorageError;
 use crate::events::{Flags, Outbox};
 #[cfg(feature = "rocksdb")]
@@ -42,6 +43,8 @@ pub struct Store {
     pub orders: Arc<dyn Orders>,
     /// Performed procedure steps reported by modalities (MPPS).
     pub performed: Arc<dyn PerformedSteps>,
+    /// Storage commitment requests not yet answered.
+    pub commitments: Arc<dyn Commitments>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
@@ -66,7 +69,8 @@ impl Store {
         let outbox: Arc<dyn Outbox> = rocks.clone();
         let flags: Arc<dyn Flags> = rocks.clone();
         let orders: Arc<dyn Orders> = rocks.clone();
-        let performed: Arc<dyn PerformedSteps> = rocks;
+        let performed: Arc<dyn PerformedSteps> = rocks.clone();
+        let commitments: Arc<dyn Commitments> = rocks;
         let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let blobs: Arc<dyn BlobStore> = match &options.blob_key {
             Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
@@ -83,6 +87,7 @@ impl Store {
             flags,
             orders,
             performed,
+            commitments,
             blobs,
             ingestor,
             audit,

@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod commitment;
 mod dicomweb;
 mod echo;
 mod encryption;

@@ -137,6 +137,7 @@ fn the_table_has_one_line_per_command_and_context_kind() {
         (field::C_FIND_RQ, Some(ServiceKind::Worklist)),
         (field::N_CREATE_RQ, Some(ServiceKind::Mpps)),
         (field::N_SET_RQ, Some(ServiceKind::Mpps)),
+        (field::N_ACTION_RQ, Some(ServiceKind::Commitment)),
         (field::C_MOVE_RQ, Some(ServiceKind::Move)),
         (field::C_GET_RQ, Some(ServiceKind::Get)),
     ];

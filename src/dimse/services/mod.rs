@@ -3,6 +3,7 @@
 //! file here and one line there.
 
 pub mod cancel;
+pub mod commitment;
 pub mod echo;
 pub mod find;
 pub mod identifier;
@@ -32,13 +33,18 @@ pub enum DataSink {
     Store(Box<StoreReceiver>),
     /// A small data set (a query identifier), kept in memory up to `MAX_IDENTIFIER` bytes.
     Identifier(Vec<u8>),
+    /// A storage commitment request's list of instances, up to `MAX_ACTION_INFORMATION`.
+    ActionInformation(Vec<u8>),
     /// Read and dropped: the request is refused once its data set is in.
     Discard,
 }
 
+/// Largest storage commitment request: about 35,000 referenced instances.
+pub const MAX_ACTION_INFORMATION: usize = 4 << 20;
+
 /// A data set fragment that does not fit its sink.
 #[derive(Debug, thiserror::Error)]
-#[error("C-FIND identifier larger than 1 MiB")]
+#[error("request data set larger than its limit (1 MiB, 4 MiB for storage commitment)")]
 pub struct IdentifierTooLarge;
 
 impl DataSink {
@@ -50,6 +56,12 @@ impl DataSink {
                 buf.extend_from_slice(bytes)
             }
             DataSink::Identifier(_) => return Err(IdentifierTooLarge),
+            DataSink::ActionInformation(buf)
+                if buf.len() + bytes.len() <= MAX_ACTION_INFORMATION =>
+            {
+                buf.extend_from_slice(bytes)
+            }
+            DataSink::ActionInformation(_) => return Err(IdentifierTooLarge),
             DataSink::Discard => {}
         }
         Ok(())

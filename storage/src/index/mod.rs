@@ -13,6 +13,8 @@ mod txn;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 #[cfg(feature = "rocksdb")]
+mod rocks_commitments;
+#[cfg(feature = "rocksdb")]
 mod rocks_db;
 #[cfg(feature = "rocksdb")]
 mod rocks_events;

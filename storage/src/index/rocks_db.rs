@@ -28,6 +28,7 @@ pub(crate) const CF_FLAGS: &str = "flags";
 pub(crate) const CF_ORDERS: &str = "orders";
 pub(crate) const CF_WORKLIST: &str = "worklist";
 pub(crate) const CF_MPPS: &str = "mpps";
+pub(crate) const CF_COMMITMENTS: &str = "commitments";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -42,6 +43,7 @@ const ALL_CFS: &[&str] = &[
     CF_ORDERS,
     CF_WORKLIST,
     CF_MPPS,
+    CF_COMMITMENTS,
 ];
 /// Key of the archive-wide statistics in `meta`.
 pub(crate) const STATS_KEY: &[u8] = b"statistics";
