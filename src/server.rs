@@ -87,6 +87,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         admission: admission.clone(),
     };
     let dimse_task = tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()));
+    // Storage commitment reports that missed their association (e.g. across a restart).
+    tracker.spawn(crate::dimse::commitment_delivery::run(
+        store.clone(),
+        dimse_settings.clone(),
+        shutdown.clone(),
+    ));
     let dimse_tls_task = tls.dicom.map(|(listener, acceptor)| {
         let listener = DimseListener {
             listener,

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod association;
 pub mod audit;
 pub mod command;
+pub mod commitment_delivery;
 pub mod listener;
 pub mod local_blob;
 pub mod negotiation;

@@ -53,6 +53,96 @@ pub enum ScuError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// An association we opened: its PDU stream, the accepted contexts (id, abstract syntax,
+/// transfer syntax) and the peer's largest PDU (0: unlimited).
+pub struct Opened {
+    pub pdus: PduStream<TcpStream>,
+    pub accepted: Vec<(u8, String, String)>,
+    pub peer_max_pdu: u32,
+}
+
+/// Connect to `node` and negotiate one context per offer (abstract syntax, transfer
+/// syntaxes), with `extra` user items (e.g. SCP/SCU role selection).
+pub async fn open_association(
+    node: &RemoteNode,
+    our_ae: &str,
+    our_max_pdu: u32,
+    offers: Vec<(String, Vec<String>)>,
+    extra: Vec<UserVariableItem>,
+) -> Result<Opened, ScuError> {
+    let addr = format!("{}:{}", node.host, node.port);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| ScuError::ConnectTimeout { node: addr.clone() })?
+        .map_err(|source| ScuError::Connect {
+            node: addr.clone(),
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    let mut pdus = PduStream::new(stream, our_max_pdu);
+    let proposed: Vec<PresentationContextProposed> = offers
+        .into_iter()
+        .take(MAX_CONTEXTS)
+        .enumerate()
+        .map(|(i, (class, syntaxes))| PresentationContextProposed {
+            id: (2 * i + 1) as u8,
+            abstract_syntax: class,
+            transfer_syntaxes: syntaxes,
+        })
+        .collect();
+    let mut user_variables = vec![
+        UserVariableItem::MaxLength(our_max_pdu),
+        UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
+        UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.to_string()),
+    ];
+    user_variables.extend(extra);
+    let rq = AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: our_ae.to_string(),
+        called_ae_title: node.ae_title.clone(),
+        application_context_name: APPLICATION_CONTEXT.to_string(),
+        presentation_contexts: proposed.clone(),
+        user_variables,
+    };
+    pdus.write(&Pdu::AssociationRQ(rq)).await?;
+    let ac = match pdus.read(CONNECT_TIMEOUT).await? {
+        Pdu::AssociationAC(ac) => ac,
+        Pdu::AssociationRJ(_) => return Err(ScuError::Rejected(node.ae_title.clone())),
+        other => {
+            return Err(ScuError::Unexpected {
+                expected: "A-ASSOCIATE-AC",
+                got: other.short_description().to_string(),
+            })
+        }
+    };
+    let accepted = ac
+        .presentation_contexts
+        .iter()
+        .filter(|r| r.reason == PresentationContextResultReason::Acceptance)
+        .filter_map(|r| {
+            let p = proposed.iter().find(|p| p.id == r.id)?;
+            Some((
+                r.id,
+                p.abstract_syntax.clone(),
+                r.transfer_syntax.trim_end_matches('\0').to_string(),
+            ))
+        })
+        .collect();
+    let peer_max_pdu = ac
+        .user_variables
+        .iter()
+        .find_map(|v| match v {
+            UserVariableItem::MaxLength(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(0);
+    Ok(Opened {
+        pdus,
+        accepted,
+        peer_max_pdu,
+    })
+}
+
 pub struct StoreScu {
     pdus: PduStream<TcpStream>,
     /// Accepted contexts: (id, abstract syntax, transfer syntax).
@@ -69,16 +159,6 @@ impl StoreScu {
         our_max_pdu: u32,
         wanted: &[(String, String)],
     ) -> Result<Self, ScuError> {
-        let addr = format!("{}:{}", node.host, node.port);
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
-            .await
-            .map_err(|_| ScuError::ConnectTimeout { node: addr.clone() })?
-            .map_err(|source| ScuError::Connect {
-                node: addr.clone(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        let mut pdus = PduStream::new(stream, our_max_pdu);
         // Each instance's stored syntax first; then, per class, explicit and implicit little
         // endian, to which native instances can be re-encoded if the stored one is refused.
         let mut offers: Vec<(String, Vec<String>)> = wanted
@@ -93,62 +173,8 @@ impl StoreScu {
                 vec![EXPLICIT_LE.to_string(), IMPLICIT_LE.to_string()],
             ));
         }
-        let proposed: Vec<PresentationContextProposed> = offers
-            .into_iter()
-            .take(MAX_CONTEXTS)
-            .enumerate()
-            .map(|(i, (class, syntaxes))| PresentationContextProposed {
-                id: (2 * i + 1) as u8,
-                abstract_syntax: class,
-                transfer_syntaxes: syntaxes,
-            })
-            .collect();
-        let rq = AssociationRQ {
-            protocol_version: 1,
-            calling_ae_title: our_ae.to_string(),
-            called_ae_title: node.ae_title.clone(),
-            application_context_name: APPLICATION_CONTEXT.to_string(),
-            presentation_contexts: proposed.clone(),
-            user_variables: vec![
-                UserVariableItem::MaxLength(our_max_pdu),
-                UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.to_string()),
-                UserVariableItem::ImplementationVersionName(
-                    IMPLEMENTATION_VERSION_NAME.to_string(),
-                ),
-            ],
-        };
-        pdus.write(&Pdu::AssociationRQ(rq)).await?;
-        let ac = match pdus.read(CONNECT_TIMEOUT).await? {
-            Pdu::AssociationAC(ac) => ac,
-            Pdu::AssociationRJ(_) => return Err(ScuError::Rejected(node.ae_title.clone())),
-            other => {
-                return Err(ScuError::Unexpected {
-                    expected: "A-ASSOCIATE-AC",
-                    got: other.short_description().to_string(),
-                })
-            }
-        };
-        let accepted = ac
-            .presentation_contexts
-            .iter()
-            .filter(|r| r.reason == PresentationContextResultReason::Acceptance)
-            .filter_map(|r| {
-                let p = proposed.iter().find(|p| p.id == r.id)?;
-                Some((
-                    r.id,
-                    p.abstract_syntax.clone(),
-                    r.transfer_syntax.trim_end_matches('\0').to_string(),
-                ))
-            })
-            .collect();
-        let peer_max_pdu = ac
-            .user_variables
-            .iter()
-            .find_map(|v| match v {
-                UserVariableItem::MaxLength(n) => Some(*n),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let opened = open_association(node, our_ae, our_max_pdu, offers, Vec::new()).await?;
+        let (pdus, accepted, peer_max_pdu) = (opened.pdus, opened.accepted, opened.peer_max_pdu);
         Ok(StoreScu {
             pdus,
             accepted,

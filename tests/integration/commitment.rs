@@ -145,3 +145,134 @@ fn pynetdicom_commitment_reports_stored_and_failed_instances() {
         "delivered reports leave no record: {pending:?}"
     );
 }
+
+/// A modality's own storage commitment SCU listening for reports on a new association
+/// (pynetdicom, SCP role for the archive accepted); each report is appended to `log` as JSON.
+const LISTENER: &str = r#"
+import json, sys
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StorageCommitmentPushModel as SC
+port, log = int(sys.argv[1]), sys.argv[2]
+
+def on_report(event):
+    info = event.event_information
+    with open(log, "a") as f:
+        f.write(json.dumps({
+            "type": event.event_type,
+            "tx": info.TransactionUID,
+            "ok": [r.ReferencedSOPInstanceUID for r in info.get("ReferencedSOPSequence", [])],
+            "failed": [r.ReferencedSOPInstanceUID for r in info.get("FailedSOPSequence", [])],
+        }) + "\n")
+    return 0x0000, None
+
+ae = AE(ae_title="MOD1")
+ae.add_supported_context(SC, scu_role=True, scp_role=True)
+ae.start_server(("127.0.0.1", port), block=True, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+"#;
+
+/// N-ACTION whose report the requester refuses on this association (0x0110): the archive
+/// must deliver it later on a new one.
+const REFUSING: &str = r#"
+import sys
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StorageCommitmentPushModel as SC
+port, tx, cls, inst = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+got = []
+def on_report(event):
+    got.append(1)
+    return 0x0110, None
+ae = AE(ae_title="MOD1")
+ae.add_requested_context(SC)
+assoc = ae.associate("127.0.0.1", port, ae_title="PACS", evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+assert assoc.is_established
+ds = Dataset()
+ds.TransactionUID = tx
+i = Dataset()
+i.ReferencedSOPClassUID = cls
+i.ReferencedSOPInstanceUID = inst
+ds.ReferencedSOPSequence = [i]
+status, _ = assoc.send_n_action(ds, 1, SC, "1.2.840.10008.1.20.1.1")
+assert status.Status == 0, status
+import time
+end = time.time() + 10
+while not got and time.time() < end:
+    time.sleep(0.05)
+assert got, "no report on the association"
+assoc.release()
+"#;
+
+#[test]
+fn a_report_the_requester_missed_is_delivered_on_a_new_association_after_kill_9() {
+    let (tmp, data) = data_dir();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let log = tmp.path().join("reports.jsonl");
+    let mut listener = python()
+        .arg("-c")
+        .arg(LISTENER)
+        .arg(port.to_string())
+        .arg(&log)
+        .spawn()
+        .expect("listener");
+    let cfg = tmp.path().join("pacs.toml");
+    std::fs::write(
+        &cfg,
+        format!("[[nodes]]\nae_title = \"MOD1\"\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    )
+    .expect("config");
+    let cfg_args = ["--config", cfg.to_str().expect("utf-8")];
+    let mut server = Server::start_with(
+        &data,
+        ServerOptions {
+            extra_args: &cfg_args,
+            ..Default::default()
+        },
+    );
+    let mr = samples().join("mr_explicit.dcm");
+    storescu(&server, std::slice::from_ref(&mr));
+    let (uid, class) = class_and_uid(&mr);
+    let tx = "1.2.826.0.1.3680043.2.1143.77";
+    let out = run(python().arg("-c").arg(REFUSING).args([
+        server.port().as_str(),
+        tx,
+        class.as_str(),
+        uid.as_str(),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Killed the moment after: the request was recorded before it was acknowledged.
+    server.kill9();
+    let mut server = Server::start_with(
+        &data,
+        ServerOptions {
+            extra_args: &cfg_args,
+            ..Default::default()
+        },
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let report = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str::<Value>(line).expect("report json");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report on a new association"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!(report["tx"], tx, "{report}");
+    assert_eq!(report["type"], 1, "{report}");
+    assert_eq!(report["ok"], serde_json::json!([uid]), "{report}");
+    server.terminate();
+    let index = RocksIndex::open_read_only(data.join("index")).expect("index");
+    assert!(index.pending_commitments(10).expect("pending").is_empty());
+}

@@ -313,8 +313,9 @@ async fn report(
                     bytes.extend_from_slice(&v.data);
                     if v.is_last {
                         let rsp = Command::parse(&bytes);
+                        // A refused report stays recorded and goes again on a new association.
                         return matches!(rsp, Ok(c) if c.field == field::N_EVENT_REPORT_RQ | field::RESPONSE_BIT
-                            && c.message_id == message_id);
+                            && c.message_id == message_id && c.status == Some(0));
                     }
                 }
             }
