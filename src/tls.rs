@@ -67,6 +67,31 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// A client configuration for our outgoing DICOM TLS: servers must chain to `ca`; with
+/// `client` (certificate chain, key) we authenticate when asked.
+pub fn client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(format!("CA certificate in {}: {e}", ca.display())))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots);
+    match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+            .map_err(|e| TlsError::Config(format!("client certificate: {e}"))),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
 /// A server configuration from a PEM certificate chain and key, with client certificates
 /// verified against `client_ca` as `client_auth` says.
 pub fn server_config(

@@ -33,6 +33,24 @@ pub struct RemoteNode {
     /// "commitment" [default: all].
     #[serde(default)]
     pub allow: Option<Vec<Service>>,
+    /// DICOM TLS for the associations we open to this node (C-MOVE sub-operations, storage
+    /// commitment reports); absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<NodeTls>,
+}
+
+/// How we reach a node over TLS: the CA its certificate must chain to, our client
+/// certificate if it asks for one, and the name to check (default: its `host`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTls {
+    pub ca: std::path::PathBuf,
+    #[serde(default)]
+    pub cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 pub const ALL_SERVICES: &[Service] = &[
@@ -93,6 +111,7 @@ mod tests {
 
     fn node(ae: &str, host: &str, allow: Option<Vec<Service>>) -> RemoteNode {
         RemoteNode {
+            tls: None,
             ae_title: ae.into(),
             host: host.into(),
             port: 104,

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use super::command::{store_request, Command, CommandError};
 use super::pdu_io::{PduError, PduStream};
 use crate::dimse::access::RemoteNode;
+use crate::dimse::session::DimseStream;
 
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -51,12 +52,62 @@ pub enum ScuError {
     Transcode(#[from] pacs_storage::transcode::TranscodeError),
     #[error("the transcoding task failed")]
     Task(#[from] tokio::task::JoinError),
+    #[error("TLS settings for {node}")]
+    TlsSettings {
+        node: String,
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    #[error("TLS handshake with {node} failed")]
+    TlsHandshake {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The stream to `node`: TLS when its settings say so, else the TCP stream itself.
+async fn secure(node: &RemoteNode, addr: &str, tcp: TcpStream) -> Result<DimseStream, ScuError> {
+    let Some(tls) = &node.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let settings_error = |source| ScuError::TlsSettings {
+        node: addr.to_string(),
+        source,
+    };
+    let client = match (&tls.cert, &tls.key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        (None, None) => None,
+        _ => {
+            return Err(settings_error(crate::tls::TlsError::Config(
+                "a client certificate needs both cert and key".into(),
+            )))
+        }
+    };
+    let config = crate::tls::client_config(&tls.ca, client).map_err(settings_error)?;
+    let name = tls.server_name.clone().unwrap_or_else(|| node.host.clone());
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+        settings_error(crate::tls::TlsError::Config(format!(
+            "{name:?} is not a host name or IP address"
+        )))
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| ScuError::ConnectTimeout {
+            node: addr.to_string(),
+        })?
+        .map_err(|source| ScuError::TlsHandshake {
+            node: addr.to_string(),
+            source,
+        })?;
+    Ok(Box::new(stream))
 }
 
 /// An association we opened: its PDU stream, the accepted contexts (id, abstract syntax,
 /// transfer syntax) and the peer's largest PDU (0: unlimited).
 pub struct Opened {
-    pub pdus: PduStream<TcpStream>,
+    pub pdus: PduStream<DimseStream>,
     pub accepted: Vec<(u8, String, String)>,
     pub peer_max_pdu: u32,
 }
@@ -79,6 +130,7 @@ pub async fn open_association(
             source,
         })?;
     let _ = stream.set_nodelay(true);
+    let stream = secure(node, &addr, stream).await?;
     let mut pdus = PduStream::new(stream, our_max_pdu);
     let proposed: Vec<PresentationContextProposed> = offers
         .into_iter()
@@ -144,7 +196,7 @@ pub async fn open_association(
 }
 
 pub struct StoreScu {
-    pdus: PduStream<TcpStream>,
+    pdus: PduStream<DimseStream>,
     /// Accepted contexts: (id, abstract syntax, transfer syntax).
     accepted: Vec<(u8, String, String)>,
     peer_max_pdu: u32,

@@ -180,3 +180,119 @@ fn tls_for_dimse_and_https_with_client_certificates() {
         "no refused association record: {records:?}"
     );
 }
+
+/// dcmtk storescp over TLS requiring a client certificate from the test CA, on a free port.
+fn tls_storescp(certs: &std::path::Path, dir: &std::path::Path) -> (std::process::Child, u16) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let c = |f: &str| certs.join(f).to_string_lossy().into_owned();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut child = dcmtk("storescp")
+            .args([
+                "+tls",
+                &c("server.key"),
+                &c("server.pem"),
+                "+cf",
+                &c("ca.pem"),
+            ])
+            .args(["--require-peer-cert", "+xa", "-aet", "DEST", "-od"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("storescp");
+        for _ in 0..100 {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("storescp +tls did not start");
+}
+
+#[test]
+fn c_move_sub_operations_go_over_tls_with_our_client_certificate() {
+    let (tmp, data) = data_dir();
+    let root = data.parent().expect("parent").to_path_buf();
+    let certs = test_pki(&root);
+    let c = |f: &str| certs.join(f).to_string_lossy().into_owned();
+    let dest_dir = tmp.path().join("dest");
+    let (mut dest, port) = tls_storescp(&certs, &dest_dir);
+    let config = root.join("pacs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[nodes]]\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = {{ ca = {:?}, cert = {:?}, key = {:?} }}\n\
+             [[nodes]]\nae_title = \"NOCERT\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = {{ ca = {:?} }}\n",
+            c("ca.pem"),
+            c("node1.pem"),
+            c("node1.key"),
+            c("ca.pem"),
+        ),
+    )
+    .expect("config");
+    let args = ["--config", config.to_str().expect("utf-8")];
+    let server = Server::start_with(
+        &data,
+        ServerOptions {
+            extra_args: &args,
+            ..Default::default()
+        },
+    );
+    let sample = samples().join("mr_explicit.dcm");
+    storescu(&server, std::slice::from_ref(&sample));
+    let (sop, _) = file_uids(&sample);
+    let (study, series) = server.parents_of(&sop);
+    let movescu = |dest_ae: &str| {
+        run(dcmtk("movescu").args([
+            "-S",
+            "-aec",
+            AE,
+            "-aem",
+            dest_ae,
+            "127.0.0.1",
+            &server.port(),
+            "-k",
+            "QueryRetrieveLevel=IMAGE",
+            "-k",
+            &format!("StudyInstanceUID={study}"),
+            "-k",
+            &format!("SeriesInstanceUID={series}"),
+            "-k",
+            &format!("SOPInstanceUID={sop}"),
+        ]))
+    };
+    // Without a client certificate the destination refuses the handshake: failed sub-operations.
+    let refused = movescu("NOCERT");
+    let log = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        files_under(&dest_dir).is_empty(),
+        "stored without a client certificate: {log}"
+    );
+    let out = movescu("DEST");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = files_under(&dest_dir);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        dataset_bytes(&got[0]) == dataset_bytes(&sample),
+        "other bytes over TLS"
+    );
+    let _ = dest.kill();
+    let _ = dest.wait();
+}
