@@ -9,7 +9,7 @@ use pacs_storage::query::{Level, MatchOptions, Matcher};
 
 use super::identifier::{failed_list, parse_request, IdentifierError, MAX_IDENTIFIER};
 use super::retrieve::{SubOperationError, Tally};
-use super::DataSink;
+use super::{DataSink, MAX_ACTION_INFORMATION};
 use crate::dimse::status::Status;
 
 const TS: &str = uids::EXPLICIT_VR_LITTLE_ENDIAN;
@@ -137,7 +137,13 @@ fn identifiers_are_bounded() {
     let mut sink = DataSink::Identifier(Vec::new());
     assert!(sink.accept(&vec![0; MAX_IDENTIFIER]).is_ok());
     let e = sink.accept(&[0]).err().map(|e| e.to_string());
-    assert_eq!(e.as_deref(), Some("C-FIND identifier larger than 1 MiB"));
+    assert_eq!(
+        e.as_deref(),
+        Some("request data set larger than its limit (1 MiB, 4 MiB for storage commitment)")
+    );
+    let mut action = DataSink::ActionInformation(Vec::new());
+    assert!(action.accept(&vec![0; MAX_ACTION_INFORMATION]).is_ok());
+    assert!(action.accept(&[0]).is_err());
     let mut discard = DataSink::Discard;
     assert!(discard.accept(&vec![0; 2 * MAX_IDENTIFIER]).is_ok());
 }
