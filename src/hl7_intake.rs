@@ -58,7 +58,9 @@ impl Hl7Config {
             return Ok(None);
         };
         let positive = |name: &str, v: Option<u64>, default: u64| match v {
-            Some(0) => Err(ConfigError::Invalid(format!("hl7.{name} must be at least 1"))),
+            Some(0) => Err(ConfigError::Invalid(format!(
+                "hl7.{name} must be at least 1"
+            ))),
             v => Ok(v.unwrap_or(default)),
         };
         let max_message_bytes = positive(
@@ -223,7 +225,10 @@ mod tests {
     #[test]
     fn port_turns_it_on_and_defaults_apply() {
         let any = IpAddr::from([0, 0, 0, 0]);
-        assert!(Hl7Config::default().resolve(None, any).expect("ok").is_none());
+        assert!(Hl7Config::default()
+            .resolve(None, any)
+            .expect("ok")
+            .is_none());
         let s = Hl7Config::default()
             .resolve(Some(2575), any)
             .expect("ok")

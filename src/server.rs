@@ -1,6 +1,5 @@
 //! `pacs serve`: open the store, start the DICOM, HTTP and HL7 listeners, run until
-//! SIGINT/SIGTERM,
-//! then stop accepting, let in-flight stores finish, and close the index.
+//! SIGINT/SIGTERM, then stop accepting, let in-flight stores finish, and close the index.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

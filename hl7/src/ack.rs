@@ -150,11 +150,20 @@ mod tests {
         let ok = String::from_utf8(build(&s, Some(&h), None)).expect("ascii");
         assert!(ok.starts_with("MSH|^~\\&|PACS|PACS|RIS|HOSP|"), "{ok}");
         assert!(ok.contains("||ACK^O01^ACK|"), "{ok}");
-        assert!(ok.contains("|P|2.3||||||8859/1\rMSA|AA|MSG\\F\\1\r"), "{ok}");
+        assert!(
+            ok.contains("|P|2.3||||||8859/1\rMSA|AA|MSG\\F\\1\r"),
+            "{ok}"
+        );
         let r = Refusal::missing("PID", 3, "the patient ID");
         let nak = charset::latin1(&build(&s, Some(&h), Some(&r)));
-        assert!(nak.contains("\rMSA|AE|MSG\\F\\1|the patient ID (PID-3) is missing"), "{nak}");
-        assert!(nak.contains("\rERR||PID^1^3|101^Required field missing^HL70357|E||||"), "{nak}");
+        assert!(
+            nak.contains("\rMSA|AE|MSG\\F\\1|the patient ID (PID-3) is missing"),
+            "{nak}"
+        );
+        assert!(
+            nak.contains("\rERR||PID^1^3|101^Required field missing^HL70357|E||||"),
+            "{nak}"
+        );
         let r = Refusal::new(AckCode::Reject, ErrorCode::SegmentSequence, "no MSH");
         let bare = String::from_utf8(build(&s, None, Some(&r))).expect("ascii");
         assert!(bare.contains("\rMSA|AR||no MSH\rERR|||100^"), "{bare}");

@@ -69,10 +69,22 @@ mod tests {
             decode(b"M\xfcller", "8859/1").map(|(s, c)| (s, c.dicom())),
             Ok(("Müller".to_string(), "ISO_IR 100"))
         );
-        assert!(matches!(decode(b"M\xfcller", "UNICODE UTF-8"), Err(CharsetError::InvalidUtf8(_))));
-        assert_eq!(decode(b"M\xfcller", "").map(|(_, c)| c), Ok(Charset::Latin1));
-        assert_eq!(decode("Müller".as_bytes(), "").map(|(_, c)| c), Ok(Charset::Utf8));
-        assert!(matches!(decode(b"x", "ISO IR87"), Err(CharsetError::Unsupported(_))));
+        assert!(matches!(
+            decode(b"M\xfcller", "UNICODE UTF-8"),
+            Err(CharsetError::InvalidUtf8(_))
+        ));
+        assert_eq!(
+            decode(b"M\xfcller", "").map(|(_, c)| c),
+            Ok(Charset::Latin1)
+        );
+        assert_eq!(
+            decode("Müller".as_bytes(), "").map(|(_, c)| c),
+            Ok(Charset::Utf8)
+        );
+        assert!(matches!(
+            decode(b"x", "ISO IR87"),
+            Err(CharsetError::Unsupported(_))
+        ));
         assert_eq!(encode("Müller€", Charset::Latin1), b"M\xfcller?");
     }
 }

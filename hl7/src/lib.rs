@@ -21,7 +21,9 @@ pub mod server;
 
 /// Parse, map and answer one message without I/O: what the server does for each frame
 /// (before the handler), and what the fuzz target exercises.
-pub fn process(bytes: &[u8]) -> Result<mapping::OrderMessage, (Option<message::Header>, nak::Refusal)> {
+pub fn process(
+    bytes: &[u8],
+) -> Result<mapping::OrderMessage, (Option<message::Header>, nak::Refusal)> {
     let msg = message::Message::parse_bytes(bytes)
         .map_err(|e| (message::Header::from_prefix(bytes), nak::Refusal::from(&e)))?;
     let header = msg.header();

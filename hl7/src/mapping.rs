@@ -223,7 +223,13 @@ fn xpn_to_pn(msg: &Message) -> String {
 /// XCN id^family^given^middle^suffix^prefix → PN, first repetition.
 fn xcn_to_pn(msg: &Message, segment: &str, field: usize) -> Option<String> {
     let c = |n| msg.component(segment, field, 0, n);
-    let name = pn([msg.subcomponent(segment, field, 2, 1), c(3), c(4), c(6), c(5)]);
+    let name = pn([
+        msg.subcomponent(segment, field, 2, 1),
+        c(3),
+        c(4),
+        c(6),
+        c(5),
+    ]);
     Some(name).filter(|n| !n.is_empty())
 }
 

@@ -135,7 +135,9 @@ impl Message {
             let name: String = line.chars().take(3).collect();
             let rest = line.get(3..).unwrap_or("");
             let name_ok = name.len() == 3
-                && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
                 && (rest.is_empty() || rest.starts_with(seps.field));
             if !name_ok {
                 return Err(ParseError::BadSegmentName(i + 1));
@@ -144,9 +146,17 @@ impl Message {
             if i == 0 {
                 // MSH-1 is the separator itself; MSH-2 onwards follow it.
                 fields.push(seps.field.to_string());
-                fields.extend(rest[seps.field.len_utf8()..].split(seps.field).map(str::to_string));
+                fields.extend(
+                    rest[seps.field.len_utf8()..]
+                        .split(seps.field)
+                        .map(str::to_string),
+                );
             } else if !rest.is_empty() {
-                fields.extend(rest[seps.field.len_utf8()..].split(seps.field).map(str::to_string));
+                fields.extend(
+                    rest[seps.field.len_utf8()..]
+                        .split(seps.field)
+                        .map(str::to_string),
+                );
             }
             segments.push(Segment { name, fields });
         }
@@ -300,7 +310,9 @@ impl Message {
 
 /// Raw MSH field `n` of an MSH line (n >= 2).
 fn msh_field(line: &str, seps: Separators, n: usize) -> &str {
-    line.split(seps.field).nth(n.saturating_sub(1)).unwrap_or("")
+    line.split(seps.field)
+        .nth(n.saturating_sub(1))
+        .unwrap_or("")
 }
 
 impl Header {
@@ -312,12 +324,10 @@ impl Header {
             .position(|&b| b == b'\r' || b == b'\n')
             .unwrap_or(bytes.len().min(4096));
         let line = charset::latin1(bytes.get(..end)?);
-        Message::parse(&line, Charset::Latin1)
-            .ok()
-            .map(|m| Header {
-                charset: None,
-                ..m.header()
-            })
+        Message::parse(&line, Charset::Latin1).ok().map(|m| Header {
+            charset: None,
+            ..m.header()
+        })
     }
 }
 
@@ -352,7 +362,10 @@ mod tests {
     fn other_separators_and_line_endings() {
         let m = parse("MSH#*@!%#A#B\nPID#1##X*Y*Z\r\n");
         assert_eq!(m.get("PID-3.2"), "Y");
-        assert!(matches!(Message::parse("PID|1", Charset::Utf8), Err(ParseError::NoMsh)));
+        assert!(matches!(
+            Message::parse("PID|1", Charset::Utf8),
+            Err(ParseError::NoMsh)
+        ));
         assert!(matches!(
             Message::parse("MSHa^~\\&a", Charset::Utf8),
             Err(ParseError::BadSeparators)

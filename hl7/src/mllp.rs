@@ -134,12 +134,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     None => {
                         // Need one more byte to decide.
                         let mut one = [0u8; 1];
-                        let n = match tokio::time::timeout_at(until, self.inner.read(&mut one))
-                            .await
-                        {
-                            Err(_) => return Err(FrameError::Deadline),
-                            Ok(r) => r?,
-                        };
+                        let n =
+                            match tokio::time::timeout_at(until, self.inner.read(&mut one)).await {
+                                Err(_) => return Err(FrameError::Deadline),
+                                Ok(r) => r?,
+                            };
                         if n == 0 {
                             return Err(FrameError::Truncated);
                         }
@@ -193,14 +192,23 @@ mod tests {
         data.extend(frame(b"MSH|one\x1cx"));
         data.extend(frame(b"MSH|two"));
         let mut r = FrameReader::new(&data[..], 1024);
-        assert_eq!(r.read_frame(T, T).await.expect("one"), Some(b"MSH|one\x1cx".to_vec()));
-        assert_eq!(r.read_frame(T, T).await.expect("two"), Some(b"MSH|two".to_vec()));
+        assert_eq!(
+            r.read_frame(T, T).await.expect("one"),
+            Some(b"MSH|one\x1cx".to_vec())
+        );
+        assert_eq!(
+            r.read_frame(T, T).await.expect("two"),
+            Some(b"MSH|two".to_vec())
+        );
         assert!(r.read_frame(T, T).await.expect("eof").is_none());
         let noise = vec![b'x'; MAX_NOISE + 1];
         let mut r = FrameReader::new(&noise[..], 1024);
         assert!(matches!(r.read_frame(T, T).await, Err(FrameError::Noise)));
         let mut r = FrameReader::new(&b"\x0bMSH|cut"[..], 1024);
-        assert!(matches!(r.read_frame(T, T).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            r.read_frame(T, T).await,
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[tokio::test]

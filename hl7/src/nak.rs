@@ -140,8 +140,9 @@ impl From<&ParseError> for Refusal {
     fn from(e: &ParseError) -> Self {
         let text = e.to_string();
         match e {
-            ParseError::NoMsh => Refusal::new(AckCode::Reject, ErrorCode::SegmentSequence, text)
-                .at("MSH", 1),
+            ParseError::NoMsh => {
+                Refusal::new(AckCode::Reject, ErrorCode::SegmentSequence, text).at("MSH", 1)
+            }
             ParseError::BadSeparators => {
                 Refusal::new(AckCode::Reject, ErrorCode::DataType, text).at("MSH", 2)
             }

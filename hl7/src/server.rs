@@ -123,7 +123,10 @@ async fn connection(
                     format!("message too large (limit {limit} bytes)"),
                 );
                 handler.refused(peer, header.as_ref(), &r);
-                (ack::build(&settings.sender, header.as_ref(), Some(&r)), true)
+                (
+                    ack::build(&settings.sender, header.as_ref(), Some(&r)),
+                    true,
+                )
             }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "HL7 connection closed");

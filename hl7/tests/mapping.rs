@@ -14,7 +14,9 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn latin1(s: &str) -> Vec<u8> {
-    s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
 }
 
 fn refused(bytes: &[u8]) -> Refusal {
@@ -50,7 +52,10 @@ fn orm_o01_v23_with_latin1_escapes_and_repetitions() {
     assert_eq!(o.procedure_description, "Chest X-ray 2 views&lateral");
     assert_eq!(o.step.description, o.procedure_description);
     assert_eq!(o.reason, "Cough");
-    assert_eq!((o.step.start_date.as_str(), o.step.start_time.as_str()), ("20261210", "093000"));
+    assert_eq!(
+        (o.step.start_date.as_str(), o.step.start_time.as_str()),
+        ("20261210", "093000")
+    );
     assert_eq!(o.priority, Priority::Routine);
     assert_eq!(o.source, OrderSource::Hl7);
     assert!(o.study_instance_uid.is_empty());
@@ -73,10 +78,16 @@ fn omi_o23_v251_utf8_ipc_and_tq1() {
     assert_eq!(o.patient.name, "Ødegård^Åse^^Ms");
     assert_eq!(o.patient.issuer, "HOSP");
     assert_eq!(o.charset, "ISO_IR 192");
-    assert_eq!((o.step.start_date.as_str(), o.step.start_time.as_str()), ("20261211", "143000"));
+    assert_eq!(
+        (o.step.start_date.as_str(), o.step.start_time.as_str()),
+        ("20261211", "143000")
+    );
     assert_eq!(o.priority, Priority::Stat);
     // OBR-44 wins for the code; the description stays OBR-4's text.
-    assert_eq!(o.procedure.as_ref().map(|c| c.value.as_str()), Some("RPID4"));
+    assert_eq!(
+        o.procedure.as_ref().map(|c| c.value.as_str()),
+        Some("RPID4")
+    );
     assert_eq!(o.procedure_description, "CT Chest");
     assert_eq!(o.reason, "Dyspnea");
     assert_eq!(o.admission_id, "VN-555");
@@ -85,7 +96,10 @@ fn omi_o23_v251_utf8_ipc_and_tq1() {
 }
 
 fn with_control(orc1: &str, orc5: &str) -> Vec<u8> {
-    let s = text(ORM).replace("ORC|NW|PLC1001|FIL2002||SC|", &format!("ORC|{orc1}|PLC1001|FIL2002||{orc5}|"));
+    let s = text(ORM).replace(
+        "ORC|NW|PLC1001|FIL2002||SC|",
+        &format!("ORC|{orc1}|PLC1001|FIL2002||{orc5}|"),
+    );
     latin1(&s)
 }
 
@@ -103,68 +117,135 @@ fn every_order_control_code() {
     ] {
         let m = process(&with_control(orc1, orc5)).unwrap_or_else(|e| panic!("{orc1}: {e:?}"));
         assert_eq!(m.intent, intent, "{orc1}/{orc5}");
-        assert_eq!(m.order.status == OrderStatus::Cancelled, intent == Intent::Cancel);
+        assert_eq!(
+            m.order.status == OrderStatus::Cancelled,
+            intent == Intent::Cancel
+        );
     }
     for unsupported in ["RP", "HD", "", "ZZ"] {
         let r = refused(&with_control(unsupported, ""));
-        assert_eq!((r.ack, r.code), (AckCode::Reject, ErrorCode::TableValueNotFound));
-        assert_eq!(r.location, Some(Location { segment: "ORC", field: 1 }));
+        assert_eq!(
+            (r.ack, r.code),
+            (AckCode::Reject, ErrorCode::TableValueNotFound)
+        );
+        assert_eq!(
+            r.location,
+            Some(Location {
+                segment: "ORC",
+                field: 1
+            })
+        );
     }
 }
 
 #[test]
 fn missing_msh_and_bad_separators_are_rejected() {
     let r = refused(b"PID|1||123\r");
-    assert_eq!((r.ack, r.code), (AckCode::Reject, ErrorCode::SegmentSequence));
-    assert!(process(b"PID|1||123\r").err().and_then(|(h, _)| h).is_none());
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Reject, ErrorCode::SegmentSequence)
+    );
+    assert!(process(b"PID|1||123\r")
+        .err()
+        .and_then(|(h, _)| h)
+        .is_none());
     let r = refused(b"MSHA^~\\&A\r");
     assert_eq!(r.ack, AckCode::Reject);
     assert!(refused(b"\x00\xff garbage").ack == AckCode::Reject);
     // MSH declares '#', the rest uses '|': the next segment is malformed, but the ACK can
     // still answer the MSH.
-    let hash = text(ORM).replacen("MSH|^~\\&|EPIC|GENHOSP|PACS|RAD|20261205083000||ORM^O01|MSG00001|P|2.3|||AL|NE||8859/1",
-        "MSH#^~\\&#EPIC#GENHOSP#PACS#RAD#20261205083000##ORM^O01#MSG00001#P#2.3####8859/1", 1);
+    let hash = text(ORM).replacen(
+        "MSH|^~\\&|EPIC|GENHOSP|PACS|RAD|20261205083000||ORM^O01|MSG00001|P|2.3|||AL|NE||8859/1",
+        "MSH#^~\\&#EPIC#GENHOSP#PACS#RAD#20261205083000##ORM^O01#MSG00001#P#2.3####8859/1",
+        1,
+    );
     let (header, r) = process(&latin1(&hash)).expect_err("refused");
     assert_eq!(header.map(|h| h.control_id), Some("MSG00001".to_string()));
-    assert_eq!((r.ack, r.code), (AckCode::Reject, ErrorCode::SegmentSequence));
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Reject, ErrorCode::SegmentSequence)
+    );
     let r = refused(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|1|P|2.5\rPID|1||X\r");
-    assert_eq!((r.ack, r.code), (AckCode::Reject, ErrorCode::UnsupportedMessageType));
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Reject, ErrorCode::UnsupportedMessageType)
+    );
     let r = refused(b"MSH|^~\\&|A|B|C|D|2026||ORM^O02|1|P|2.5\r");
     assert_eq!(r.code, ErrorCode::UnsupportedEventCode);
     let r = refused(b"MSH|^~\\&|A|B|C|D|2026||ORM^O01|1|P|2.5||||||ISO IR87\r");
-    assert_eq!((r.code, r.location.map(|l| l.field)), (ErrorCode::TableValueNotFound, Some(18)));
+    assert_eq!(
+        (r.code, r.location.map(|l| l.field)),
+        (ErrorCode::TableValueNotFound, Some(18))
+    );
 }
 
 #[test]
 fn missing_fields_and_bad_dates_name_their_place() {
     let no_pid3 = latin1(&text(ORM).replace("123456^^^GENHOSP^MR~987654^^^STATE^SS", ""));
     let r = refused(&no_pid3);
-    assert_eq!((r.ack, r.code), (AckCode::Error, ErrorCode::RequiredFieldMissing));
-    assert_eq!(r.location, Some(Location { segment: "PID", field: 3 }));
-    let ack = String::from_utf8_lossy(&pacs_hl7::ack::build(&Default::default(), None, Some(&r))).into_owned();
-    assert!(ack.contains("ERR||PID^1^3|101^Required field missing^HL70357|E"), "{ack}");
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Error, ErrorCode::RequiredFieldMissing)
+    );
+    assert_eq!(
+        r.location,
+        Some(Location {
+            segment: "PID",
+            field: 3
+        })
+    );
+    let ack = String::from_utf8_lossy(&pacs_hl7::ack::build(&Default::default(), None, Some(&r)))
+        .into_owned();
+    assert!(
+        ack.contains("ERR||PID^1^3|101^Required field missing^HL70357|E"),
+        "{ack}"
+    );
 
-    let no_acc = text(ORM).replace("ACC1001", "").replace("FIL2002", "").replace("PLC1001", "");
+    let no_acc = text(ORM)
+        .replace("ACC1001", "")
+        .replace("FIL2002", "")
+        .replace("PLC1001", "");
     let r = refused(&latin1(&no_acc));
-    assert_eq!(r.location, Some(Location { segment: "OBR", field: 18 }));
+    assert_eq!(
+        r.location,
+        Some(Location {
+            segment: "OBR",
+            field: 18
+        })
+    );
     // Without OBR-18 the filler order number is the accession number.
     let m = process(&latin1(&text(ORM).replace("ACC1001", ""))).expect("fallback");
     assert_eq!(m.order.accession_number, "FIL2002");
 
     let no_modality = latin1(&text(ORM).replace("|CR|", "||"));
     let r = refused(&no_modality);
-    assert_eq!(r.location, Some(Location { segment: "OBR", field: 24 }));
+    assert_eq!(
+        r.location,
+        Some(Location {
+            segment: "OBR",
+            field: 24
+        })
+    );
     assert!(r.text.contains("no modality"));
 
     let bad_date = latin1(&text(ORM).replace("202612100930", "20261340"));
     let r = refused(&bad_date);
     assert_eq!((r.ack, r.code), (AckCode::Error, ErrorCode::DataType));
-    assert_eq!(r.location, Some(Location { segment: "ORC", field: 7 }));
+    assert_eq!(
+        r.location,
+        Some(Location {
+            segment: "ORC",
+            field: 7
+        })
+    );
 }
 
 #[test]
 fn utf8_declared_but_latin1_sent_is_rejected() {
     let lie = text(ORM).replace("8859/1", "UNICODE UTF-8");
     let r = refused(&latin1(&lie));
-    assert_eq!((r.ack, r.code), (AckCode::Reject, ErrorCode::TableValueNotFound));
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Reject, ErrorCode::TableValueNotFound)
+    );
 }

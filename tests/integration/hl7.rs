@@ -13,7 +13,8 @@ use crate::support::*;
 
 fn connect(server: &Server) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", server.hl7_port)).expect("connect to HL7");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     s
 }
 
@@ -74,7 +75,12 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
             ..Default::default()
         },
     );
-    assert_ne!(server.hl7_port, 0, "no HL7 port in the log:\n{}", server.log());
+    assert_ne!(
+        server.hl7_port,
+        0,
+        "no HL7 port in the log:\n{}",
+        server.log()
+    );
 
     let mut s = connect(&server);
     for (control, orc1, orc5, modality) in [
@@ -95,7 +101,9 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
     // No PID-3: refused, naming PID^1^3.
     let ack = exchange(
         &mut s,
-        &orm("C5", "NW", "SC", "CT").replace("HL7P1^^^HOSP^MR", "").replace("HL7ACC1", "HL7ACC2"),
+        &orm("C5", "NW", "SC", "CT")
+            .replace("HL7P1^^^HOSP^MR", "")
+            .replace("HL7ACC1", "HL7ACC2"),
     )
     .expect("an ACK");
     assert_eq!(msa(&ack), "AE", "{ack}");
@@ -116,7 +124,10 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
     let ack = read_ack(&mut big).expect("an AR before the close");
     assert!(ack.contains("MSA|AR|BIG|"), "{ack}");
     assert!(ack.contains("message too large"), "{ack}");
-    assert!(read_ack(&mut big).is_none(), "the connection must be closed");
+    assert!(
+        read_ack(&mut big).is_none(),
+        "the connection must be closed"
+    );
     // The server still answers new connections.
     let mut again = connect(&server);
     let ack = exchange(
@@ -139,7 +150,10 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
     assert!(order.study_instance_uid.starts_with("2.25."));
     assert!(index.order("HL7ACC2").expect("read").is_none());
     assert_eq!(
-        index.order("HL7ACC3").expect("read").map(|o| o.step.modality),
+        index
+            .order("HL7ACC3")
+            .expect("read")
+            .map(|o| o.step.modality),
         Some("US".to_string())
     );
     drop(index);
@@ -156,5 +170,9 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
     assert_eq!(count("order.change", "success"), 1, "{audit}");
     assert_eq!(count("order.cancel", "success"), 1, "{audit}");
     assert!(count("order.place", "failure") >= 2, "{audit}");
-    assert!(hl7.iter().any(|l| l.contains("HL7ACC1") && l.contains("HL7P1")), "{audit}");
+    assert!(
+        hl7.iter()
+            .any(|l| l.contains("HL7ACC1") && l.contains("HL7P1")),
+        "{audit}"
+    );
 }
