@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Serve a static viewer build (e.g. OHIF's dist/) at /viewer
     #[arg(long, env = "PACS_VIEWER_DIR")]
     pub viewer_dir: Option<PathBuf>,
+    /// HL7 v2 (MLLP) order intake port (0 picks a free port) [default: off]
+    #[arg(long, env = "PACS_HL7_PORT")]
+    pub hl7_port: Option<u16>,
     /// Public base URL for absolute links (RetrieveURL, BulkDataURI) behind a proxy,
     /// e.g. https://pacs.example.org [default: from the request's Host]
     #[arg(long, env = "PACS_PUBLIC_URL")]
@@ -141,6 +144,8 @@ pub struct FileConfig {
     /// What connections may cost before they are associations or requests.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// HL7 v2 order intake over MLLP (off without a port).
+    pub hl7: Option<crate::hl7_intake::Hl7Config>,
 }
 
 /// `[limits]`: bounds on connections that have not yet proved anything (DICOM connections
@@ -307,6 +312,8 @@ pub struct ServeSettings {
     pub auth: Option<AuthConfig>,
     /// Accounts file of `pacs user` and the login API.
     pub users_file: PathBuf,
+    /// The HL7 listener, when a port is configured.
+    pub hl7: Option<crate::hl7_intake::Hl7Settings>,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -462,13 +469,19 @@ impl ServeArgs {
             &store.data,
             self.store.config.as_deref(),
         );
+        let dicom_bind = self
+            .dicom_bind
+            .or(file.dicom_bind)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let hl7 = file
+            .hl7
+            .clone()
+            .unwrap_or_default()
+            .resolve(self.hl7_port, dicom_bind)?;
         Ok(ServeSettings {
             store,
             ae_title,
-            dicom_bind: self
-                .dicom_bind
-                .or(file.dicom_bind)
-                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            dicom_bind,
             dicom_port: self.dicom_port.or(file.dicom_port).unwrap_or(11112),
             http_bind,
             http_port: self.http_port.or(file.http_port).unwrap_or(8080),
@@ -508,6 +521,7 @@ impl ServeArgs {
                 a
             }),
             users_file,
+            hl7,
         })
     }
 }

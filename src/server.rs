@@ -1,5 +1,5 @@
-//! `pacs serve`: open the store, start the DICOM and HTTP listeners, run until SIGINT/SIGTERM,
-//! then stop accepting, let in-flight stores finish, and close the index.
+//! `pacs serve`: open the store, start the DICOM, HTTP and HL7 listeners, run until
+//! SIGINT/SIGTERM, then stop accepting, let in-flight stores finish, and close the index.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +52,22 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             addr: http_addr,
             source: e,
         })?;
+    // Bound (and logged) before DICOM and HTTP, so whoever reads the log for the ports
+    // (the tests) has HL7's when the others appear.
+    let hl7 = match &settings.hl7 {
+        Some(h) => {
+            let listener = TcpListener::bind(h.addr)
+                .await
+                .map_err(|e| AppError::Bind {
+                    addr: h.addr,
+                    source: e,
+                })?;
+            let local = listener.local_addr().map_err(AppError::Io)?;
+            tracing::info!("HL7 MLLP listening on {local}");
+            Some((listener, h.mllp.clone()))
+        }
+        None => None,
+    };
     let dicom_local = dicom.local_addr().map_err(AppError::Io)?;
     let http_local = http.local_addr().map_err(AppError::Io)?;
     tracing::info!(
@@ -156,6 +172,18 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }
+    let hl7_task = hl7.map(|(listener, mllp)| {
+        let handler = Arc::new(crate::hl7_intake::IntakeHandler {
+            orders: store.orders.clone(),
+            audit: store.audit.clone(),
+        });
+        tokio::spawn(pacs_hl7::server::serve(
+            listener,
+            mllp,
+            handler,
+            shutdown.clone(),
+        ))
+    });
     let http_task = tokio::spawn(crate::http_listener::serve(
         http,
         tls.https.clone(),
@@ -174,6 +202,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     let _ = dimse_task.await;
     if let Some(t) = dimse_tls_task {
         let _ = t.await;
+    }
+    if let Some(t) = hl7_task {
+        // Open connections finish the message they are in (bounded by its deadline).
+        if tokio::time::timeout(DRAIN_TIMEOUT, t).await.is_err() {
+            tracing::warn!("HL7 connections still open after {DRAIN_TIMEOUT:?}; closing anyway");
+        }
     }
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())

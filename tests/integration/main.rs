@@ -13,6 +13,7 @@ mod events;
 mod find;
 mod hardening;
 mod hardening_access;
+mod hl7;
 mod import;
 mod lifecycle;
 mod logout;

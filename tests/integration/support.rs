@@ -91,6 +91,8 @@ pub struct Server {
     pub http_port: u16,
     /// DICOM TLS port, when `[tls]` is configured.
     pub dicom_tls_port: u16,
+    /// HL7 MLLP port, when `[hl7]` or `--hl7-port` turns it on (logged before the others).
+    pub hl7_port: u16,
     log: Arc<Mutex<String>>,
 }
 
@@ -150,7 +152,9 @@ impl Server {
                         .next()
                         .and_then(|p| p.parse().ok())
                         .unwrap_or(0);
-                    let kind = if line.contains("DICOM-TLS") {
+                    let kind = if line.contains("HL7") {
+                        3
+                    } else if line.contains("DICOM-TLS") {
                         2
                     } else if line.contains("DICOM") {
                         0
@@ -164,13 +168,14 @@ impl Server {
                 l.push('\n');
             }
         });
-        let (mut dicom_port, mut http_port, mut dicom_tls_port) = (0, 0, 0);
+        let (mut dicom_port, mut http_port, mut dicom_tls_port, mut hl7_port) = (0, 0, 0, 0);
         let deadline = Instant::now() + Duration::from_secs(60);
         while dicom_port == 0 || http_port == 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok((0, p)) => dicom_port = p,
                 Ok((2, p)) => dicom_tls_port = p,
+                Ok((3, p)) => hl7_port = p,
                 Ok((_, p)) => http_port = p,
                 Err(_) => {
                     let _ = child.kill();
@@ -185,6 +190,7 @@ impl Server {
             dicom_port,
             http_port,
             dicom_tls_port,
+            hl7_port,
             log,
         }
     }

@@ -71,9 +71,10 @@ fn parse(q: &str) -> Result<Params, ApiError> {
                     "http" => Interface::Http,
                     "dimse" => Interface::Dimse,
                     "cli" => Interface::Cli,
+                    "hl7" => Interface::Hl7,
                     _ => {
                         return Err(ApiError::BadRequest(format!(
-                            "interface {v:?} is not http, dimse or cli"
+                            "interface {v:?} is not http, dimse, cli or hl7"
                         )))
                     }
                 })

@@ -12,6 +12,8 @@ pub enum Interface {
     Http,
     Dimse,
     Cli,
+    /// HL7 v2 messages over MLLP (orders from the EHR).
+    Hl7,
 }
 
 /// How the audited action ended.

@@ -1,0 +1,19 @@
+//! HL7 v2 messages from an EHR: decode (MSH-18), parse ER7, map ORM/OMI to an order, check
+//! it as the intake would, and build the ACK for whatever happened. Must never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pacs_hl7::ack::{build, Sender};
+
+fuzz_target!(|data: &[u8]| {
+    let sender = Sender::default();
+    match pacs_hl7::process(data) {
+        Ok(m) => {
+            let _ = m.order.validate();
+            let _ = build(&sender, Some(&m.header), None);
+        }
+        Err((header, refusal)) => {
+            let _ = build(&sender, header.as_ref(), Some(&refusal));
+        }
+    }
+});

@@ -1,0 +1,166 @@
+//! The MLLP listener: one task per connection, frames read with [`FrameReader`], each
+//! message parsed, mapped and handed to an [`OrderHandler`], each answered with an ACK.
+//! Limits hold in aggregate: connections at once, bytes per message, a deadline per message
+//! and an idle timeout between messages.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ack::{self, Sender};
+use crate::mapping::OrderMessage;
+use crate::message::Header;
+use crate::mllp::{self, FrameError, FrameReader};
+use crate::nak::{AckCode, ErrorCode, Refusal};
+
+#[derive(Debug, Clone)]
+pub struct MllpSettings {
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    /// A whole message must arrive within this after its start block.
+    pub message_timeout: Duration,
+    /// The longest a connection may wait for its next message.
+    pub idle_timeout: Duration,
+    pub sender: Sender,
+}
+
+impl Default for MllpSettings {
+    fn default() -> Self {
+        MllpSettings {
+            max_message_bytes: 1 << 20,
+            max_connections: 16,
+            message_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            sender: Sender::default(),
+        }
+    }
+}
+
+/// What the application did with a message.
+pub type Outcome = Result<(), Refusal>;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The application side: apply an order, and hear about refused messages (to audit them).
+pub trait OrderHandler: Send + Sync {
+    fn handle(&self, peer: SocketAddr, message: OrderMessage) -> BoxFuture<'_, Outcome>;
+    /// A message refused before it reached `handle` (unparseable, unsupported, incomplete).
+    fn refused(&self, _peer: SocketAddr, _header: Option<&Header>, _refusal: &Refusal) {}
+}
+
+/// Accept connections until `shutdown`, then wait for the open ones to finish their
+/// current message.
+pub async fn serve(
+    listener: TcpListener,
+    settings: MllpSettings,
+    handler: Arc<dyn OrderHandler>,
+    shutdown: CancellationToken,
+) {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "HL7 accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "HL7 connection refused: too many connections");
+            drop(stream);
+            continue;
+        };
+        let (settings, handler, shutdown) = (settings.clone(), handler.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            connection(stream, peer, &settings, handler.as_ref(), shutdown).await;
+            drop(slot);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    settings: &MllpSettings,
+    handler: &dyn OrderHandler,
+    shutdown: CancellationToken,
+) {
+    tracing::debug!(%peer, "HL7 connection");
+    let (read, mut write) = stream.split();
+    let mut reader = FrameReader::new(read, settings.max_message_bytes);
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            f = reader.read_frame(settings.idle_timeout, settings.message_timeout) => f,
+        };
+        let (reply, close) = match frame {
+            Ok(Some(bytes)) => (answer(&bytes, peer, settings, handler).await, false),
+            Ok(None) => return,
+            Err(FrameError::TooLarge { limit, prefix }) => {
+                tracing::warn!(%peer, limit, "HL7 message too large; closing");
+                let header = Header::from_prefix(&prefix);
+                let r = Refusal::new(
+                    AckCode::Reject,
+                    ErrorCode::InternalError,
+                    format!("message too large (limit {limit} bytes)"),
+                );
+                handler.refused(peer, header.as_ref(), &r);
+                (
+                    ack::build(&settings.sender, header.as_ref(), Some(&r)),
+                    true,
+                )
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "HL7 connection closed");
+                return;
+            }
+        };
+        let sent = tokio::time::timeout(settings.message_timeout, async {
+            write.write_all(&mllp::frame(&reply)).await?;
+            write.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) || close {
+            return;
+        }
+    }
+}
+
+/// Parse, map, apply: the ACK for one message.
+async fn answer(
+    bytes: &[u8],
+    peer: SocketAddr,
+    settings: &MllpSettings,
+    handler: &dyn OrderHandler,
+) -> Vec<u8> {
+    match crate::process(bytes) {
+        Ok(message) => {
+            let header = message.header.clone();
+            let outcome = handler.handle(peer, message).await;
+            ack::build(&settings.sender, Some(&header), outcome.as_ref().err())
+        }
+        Err((header, refusal)) => {
+            tracing::info!(%peer, code = refusal.code.code(), reason = %refusal.text, "HL7 message refused");
+            handler.refused(peer, header.as_ref(), &refusal);
+            ack::build(&settings.sender, header.as_ref(), Some(&refusal))
+        }
+    }
+}
