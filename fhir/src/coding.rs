@@ -235,5 +235,8 @@ pub fn designator(system: &str) -> String {
     if let Some((d, _, _)) = SYSTEMS.iter().find(|(_, _, uri)| *uri == system) {
         return (*d).to_string();
     }
-    system.strip_prefix("urn:oid:").unwrap_or(system).to_string()
+    system
+        .strip_prefix("urn:oid:")
+        .unwrap_or(system)
+        .to_string()
 }

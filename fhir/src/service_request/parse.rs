@@ -175,7 +175,11 @@ fn identifiers(v: &Value) -> Vec<(String, String, String)> {
                             })
                         })
                         .map_or("", |c| str_in(c, "code"));
-                    Some((ty.to_string(), str_in(id, "system").to_string(), value.into()))
+                    Some((
+                        ty.to_string(),
+                        str_in(id, "system").to_string(),
+                        value.into(),
+                    ))
                 })
                 .collect()
         })

@@ -60,12 +60,18 @@ fn a_ct_order_becomes_an_order() {
     assert_eq!(o.patient.birth_date, "19741225");
     assert_eq!(o.patient.sex, "M");
     let code = o.procedure.clone().expect("code");
-    assert_eq!((code.value.as_str(), code.scheme.as_str()), ("24627-2", "LN"));
+    assert_eq!(
+        (code.value.as_str(), code.scheme.as_str()),
+        ("24627-2", "LN")
+    );
     assert_eq!(o.procedure_description, "CT chest without contrast");
     assert_eq!(o.step.description, "CT chest without contrast");
     assert_eq!(o.step.modality, "CT");
     assert_eq!(o.step.station_ae_title, "CT_ROOM1");
-    assert_eq!((o.step.start_date.as_str(), o.step.start_time.as_str()), ("20261205", "093000"));
+    assert_eq!(
+        (o.step.start_date.as_str(), o.step.start_time.as_str()),
+        ("20261205", "093000")
+    );
     assert_eq!(o.priority, Priority::High);
     assert_eq!(o.reason, "Cough");
     assert_eq!(o.requesting_physician, "Careful^Adam^^Dr");
@@ -107,14 +113,22 @@ fn a_rendered_order_parses_back_to_the_same_order() {
 fn a_logical_subject_and_a_period_are_accepted() {
     let mut r = ct_order();
     r["subject"] = json!({"identifier": {"system": "HOSP", "value": "P9"}, "display": "Doe^Jane"});
-    r.as_object_mut().expect("object").remove("occurrenceDateTime");
+    r.as_object_mut()
+        .expect("object")
+        .remove("occurrenceDateTime");
     r["occurrencePeriod"] = json!({"start": "2026-12-06"});
     r["identifier"] = json!([{"value": "ACC-9"}]);
     r["status"] = json!("revoked");
     let inc = parse_value(&r).expect("parses");
     assert!(inc.cancel);
     assert_eq!(inc.order.accession_number, "ACC-9");
-    assert_eq!((inc.order.patient.id.as_str(), inc.order.patient.issuer.as_str()), ("P9", "HOSP"));
+    assert_eq!(
+        (
+            inc.order.patient.id.as_str(),
+            inc.order.patient.issuer.as_str()
+        ),
+        ("P9", "HOSP")
+    );
     assert_eq!(inc.order.step.start_date, "20261206");
     assert_eq!(inc.order.step.start_time, "");
 }
@@ -153,11 +167,29 @@ fn bad_resources_name_what_is_wrong() {
     assert!(matches!(parse_value(&huge), Err(E::TooLong)));
     let mut when = ct_order();
     when["occurrenceDateTime"] = json!("tomorrow");
-    assert!(matches!(parse_value(&when), Err(E::Invalid { field: "occurrenceDateTime", .. })));
+    assert!(matches!(
+        parse_value(&when),
+        Err(E::Invalid {
+            field: "occurrenceDateTime",
+            ..
+        })
+    ));
     let mut prio = ct_order();
     prio["priority"] = json!("whenever");
-    assert!(matches!(parse_value(&prio), Err(E::Invalid { field: "priority", .. })));
+    assert!(matches!(
+        parse_value(&prio),
+        Err(E::Invalid {
+            field: "priority",
+            ..
+        })
+    ));
     let mut status = ct_order();
     status["status"] = json!("completed");
-    assert!(matches!(parse_value(&status), Err(E::Invalid { field: "status", .. })));
+    assert!(matches!(
+        parse_value(&status),
+        Err(E::Invalid {
+            field: "status",
+            ..
+        })
+    ));
 }
