@@ -16,6 +16,7 @@ mod import;
 mod lifecycle;
 mod logout;
 mod odd_files;
+mod orders_fhir;
 mod pixels;
 mod retrieve;
 mod security;
