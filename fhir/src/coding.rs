@@ -177,6 +177,23 @@ pub fn concepts(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<Value> {
     codes(obj, tag).iter().map(Code::concept).collect()
 }
 
+/// The DICOM coding scheme designator of a FHIR system URI (the reverse of [`system_uri`]),
+/// for codes that arrive in FHIR resources (orders). `urn:oid:` systems keep their OID as a
+/// designator; anything else unknown keeps the URI itself, which is what it means.
+pub fn designator(system: &str) -> String {
+    let system = system.trim();
+    if system.eq_ignore_ascii_case("http://www.radlex.org") {
+        return "RADLEX".into();
+    }
+    if let Some((d, _, _)) = SYSTEMS.iter().find(|(_, _, uri)| *uri == system) {
+        return (*d).to_string();
+    }
+    system
+        .strip_prefix("urn:oid:")
+        .unwrap_or(system)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,5 +5,6 @@
 pub mod coding;
 pub mod datetime;
 pub mod imaging_study;
+pub mod service_request;
 
 pub use imaging_study::imaging_study;

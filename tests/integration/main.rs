@@ -19,6 +19,7 @@ mod lifecycle;
 mod logout;
 mod mpps;
 mod odd_files;
+mod orders_fhir;
 mod pixels;
 mod retrieve;
 mod security;

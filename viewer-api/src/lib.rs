@@ -8,10 +8,13 @@ pub mod dicomweb;
 mod error;
 mod events_api;
 mod fhir_api;
+mod fhir_outcome;
 mod flags_api;
+mod orders_api;
 pub mod render;
 mod share_api;
 mod viewer;
+mod worklist_api;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,7 +123,13 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
             .allow_headers([header::ACCEPT, header::CONTENT_TYPE, header::AUTHORIZATION])
             .expose_headers([
                 header::WARNING,
@@ -139,6 +148,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(events_api::routes())
         .merge(fhir_api::routes())
         .merge(flags_api::routes())
+        .merge(orders_api::routes())
+        .merge(worklist_api::routes())
         .merge(share_api::routes())
         .merge(access::login_api::routes())
         .merge(audit_api::routes())

@@ -34,6 +34,8 @@ pub struct AuditNote {
     pub patient_id: Option<String>,
     pub study_uid: Option<String>,
     pub detail: Option<String>,
+    /// A more precise action name than the route's (an order update that cancelled).
+    pub action: Option<&'static str>,
 }
 
 /// Refusals carry a reason in the body like every other error.
@@ -233,6 +235,9 @@ fn finish_as(
         }
         if note.detail.is_some() {
             entry.detail = note.detail.clone();
+        }
+        if let Some(a) = note.action {
+            entry.action = a.into();
         }
     }
     if entry.detail.is_none() && outcome != Outcome::Success {

@@ -49,6 +49,12 @@ pub enum Action {
     Audit,
     /// Viewing what a share link opens.
     ShareView,
+    /// Placing, changing and cancelling orders (FHIR ServiceRequest create/update).
+    PlaceOrder,
+    /// Reading orders (FHIR ServiceRequest read/search).
+    ReadOrders,
+    /// The modality worklist of scheduled steps over HTTP.
+    ReadWorklist,
 }
 
 impl Action {
@@ -74,6 +80,9 @@ impl Action {
             Action::IndexAdmin => "admin.index",
             Action::Audit => "audit.read",
             Action::ShareView => "share.view",
+            Action::PlaceOrder => "order.place",
+            Action::ReadOrders => "order.read",
+            Action::ReadWorklist => "worklist.mwl",
         }
     }
 }
@@ -200,16 +209,27 @@ fn role_may(role: Role, action: Action) -> bool {
             is_reading(action)
                 || matches!(
                     action,
-                    FhirRead | ReadFlags | PostFlags | MarkRead | Worklist
+                    FhirRead
+                        | ReadFlags
+                        | PostFlags
+                        | MarkRead
+                        | Worklist
+                        | ReadOrders
+                        | ReadWorklist
                 )
         }
-        Role::Technologist => is_reading(action) || matches!(action, Store | ReadFlags),
+        Role::Technologist => {
+            is_reading(action) || matches!(action, Store | ReadFlags | ReadOrders | ReadWorklist)
+        }
         Role::ReferringPhysician => is_reading(action) || action == FhirRead,
         // Demographics, codes and counts: no pixel data, no bulk data.
         Role::Billing => matches!(action, Search | Metadata | FhirRead),
         Role::Patient => is_reading(action) || matches!(action, FhirRead | ShareView),
         Role::AiService => is_reading(action) || matches!(action, Store | ReadFlags | PostFlags),
-        Role::Ehr => matches!(action, Search | FhirRead | ChangeFeed),
+        Role::Ehr => matches!(
+            action,
+            Search | FhirRead | ChangeFeed | PlaceOrder | ReadOrders | ReadWorklist
+        ),
     }
 }
 
@@ -361,5 +381,25 @@ mod tests {
         assert!(authorize(&e, Action::ChangeFeed).is_ok());
         assert!(authorize(&e, Action::Retrieve).is_err());
         assert!(authorize(&e, Action::Rendered).is_err());
+    }
+
+    #[test]
+    fn orders_are_for_the_ehr_and_the_imaging_staff_only() {
+        for role in Role::ALL {
+            let p = who(role, &[]);
+            let place = matches!(role, Role::Admin | Role::Ehr);
+            let read = place || matches!(role, Role::Technologist | Role::Radiologist);
+            assert_eq!(authorize(&p, Action::PlaceOrder).is_ok(), place, "{role}");
+            assert_eq!(authorize(&p, Action::ReadOrders).is_ok(), read, "{role}");
+            assert_eq!(authorize(&p, Action::ReadWorklist).is_ok(), read, "{role}");
+        }
+        let s = Principal::share_link("1.2.3".into());
+        assert!(authorize(&s, Action::ReadOrders).is_err());
+        assert!(authorize(&s, Action::ReadWorklist).is_err());
+        // A patient-scoped grant admits an order only by its patient ID and issuer.
+        let scope = Scope::Patients(vec![PatientRef::parse("P1^^^HOSP")]);
+        assert!(scope.admits("", "P1", "HOSP"));
+        assert!(!scope.admits("", "P1", "OTHER"));
+        assert!(!scope.admits("", "P2", "HOSP"));
     }
 }

@@ -45,7 +45,15 @@ pub fn classify(method: &Method, pattern: &str) -> RouteKind {
     if pattern.starts_with("/dicom-web/") {
         return RouteKind::Guarded(dicomweb_action(method, pattern));
     }
-    let action = if pattern.starts_with("/fhir/") {
+    let action = if pattern.starts_with("/fhir/ServiceRequest") {
+        if method == Method::GET {
+            ReadOrders
+        } else {
+            PlaceOrder
+        }
+    } else if pattern == "/api/worklist/mwl" {
+        ReadWorklist
+    } else if pattern.starts_with("/fhir/") {
         FhirRead
     } else if pattern.starts_with("/api/audit") {
         Audit
@@ -175,6 +183,22 @@ mod tests {
             RouteKind::Share(Action::Thumbnail)
         );
         assert_eq!(classify(&Method::GET, "/healthz"), RouteKind::Public);
+        assert_eq!(
+            classify(&Method::PUT, "/fhir/ServiceRequest/{id}"),
+            RouteKind::Guarded(Action::PlaceOrder)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/fhir/ServiceRequest"),
+            RouteKind::Guarded(Action::ReadOrders)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/api/worklist/mwl"),
+            RouteKind::Guarded(Action::ReadWorklist)
+        );
+        assert_eq!(
+            classify(&Method::GET, "/api/worklist"),
+            RouteKind::Guarded(Action::Worklist)
+        );
     }
 
     #[test]
