@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = m.order.validate();
             let _ = build(&sender, Some(&m.header), None);
         }
-        Err((header, refusal)) => {
+        Err(rejected) => {
+            let (header, refusal) = *rejected;
             let _ = build(&sender, header.as_ref(), Some(&refusal));
         }
     }

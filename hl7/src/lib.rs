@@ -19,13 +19,14 @@ pub mod mllp;
 pub mod nak;
 pub mod server;
 
+/// A refused message: its header when one could be read, and why.
+pub type Rejected = Box<(Option<message::Header>, nak::Refusal)>;
+
 /// Parse, map and answer one message without I/O: what the server does for each frame
 /// (before the handler), and what the fuzz target exercises.
-pub fn process(
-    bytes: &[u8],
-) -> Result<mapping::OrderMessage, (Option<message::Header>, nak::Refusal)> {
+pub fn process(bytes: &[u8]) -> Result<mapping::OrderMessage, Rejected> {
     let msg = message::Message::parse_bytes(bytes)
-        .map_err(|e| (message::Header::from_prefix(bytes), nak::Refusal::from(&e)))?;
+        .map_err(|e| Box::new((message::Header::from_prefix(bytes), nak::Refusal::from(&e))))?;
     let header = msg.header();
-    mapping::map(&msg).map_err(|r| (Some(header), r))
+    mapping::map(&msg).map_err(|r| Box::new((Some(header), r)))
 }

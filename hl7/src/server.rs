@@ -157,7 +157,8 @@ async fn answer(
             let outcome = handler.handle(peer, message).await;
             ack::build(&settings.sender, Some(&header), outcome.as_ref().err())
         }
-        Err((header, refusal)) => {
+        Err(rejected) => {
+            let (header, refusal) = *rejected;
             tracing::info!(%peer, code = refusal.code.code(), reason = %refusal.text, "HL7 message refused");
             handler.refused(peer, header.as_ref(), &refusal);
             ack::build(&settings.sender, header.as_ref(), Some(&refusal))

@@ -22,7 +22,7 @@ fn latin1(s: &str) -> Vec<u8> {
 fn refused(bytes: &[u8]) -> Refusal {
     match process(bytes) {
         Ok(m) => panic!("expected a refusal, got {:?}", m.order),
-        Err((_, r)) => r,
+        Err(rejected) => rejected.1,
     }
 }
 
@@ -147,7 +147,7 @@ fn missing_msh_and_bad_separators_are_rejected() {
     );
     assert!(process(b"PID|1||123\r")
         .err()
-        .and_then(|(h, _)| h)
+        .and_then(|rejected| rejected.0)
         .is_none());
     let r = refused(b"MSHA^~\\&A\r");
     assert_eq!(r.ack, AckCode::Reject);
@@ -159,7 +159,7 @@ fn missing_msh_and_bad_separators_are_rejected() {
         "MSH#^~\\&#EPIC#GENHOSP#PACS#RAD#20261205083000##ORM^O01#MSG00001#P#2.3####8859/1",
         1,
     );
-    let (header, r) = process(&latin1(&hash)).expect_err("refused");
+    let (header, r) = *process(&latin1(&hash)).expect_err("refused");
     assert_eq!(header.map(|h| h.control_id), Some("MSG00001".to_string()));
     assert_eq!(
         (r.ack, r.code),
