@@ -49,7 +49,8 @@ start_pacs "$BIN" "$TMP/data" "$TMP/pacs.log"
 ORTHANC_HTTP=$(free_port); ORTHANC_DICOM=$(free_port)
 mkdir -p "$TMP/orthanc"
 # Orthanc 1.10 cannot bind to loopback only: remote HTTP is refused (RemoteAccessAllowed);
-# any calling AE may ask for worklists (DicomAlwaysAllowFindWorklist, new in 1.10.0).
+# any calling AE may ask for worklists (DicomAlwaysAllowFindWorklist, new in 1.10.0); an idle
+# association is not closed after the default 30 s while the other system is measured.
 cat >"$TMP/orthanc/orthanc.json" <<JSON
 {
   "Name": "mwl-bench",
@@ -63,6 +64,7 @@ cat >"$TMP/orthanc/orthanc.json" <<JSON
   "AuthenticationEnabled": false,
   "SslEnabled": false,
   "TcpNoDelay": true,
+  "DicomScpTimeout": 3600,
   "DicomAlwaysAllowFindWorklist": true,
   "Plugins": [ "$WL_PLUGIN" ],
   "Worklists": { "Enable": true, "Database": "$WL" }

@@ -90,8 +90,12 @@ def main() -> None:
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(ModalityWorklistInformationFind)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 120
+    peers = {"Orthanc": (orthanc_port, "ORTHANC"), "pacs": (pacs_port, "PACS")}
     systems = {}
-    for name, port, called in (("Orthanc", orthanc_port, "ORTHANC"), ("pacs", pacs_port, "PACS")):
+    problems = []
+
+    def connect(name):
+        port, called = peers[name]
         assoc = ae.associate("127.0.0.1", port, ae_title=called)
         if not assoc.is_established:
             sys.exit(f"no association with {name} on port {port}")
@@ -100,11 +104,18 @@ def main() -> None:
         assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         systems[name] = assoc
 
+    for name in peers:
+        connect(name)
+        systems[name] = assoc
+
     rows = []
-    problems = []
     for label, query in shapes:
         result = {}
-        for name, assoc in systems.items():
+        for name in peers:
+            if not systems[name].is_established:
+                problems.append(f"{label}: {name} had closed the association; opened a new one")
+                connect(name)
+            assoc = systems[name]
             for _ in range(3):  # warm-up
                 _, accs, status = run(assoc, query)
             times = []
