@@ -106,7 +106,6 @@ def main() -> None:
 
     for name in peers:
         connect(name)
-        systems[name] = assoc
 
     rows = []
     for label, query in shapes:
