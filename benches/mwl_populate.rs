@@ -99,8 +99,10 @@ const GIVEN: &[&str] = &[
     "LUCÍA",
     "FRANÇOISE",
 ];
-/// (modality, station count, procedures as (code, meaning)).
-const MODALITIES: &[(&str, usize, &[(&str, &str)])] = &[
+/// A modality, its number of stations and its procedures as (code, meaning).
+type Modality = (&'static str, usize, &'static [(&'static str, &'static str)]);
+
+const MODALITIES: &[Modality] = &[
     (
         "CT",
         8,
