@@ -96,6 +96,15 @@ impl WorklistQuery {
         orders: &dyn Orders,
         on_match: &mut dyn FnMut(Order) -> bool,
     ) -> Result<(), StorageError> {
+        // One accession number names one order: read it instead of the worklist.
+        if let Matcher::Single(acc) = &self.accession_number {
+            if let Some(order) = orders.order(acc)? {
+                if order.status.is_active() && self.matches(&order) {
+                    on_match(order);
+                }
+            }
+            return Ok(());
+        }
         let (from, to) = self.date_bounds();
         orders.active_orders(from.as_deref(), to.as_deref(), &mut |order| {
             if self.matches(&order) {
@@ -136,5 +145,44 @@ mod tests {
             .date_bounds(),
             (Some("20261205".into()), Some("20261205".into()))
         );
+    }
+}
+
+#[cfg(all(test, feature = "rocksdb"))]
+mod lookup_tests {
+    use super::*;
+    use crate::index::RocksIndex;
+    use crate::order_intake::{receive, Intent};
+
+    #[test]
+    fn an_accession_number_reads_its_order_only_while_active() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = RocksIndex::open(dir.path()).expect("open");
+        for acc in ["A1", "A2"] {
+            let mut o = crate::orders::tests::sample();
+            o.accession_number = acc.into();
+            receive(&index, o, Intent::Place, 1).expect("place");
+        }
+        let mut cancel = crate::orders::tests::sample();
+        cancel.accession_number = "A2".into();
+        receive(&index, cancel, Intent::Cancel, 2).expect("cancel");
+        let found = |acc: &str, modality: &str| {
+            let q = WorklistQuery {
+                accession_number: matcher("SH", acc).expect("m"),
+                modality: matcher("CS", modality).expect("m"),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            q.run(&index, &mut |o| {
+                out.push(o.accession_number);
+                true
+            })
+            .expect("run");
+            out
+        };
+        assert_eq!(found("A1", ""), ["A1"]);
+        assert!(found("A1", "MR").is_empty(), "other keys still apply");
+        assert!(found("A2", "").is_empty(), "cancelled");
+        assert!(found("A9", "").is_empty());
     }
 }

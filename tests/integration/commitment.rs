@@ -42,6 +42,7 @@ def on_report(event):
     return 0x0000, None
 
 ae = AE(ae_title="MOD1")
+ae.dimse_timeout = 120
 ae.add_requested_context(SC)
 assoc = ae.associate("127.0.0.1", port, ae_title="PACS",
                      evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
@@ -64,7 +65,7 @@ def action(items, tx=True):
 
 import time
 def wait_reports(n):
-    end = time.time() + 30
+    end = time.time() + 120
     while len(reports) < n and time.time() < end:
         time.sleep(0.05)
 

@@ -48,7 +48,7 @@ def out(obj) -> None:
 
 def make_ae() -> AE:
     ae = AE(ae_title="TESTSCU")
-    ae.acse_timeout = 20
+    ae.acse_timeout = 60
     ae.dimse_timeout = 60
     ae.network_timeout = 20
     return ae

@@ -301,28 +301,27 @@ async fn report(
         tracing::warn!(error = %e, "storage commitment report not sent; kept for later");
         return false;
     }
-    // The requester's N-EVENT-REPORT-RSP; anything else is left for the message loop.
-    let mut bytes = Vec::new();
-    loop {
-        let pdu = session.pdus.read(REPORT_TIMEOUT).await;
-        match &pdu {
-            Ok(Pdu::PData { data })
-                if data.iter().all(|v| v.value_type == PDataValueType::Command) =>
-            {
-                for v in data {
-                    bytes.extend_from_slice(&v.data);
-                    if v.is_last {
-                        let rsp = Command::parse(&bytes);
-                        // A refused report stays recorded and goes again on a new association.
-                        return matches!(rsp, Ok(c) if c.field == field::N_EVENT_REPORT_RQ | field::RESPONSE_BIT
-                            && c.message_id == message_id && c.status == Some(0));
-                    }
-                }
+    // The requester's N-EVENT-REPORT-RSP (a command set in one PDU); any other PDU, e.g. the
+    // requester's next request, is left whole for the message loop.
+    let pdu = session.pdus.read(REPORT_TIMEOUT).await;
+    let confirmed = match &pdu {
+        Ok(Pdu::PData { data }) => match data.as_slice() {
+            [v] if v.value_type == PDataValueType::Command && v.is_last => {
+                matches!(Command::parse(&v.data), Ok(c)
+                    if c.field == field::N_EVENT_REPORT_RQ | field::RESPONSE_BIT
+                        && c.message_id == message_id)
+                .then(|| Command::parse(&v.data).ok().and_then(|c| c.status))
             }
-            _ => {
-                session.stashed = Some(pdu);
-                return false;
-            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match confirmed {
+        // A refused report stays recorded and goes again on a new association.
+        Some(status) => status == Some(0),
+        None => {
+            session.stashed = Some(pdu);
+            false
         }
     }
 }
