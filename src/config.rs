@@ -10,6 +10,7 @@ use clap::Args;
 use pacs_storage::DuplicatePolicy;
 
 use crate::dimse::access::RemoteNode;
+use crate::dimse::identity::IdentityPolicy;
 use crate::workers::settings::WorkersConfig;
 use serde::Deserialize;
 
@@ -114,6 +115,9 @@ pub struct FileConfig {
     pub restrict_to_nodes: Option<bool>,
     /// Match person names in queries regardless of case [default: false].
     pub case_insensitive_names: Option<bool>,
+    /// DICOM user identity (PS3.7 D.3.3.7): "none", "accepted" or "required"; a node's
+    /// `user_identity` overrides it [default: "accepted"].
+    pub dicom_user_identity: Option<IdentityPolicy>,
     pub viewer_dir: Option<PathBuf>,
     pub public_url: Option<String>,
     /// Origins allowed to call the HTTP API from a browser (CORS); "*" for any.
@@ -299,6 +303,7 @@ pub struct ServeSettings {
     pub nodes: Vec<RemoteNode>,
     pub restrict_to_nodes: bool,
     pub case_insensitive_names: bool,
+    pub dicom_user_identity: IdentityPolicy,
     pub viewer_dir: Option<PathBuf>,
     pub public_url: Option<String>,
     pub cors_origins: Vec<String>,
@@ -491,6 +496,7 @@ impl ServeArgs {
             nodes: file.nodes,
             restrict_to_nodes: file.restrict_to_nodes.unwrap_or(false),
             case_insensitive_names: file.case_insensitive_names.unwrap_or(false),
+            dicom_user_identity: file.dicom_user_identity.unwrap_or_default(),
             viewer_dir: self.viewer_dir.clone().or(file.viewer_dir),
             public_url: self.public_url.clone().or(file.public_url),
             cors_origins: file.cors_origins,

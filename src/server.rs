@@ -20,6 +20,7 @@ use crate::config::ServeSettings;
 use crate::dimse::access::AccessPolicy;
 use crate::dimse::admission::Admission;
 use crate::dimse::association::DimseSettings;
+use crate::dimse::identity::IdentityChecker;
 use crate::dimse::listener::DimseListener;
 use crate::error::AppError;
 use crate::tls::ClientAuth;
@@ -86,6 +87,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let admission = Admission::new(settings.limits.dimse.clone());
+    let authenticator = authenticator(&settings).await?;
+    // Password guessing over DICOM user identity and the HTTP login counts together.
+    let login_throttle = Arc::new(pacs_viewer_api::access::login_api::Throttle::default());
     let dimse_settings = Arc::new(DimseSettings {
         ae_title: settings.ae_title.clone(),
         max_pdu: settings.max_pdu,
@@ -94,6 +98,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         access: AccessPolicy::new(settings.restrict_to_nodes, &settings.nodes),
         match_options: MatchOptions {
             case_insensitive_names: settings.case_insensitive_names,
+        },
+        identity: IdentityChecker {
+            policy: settings.dicom_user_identity,
+            accounts: authenticator.accounts.clone(),
+            jwt: authenticator.jwt.clone(),
+            throttle: login_throttle.clone(),
         },
     });
     let listener = DimseListener {
@@ -125,9 +135,8 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         }
     }
     let share_secret = crate::workers::share_secret(&settings.store.data)?;
-    let authenticator = authenticator(&settings).await?;
     let auth_required = authenticator.required;
-    let api = pacs_viewer_api::ApiState::new(
+    let mut api = pacs_viewer_api::ApiState::new(
         store.clone(),
         pacs_viewer_api::ApiConfig {
             public_url: settings.public_url.clone(),
@@ -145,6 +154,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         authenticator,
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
+    api.login_throttle = login_throttle;
     let app = pacs_viewer_api::router(api);
     if !auth_required {
         tracing::warn!(
@@ -258,11 +268,11 @@ async fn authenticator(settings: &ServeSettings) -> Result<Authenticator, AppErr
         a.required = auth.required.unwrap_or(true);
         a.session_ttl = Duration::from_secs(60 * auth.session_minutes.unwrap_or(15).max(1));
         if let Some(oidc) = &auth.oidc {
-            a.jwt = Some(
+            a.jwt = Some(Arc::new(
                 JwtValidator::new(oidc.clone())
                     .await
                     .map_err(AppError::Oidc)?,
-            );
+            ));
         }
     }
     Ok(a)

@@ -6,6 +6,8 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use serde::Deserialize;
 
+use super::identity::IdentityPolicy;
+
 /// A DIMSE service a node may be allowed to use (C-ECHO is always allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +39,10 @@ pub struct RemoteNode {
     /// commitment reports); absent: plain TCP.
     #[serde(default)]
     pub tls: Option<NodeTls>,
+    /// DICOM user identity from this node: "none", "accepted" or "required" [default: the
+    /// global `dicom_user_identity`].
+    #[serde(default)]
+    pub user_identity: Option<IdentityPolicy>,
 }
 
 /// How we reach a node over TLS: the CA its certificate must chain to, our client
@@ -67,8 +73,15 @@ pub const ALL_SERVICES: &[Service] = &[
 pub struct AccessPolicy {
     /// Only listed nodes, from their own addresses, may associate.
     restrict_to_nodes: bool,
-    /// By AE title: the node's addresses and its allowed services.
-    nodes: HashMap<String, (Vec<IpAddr>, Vec<Service>)>,
+    /// By AE title: the node's addresses, allowed services and user identity policy.
+    nodes: HashMap<String, NodeAccess>,
+}
+
+#[derive(Debug, Clone)]
+struct NodeAccess {
+    addrs: Vec<IpAddr>,
+    allow: Vec<Service>,
+    user_identity: Option<IdentityPolicy>,
 }
 
 impl AccessPolicy {
@@ -84,8 +97,12 @@ impl AccessPolicy {
                         tracing::warn!(node = %n.ae_title, host = %n.host, error = %e, "cannot resolve node host");
                         Vec::new()
                     });
-                let allow = n.allow.clone().unwrap_or_else(|| ALL_SERVICES.to_vec());
-                (n.ae_title.clone(), (addrs, allow))
+                let access = NodeAccess {
+                    addrs,
+                    allow: n.allow.clone().unwrap_or_else(|| ALL_SERVICES.to_vec()),
+                    user_identity: n.user_identity,
+                };
+                (n.ae_title.clone(), access)
             })
             .collect();
         AccessPolicy {
@@ -96,12 +113,31 @@ impl AccessPolicy {
 
     /// The services this peer may use, or `None` when it may not associate at all.
     pub fn services_for(&self, calling_ae: &str, peer: IpAddr) -> Option<Vec<Service>> {
-        match self.nodes.get(calling_ae) {
-            Some((addrs, allow)) if addrs.contains(&peer) => Some(allow.clone()),
-            _ if self.restrict_to_nodes => None,
+        match self.node(calling_ae, peer) {
+            Some(node) => Some(node.allow.clone()),
+            None if self.restrict_to_nodes => None,
             // Unlisted peers keep the open default of a fresh install.
-            _ => Some(ALL_SERVICES.to_vec()),
+            None => Some(ALL_SERVICES.to_vec()),
         }
+    }
+
+    /// The user identity policy for this peer: its node's, else the global one.
+    pub fn identity_policy_for(
+        &self,
+        calling_ae: &str,
+        peer: IpAddr,
+        global: IdentityPolicy,
+    ) -> IdentityPolicy {
+        self.node(calling_ae, peer)
+            .and_then(|n| n.user_identity)
+            .unwrap_or(global)
+    }
+
+    /// The listed node this is, if the title is listed and the address is the node's.
+    fn node(&self, calling_ae: &str, peer: IpAddr) -> Option<&NodeAccess> {
+        self.nodes
+            .get(calling_ae)
+            .filter(|n| n.addrs.contains(&peer))
     }
 }
 
@@ -112,6 +148,7 @@ mod tests {
     fn node(ae: &str, host: &str, allow: Option<Vec<Service>>) -> RemoteNode {
         RemoteNode {
             tls: None,
+            user_identity: None,
             ae_title: ae.into(),
             host: host.into(),
             port: 104,
@@ -140,5 +177,30 @@ mod tests {
             "right title, wrong address"
         );
         assert_eq!(closed.services_for("WS", local), Some(vec![Service::Find]));
+    }
+
+    #[test]
+    fn a_node_may_override_the_user_identity_policy_for_its_own_address_only() {
+        let mut modality = node("CT1", "127.0.0.1", None);
+        modality.user_identity = Some(IdentityPolicy::None);
+        let nodes = [modality, node("WS", "127.0.0.1", None)];
+        let policy = AccessPolicy::new(false, &nodes);
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let elsewhere = IpAddr::from([10, 1, 1, 1]);
+        let required = IdentityPolicy::Required;
+        assert_eq!(
+            policy.identity_policy_for("CT1", local, required),
+            IdentityPolicy::None
+        );
+        assert_eq!(
+            policy.identity_policy_for("CT1", elsewhere, required),
+            required,
+            "a borrowed title does not carry the node's exemption"
+        );
+        assert_eq!(policy.identity_policy_for("WS", local, required), required);
+        assert_eq!(
+            policy.identity_policy_for("OTHER", local, required),
+            required
+        );
     }
 }

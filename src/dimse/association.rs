@@ -8,11 +8,13 @@ use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRQ, PDataValue, PDataValueType, Pdu,
 };
 use pacs_storage::Store;
+use pacs_viewer_api::access::Scope;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{local_limit, HandshakeTicket};
 use super::audit::AssociationAudit;
 use super::command::{field, Command};
+use super::identity;
 use super::negotiation::{negotiate, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
 use super::peer::DimsePeer;
@@ -200,7 +202,7 @@ pub async fn serve(
     let allowed = settings
         .access
         .services_for(rq.calling_ae_title.trim(), peer.ip());
-    let (ac, negotiated) = match negotiate(
+    let (mut ac, mut negotiated) = match negotiate(
         &rq,
         &settings.ae_title,
         settings.max_pdu,
@@ -225,6 +227,42 @@ pub async fn serve(
             return;
         }
     };
+    // Who the user is, once the titles and the node are known to be right (so a wrong title
+    // costs no password check).
+    let calling = rq.calling_ae_title.trim();
+    let policy = settings
+        .access
+        .identity_policy_for(calling, peer.ip(), settings.identity.policy);
+    let item = identity::requested(&rq.user_variables);
+    let user = match settings.identity.check(policy, item, peer.ip()).await {
+        Ok(user) => user,
+        Err(refusal) => {
+            tracing::warn!(%peer, calling_ae = %calling, reason = %refusal, "association rejected: user identity");
+            super::audit::rejected_identity(&store, &peer_info, calling, &refusal);
+            reject(pdus, ticket, identity::rejection()).await;
+            return;
+        }
+    };
+    let mut allowed = allowed.unwrap_or_default();
+    if let Some(user) = &user {
+        // The user's role narrows what the node may do: negotiate again with what is left.
+        let theirs = user.services();
+        allowed.retain(|s| theirs.contains(s));
+        match negotiate(&rq, &settings.ae_title, settings.max_pdu, Some(&allowed)) {
+            Ok(v) => (ac, negotiated) = v,
+            // Not reached (the first negotiation passed the same checks), but never fall back
+            // to the wider answer.
+            Err(rj) => {
+                reject(pdus, ticket, rj).await;
+                return;
+            }
+        }
+        if item.is_some_and(|i| i.positive_response_requested()) {
+            ac.user_variables.push(identity::positive_response());
+        }
+        tracing::debug!(%peer, user = %user.name, method = user.method.as_str(), "user identity accepted");
+    }
+    let scope = user.as_ref().map_or(Scope::All, |u| u.scope());
     let _permit = match ticket.associate() {
         Ok(permit) => permit,
         Err(ticket) => {
@@ -255,9 +293,11 @@ pub async fn serve(
             counters: Counters::default(),
             stashed: None,
             next_sub_message_id: 0,
-            allowed: allowed.unwrap_or_default(),
-            audit: AssociationAudit::new(&peer_info, &calling_ae),
+            allowed,
+            audit: AssociationAudit::new(&peer_info, &calling_ae, user.as_ref()),
             peer: peer_info,
+            user,
+            scope,
         },
         receiving: Receiving::Idle,
     };

@@ -22,6 +22,8 @@ struct StoreCounts {
 /// What an association has done, for the audit trail.
 pub struct AssociationAudit {
     calling_ae: String,
+    /// The association's user (DICOM user identity) and how they showed it.
+    user: Option<(String, &'static str)>,
     source: String,
     /// The TLS client certificate's name, when the peer sent one.
     client_cn: Option<String>,
@@ -41,6 +43,32 @@ fn entry(
     e.ae_title = Some(calling_ae.to_string());
     e.target = client_cn.map(|cn| format!("TLS client {cn}"));
     e
+}
+
+impl AssociationAudit {
+    /// An entry acting for the association's user, when it named one, else its AE title.
+    fn entry(&self, action: &str, outcome: Outcome) -> AuditEntry {
+        let mut e = entry(
+            &self.calling_ae,
+            &self.source,
+            self.client_cn.as_deref(),
+            action,
+            outcome,
+        );
+        if let Some((name, _)) = &self.user {
+            e.user = name.clone();
+        }
+        e
+    }
+
+    /// A detail text with the identity method and the TLS client's name appended.
+    fn detail(&self, text: String) -> Option<String> {
+        let text = match &self.user {
+            Some((_, method)) => format!("{text}; user identity by {method}"),
+            None => text,
+        };
+        detail(text, self.client_cn.as_deref())
+    }
 }
 
 /// A detail text with the TLS client's name appended, when there is one.
@@ -70,6 +98,30 @@ pub fn rejected(store: &Store, peer: &DimsePeer, calling_ae: &str, reason: &str)
     record(store, e);
 }
 
+/// An association refused for its user identity, naming the user it claimed.
+pub fn rejected_identity(
+    store: &Store,
+    peer: &DimsePeer,
+    calling_ae: &str,
+    refusal: &super::identity::IdentityRefusal,
+) {
+    let mut e = entry(
+        calling_ae,
+        &peer.addr.to_string(),
+        peer.client_cn.as_deref(),
+        "dimse.associate",
+        Outcome::Denied,
+    );
+    if let Some(user) = refusal.claimed_user() {
+        e.user = user.to_string();
+    }
+    e.detail = detail(
+        format!("user identity refused: {refusal}"),
+        peer.client_cn.as_deref(),
+    );
+    record(store, e);
+}
+
 /// Failure statuses (PS3.7 C): anything but success, pending, cancel and warnings.
 fn is_failure(status: Status) -> bool {
     !matches!(
@@ -91,9 +143,14 @@ fn single(query: &Query, tag: &str) -> Option<String> {
 }
 
 impl AssociationAudit {
-    pub fn new(peer: &DimsePeer, calling_ae: &str) -> Self {
+    pub fn new(
+        peer: &DimsePeer,
+        calling_ae: &str,
+        user: Option<&super::identity::DimseUser>,
+    ) -> Self {
         AssociationAudit {
             calling_ae: calling_ae.to_string(),
+            user: user.map(|u| (u.name.clone(), u.method.as_str())),
             source: peer.addr.to_string(),
             client_cn: peer.client_cn.clone(),
             stores: BTreeMap::new(),
@@ -144,13 +201,7 @@ impl AssociationAudit {
         } else {
             Outcome::Success
         };
-        let mut e = entry(
-            &self.calling_ae,
-            &self.source,
-            self.client_cn.as_deref(),
-            action,
-            outcome,
-        );
+        let mut e = self.entry(action, outcome);
         let (study, patient) = std::mem::take(&mut self.query_target);
         e.study_uid = study;
         e.patient_id = patient;
@@ -159,34 +210,25 @@ impl AssociationAudit {
             Some(c) => format!("{status_text}: {c}"),
             None => status_text,
         };
-        e.detail = detail(text, self.client_cn.as_deref());
+        e.detail = self.detail(text);
         record(store, e);
     }
 
     /// The association ended: one record per study stored over it.
     pub fn finish(self, store: &Store) {
-        for ((study, patient), c) in self.stores {
+        for ((study, patient), c) in &self.stores {
             let outcome = if c.stored + c.duplicates == 0 {
                 Outcome::Failure
             } else {
                 Outcome::Success
             };
-            let mut e = entry(
-                &self.calling_ae,
-                &self.source,
-                self.client_cn.as_deref(),
-                "dimse.c-store",
-                outcome,
-            );
-            e.study_uid = Some(study).filter(|s| !s.is_empty());
-            e.patient_id = Some(patient).filter(|p| !p.is_empty());
-            e.detail = detail(
-                format!(
-                    "{} stored, {} duplicates, {} failed",
-                    c.stored, c.duplicates, c.failed
-                ),
-                self.client_cn.as_deref(),
-            );
+            let mut e = self.entry("dimse.c-store", outcome);
+            e.study_uid = Some(study.clone()).filter(|s| !s.is_empty());
+            e.patient_id = Some(patient.clone()).filter(|p| !p.is_empty());
+            e.detail = self.detail(format!(
+                "{} stored, {} duplicates, {} failed",
+                c.stored, c.duplicates, c.failed
+            ));
             record(store, e);
         }
     }

@@ -6,6 +6,7 @@ pub mod association;
 pub mod audit;
 pub mod command;
 pub mod commitment_delivery;
+pub mod identity;
 pub mod listener;
 pub mod local_blob;
 pub mod negotiation;

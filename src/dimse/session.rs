@@ -7,11 +7,13 @@ use std::time::Duration;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use pacs_storage::query::MatchOptions;
 use pacs_storage::Store;
+use pacs_viewer_api::access::Scope;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::access::{AccessPolicy, RemoteNode, Service};
 use super::audit::AssociationAudit;
 use super::command::{field, Command, Response, SubOperations};
+use super::identity::{DimseUser, IdentityChecker};
 use super::negotiation::{AcceptedContext, Negotiated};
 use super::pdu_io::{PduError, PduStream};
 use super::peer::DimsePeer;
@@ -32,6 +34,8 @@ pub struct DimseSettings {
     pub access: AccessPolicy,
     /// Query matching options (case-insensitive person names).
     pub match_options: MatchOptions,
+    /// DICOM user identity: the global policy and what checks an identity.
+    pub identity: IdentityChecker,
 }
 
 /// The byte stream under an association: plain TCP or DICOM TLS.
@@ -66,6 +70,10 @@ pub struct Session {
     pub allowed: Vec<Service>,
     /// Who is at the other end (audit trail).
     pub peer: DimsePeer,
+    /// The user the association's identity named, when it sent one we read.
+    pub user: Option<DimseUser>,
+    /// Which studies C-FIND, C-MOVE and C-GET may see (the user's patient scope).
+    pub scope: Scope,
     pub audit: AssociationAudit,
 }
 
@@ -330,6 +338,7 @@ pub(crate) mod tests {
             nodes: Vec::new(),
             access: AccessPolicy::default(),
             match_options: MatchOptions::default(),
+            identity: IdentityChecker::default(),
         }
     }
 }

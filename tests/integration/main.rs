@@ -27,5 +27,6 @@ mod shutdown;
 mod store;
 mod tamper;
 mod tls;
+mod user_identity;
 mod workers;
 mod worklist;

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const ISS: &str = "https://idp.example.org";
-const AUD: &str = "pacs";
+pub(crate) const ISS: &str = "https://idp.example.org";
+pub(crate) const AUD: &str = "pacs";
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 pub(crate) fn testdata() -> PathBuf {
@@ -76,7 +76,7 @@ fn token_tool(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn jwt(key: &str, extra: &[&str]) -> String {
+pub(crate) fn jwt(key: &str, extra: &[&str]) -> String {
     let key = testdata().join(key);
     let key = key.to_string_lossy().into_owned();
     let mut args = vec!["jwt", key.as_str(), "--iss", ISS, "--aud", AUD];

@@ -65,8 +65,10 @@ fn association(store: Arc<Store>) -> (Association, PduStream<DuplexStream>) {
         stashed: None,
         next_sub_message_id: 0,
         allowed: ALL_SERVICES.to_vec(),
-        audit: AssociationAudit::new(&peer(), "SCU"),
+        audit: AssociationAudit::new(&peer(), "SCU", None),
         peer: peer(),
+        user: None,
+        scope: pacs_viewer_api::access::Scope::All,
     };
     let assoc = Association {
         session,

@@ -74,9 +74,14 @@ async fn serve_find(session: &mut Session, context_id: u8, command: &Command, id
     let index = session.store.index.clone();
     let query_request = request.clone();
     let our_ae = session.settings.ae_title.clone();
+    let scope = session.scope.clone();
     let worker = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(FIND_BATCH);
         let result = index.find(&query_request.query, &mut |m| {
+            // A patient-scoped user sees only their own patients' entities.
+            if !scope.admits_match(&m.attributes) {
+                return true;
+            }
             match response_identifier(&query_request, &m, &our_ae) {
                 Ok(bytes) => batch.push(bytes),
                 Err(e) => tracing::warn!(error = %e, "cannot encode a C-FIND match; skipped"),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dicom_ul::pdu::{PDataValueType, Pdu};
 use pacs_storage::query::{resolve_instances, QueryError};
 use pacs_storage::{InstanceRecord, Store};
+use pacs_viewer_api::access::Scope;
 
 use super::identifier::parse_request;
 use super::{refuse, DataSink, DimseService, ServiceFuture};
@@ -271,7 +272,11 @@ async fn resolve(
     let resolved =
         tokio::task::spawn_blocking(move || resolve_instances(index.as_ref(), &query)).await;
     let (status, comment) = match resolved {
-        Ok(Ok(list)) => return Some(list),
+        Ok(Ok(mut list)) => {
+            // Out of the user's scope is as if not there: nothing says the study exists.
+            list.retain(|i| in_scope(&session.scope, i));
+            return Some(list);
+        }
         Ok(Err(e @ QueryError::MissingParentKey { .. })) => {
             (Status::IDENTIFIER_DOES_NOT_MATCH, e.to_string())
         }
@@ -282,6 +287,15 @@ async fn resolve(
         .respond(context_id, command, status, Some(comment))
         .await;
     None
+}
+
+/// Whether an instance's study is inside the association user's scope.
+fn in_scope(scope: &Scope, instance: &InstanceRecord) -> bool {
+    let (patient_id, issuer) = instance
+        .patient_key
+        .split_once('\u{1}')
+        .unwrap_or((&instance.patient_key, ""));
+    scope.admits(&instance.study_instance_uid, patient_id, issuer)
 }
 
 /// The one sub-operation loop: a C-STORE per instance, a pending response after each but the

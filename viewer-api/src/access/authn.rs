@@ -32,7 +32,8 @@ pub struct Authenticator {
     pub accounts: Option<Arc<Accounts>>,
     pub sessions: Sessions,
     pub session_ttl: Duration,
-    pub jwt: Option<JwtValidator>,
+    /// Shared with the DICOM user identity check.
+    pub jwt: Option<Arc<JwtValidator>>,
     /// Verified HTTPS client certificates authenticate as the local account their subject's CN
     /// names, when that account is marked for certificate login.
     pub client_certificates: bool,

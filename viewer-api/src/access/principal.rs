@@ -19,6 +19,8 @@ pub enum AuthMethod {
     ShareLink,
     /// Public route (login, health, viewer files): no identity.
     None,
+    /// DICOM User Identity negotiation (username and password, or a JWT) on an association.
+    DicomUserIdentity,
 }
 
 impl AuthMethod {
@@ -31,6 +33,7 @@ impl AuthMethod {
             AuthMethod::ClientCertificate => "client-certificate",
             AuthMethod::ShareLink => "share-link",
             AuthMethod::None => "none",
+            AuthMethod::DicomUserIdentity => "dicom-user-identity",
         }
     }
 }
