@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dicom_ul::pdu::{
-    AbortRQServiceProviderReason, AbortRQSource, AssociationRQ, PDataValue, PDataValueType, Pdu,
+    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRQ,
+    PDataValue, PDataValueType, Pdu,
 };
 use pacs_storage::Store;
 use pacs_viewer_api::access::Scope;
 use tokio_util::sync::CancellationToken;
 
+use super::access::Service;
 use super::admission::{local_limit, HandshakeTicket};
 use super::audit::AssociationAudit;
 use super::command::{field, Command};
 use super::identity;
-use super::negotiation::{negotiate, ServiceKind};
+use super::negotiation::{negotiate, Negotiated, ServiceKind};
 use super::pdu_io::{PduError, PduStream};
 use super::peer::DimsePeer;
 use super::services::cancel::Cancel;
@@ -228,41 +230,26 @@ pub async fn serve(
         }
     };
     // Who the user is, once the titles and the node are known to be right (so a wrong title
-    // costs no password check).
-    let calling = rq.calling_ae_title.trim();
-    let policy = settings
-        .access
-        .identity_policy_for(calling, peer.ip(), settings.identity.policy);
-    let item = identity::requested(&rq.user_variables);
-    let user = match settings.identity.check(policy, item, peer.ip()).await {
-        Ok(user) => user,
-        Err(refusal) => {
-            tracing::warn!(%peer, calling_ae = %calling, reason = %refusal, "association rejected: user identity");
-            super::audit::rejected_identity(&store, &peer_info, calling, &refusal);
-            reject(pdus, ticket, identity::rejection()).await;
+    // costs no password check). Boxed: a password check's state would otherwise sit in every
+    // association's future.
+    let identified = Box::pin(identify(&settings, &store, &peer_info, &rq, allowed)).await;
+    let (user, allowed) = match identified {
+        Ok(Identified {
+            user,
+            allowed,
+            answer,
+        }) => {
+            if let Some(answer) = answer {
+                (ac, negotiated) = *answer;
+            }
+            (user, allowed)
+        }
+        Err(rj) => {
+            reject(pdus, ticket, rj).await;
             return;
         }
     };
-    let mut allowed = allowed.unwrap_or_default();
-    if let Some(user) = &user {
-        // The user's role narrows what the node may do: negotiate again with what is left.
-        let theirs = user.services();
-        allowed.retain(|s| theirs.contains(s));
-        match negotiate(&rq, &settings.ae_title, settings.max_pdu, Some(&allowed)) {
-            Ok(v) => (ac, negotiated) = v,
-            // Not reached (the first negotiation passed the same checks), but never fall back
-            // to the wider answer.
-            Err(rj) => {
-                reject(pdus, ticket, rj).await;
-                return;
-            }
-        }
-        if item.is_some_and(|i| i.positive_response_requested()) {
-            ac.user_variables.push(identity::positive_response());
-        }
-        tracing::debug!(%peer, user = %user.name, method = user.method.as_str(), "user identity accepted");
-    }
-    let scope = user.as_ref().map_or(Scope::All, |u| u.scope());
+    let scope = Box::new(user.as_ref().map_or(Scope::All, |u| u.scope()));
     let _permit = match ticket.associate() {
         Ok(permit) => permit,
         Err(ticket) => {
@@ -293,8 +280,9 @@ pub async fn serve(
             counters: Counters::default(),
             stashed: None,
             next_sub_message_id: 0,
+            pending_reports: Vec::new(),
             allowed,
-            audit: AssociationAudit::new(&peer_info, &calling_ae, user.as_ref()),
+            audit: AssociationAudit::new(&peer_info, &calling_ae, user.as_deref()),
             peer: peer_info,
             user,
             scope,
@@ -338,6 +326,63 @@ pub async fn serve(
     pdus.close_gracefully(LINGER).await;
 }
 
+/// Who the association's user is and what that leaves it.
+struct Identified {
+    /// Boxed: most associations have none.
+    user: Option<Box<identity::DimseUser>>,
+    allowed: Vec<Service>,
+    /// The A-ASSOCIATE-AC again, for what the user's role leaves (and the positive response
+    /// when asked for); `None`: the first one stands.
+    answer: Option<Box<(AssociationAC, Negotiated)>>,
+}
+
+/// The user identity check of PS3.7 D.3.3.7 under the node's policy; a refusal is logged and
+/// audited here.
+async fn identify(
+    settings: &DimseSettings,
+    store: &Store,
+    peer: &DimsePeer,
+    rq: &AssociationRQ,
+    allowed: Option<Vec<Service>>,
+) -> Result<Identified, AssociationRJ> {
+    let calling = rq.calling_ae_title.trim();
+    let policy =
+        settings
+            .access
+            .identity_policy_for(calling, peer.addr.ip(), settings.identity.policy);
+    let item = identity::requested(&rq.user_variables);
+    let mut allowed = allowed.unwrap_or_default();
+    let user = match settings.identity.check(policy, item, peer.addr.ip()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return Ok(Identified {
+                user: None,
+                allowed,
+                answer: None,
+            })
+        }
+        Err(refusal) => {
+            tracing::warn!(peer = %peer.addr, calling_ae = %calling, reason = %refusal, "association rejected: user identity");
+            super::audit::rejected_identity(store, peer, calling, &refusal);
+            return Err(identity::rejection());
+        }
+    };
+    // The user's role narrows what the node may do: negotiate again with what is left. (It
+    // cannot fail where the first negotiation passed; if it did, never the wider answer.)
+    let theirs = user.services();
+    allowed.retain(|s| theirs.contains(s));
+    let (mut ac, negotiated) = negotiate(rq, &settings.ae_title, settings.max_pdu, Some(&allowed))?;
+    if item.is_some_and(|i| i.positive_response_requested()) {
+        ac.user_variables.push(identity::positive_response());
+    }
+    tracing::debug!(peer = %peer.addr, user = %user.name, method = user.method.as_str(), "user identity accepted");
+    Ok(Identified {
+        user: Some(Box::new(user)),
+        allowed,
+        answer: Some(Box::new((ac, negotiated))),
+    })
+}
+
 impl Association {
     /// The message loop; returns how the association ended.
     async fn run(&mut self, shutdown: &CancellationToken) -> String {
@@ -346,7 +391,7 @@ impl Association {
             let timeout = self.session.settings.idle_timeout;
             let idle = matches!(self.receiving, Receiving::Idle);
             let read = if let Some(stashed) = self.session.stashed.take() {
-                stashed
+                *stashed
             } else if idle {
                 // Between messages a shutdown may end the association; mid-message it may not,
                 // so an instance being received is finished and answered first.
@@ -470,6 +515,20 @@ impl Association {
         let Some(context) = self.session.context(context_id) else {
             return;
         };
+        // A response is never answered: it confirms a storage commitment report we sent, or
+        // is dropped (a response to a response would be read as one by the peer).
+        if command.field & field::RESPONSE_BIT != 0 && !command.has_dataset {
+            if command.field == field::N_EVENT_REPORT_RQ | field::RESPONSE_BIT {
+                super::services::commitment::confirmed(&mut self.session, &command).await;
+            } else {
+                tracing::warn!(
+                    field = format_args!("{:#06x}", command.field),
+                    message_id = command.message_id,
+                    "unexpected response ignored"
+                );
+            }
+            return;
+        }
         let entry = service_for(command.field, Some(context.kind));
         // A data set is the service's only on a context of its kind for the command's SOP
         // class; else it is read and dropped, and the service refuses the request.
@@ -498,6 +557,14 @@ impl Association {
 
     /// Hand a complete request to its service; one without is an unknown operation.
     async fn dispatch(&mut self, context_id: u8, command: Command, data: Option<DataSink>) {
+        if command.field & field::RESPONSE_BIT != 0 {
+            tracing::warn!(
+                field = format_args!("{:#06x}", command.field),
+                message_id = command.message_id,
+                "unexpected response ignored"
+            );
+            return;
+        }
         let kind = self.session.context(context_id).map(|c| c.kind);
         match service_for(command.field, kind) {
             Some(e) => {

@@ -22,8 +22,9 @@ struct StoreCounts {
 /// What an association has done, for the audit trail.
 pub struct AssociationAudit {
     calling_ae: String,
-    /// The association's user (DICOM user identity) and how they showed it.
-    user: Option<(String, &'static str)>,
+    /// The association's user (DICOM user identity) and how they showed it; boxed, as most
+    /// associations have none (this is inline in every association's future).
+    user: Option<Box<(String, &'static str)>>,
     source: String,
     /// The TLS client certificate's name, when the peer sent one.
     client_cn: Option<String>,
@@ -55,7 +56,7 @@ impl AssociationAudit {
             action,
             outcome,
         );
-        if let Some((name, _)) = &self.user {
+        if let Some((name, _)) = self.user.as_deref() {
             e.user = name.clone();
         }
         e
@@ -63,7 +64,7 @@ impl AssociationAudit {
 
     /// A detail text with the identity method and the TLS client's name appended.
     fn detail(&self, text: String) -> Option<String> {
-        let text = match &self.user {
+        let text = match self.user.as_deref() {
             Some((_, method)) => format!("{text}; user identity by {method}"),
             None => text,
         };
@@ -150,7 +151,7 @@ impl AssociationAudit {
     ) -> Self {
         AssociationAudit {
             calling_ae: calling_ae.to_string(),
-            user: user.map(|u| (u.name.clone(), u.method.as_str())),
+            user: user.map(|u| Box::new((u.name.clone(), u.method.as_str()))),
             source: peer.addr.to_string(),
             client_cn: peer.client_cn.clone(),
             stores: BTreeMap::new(),

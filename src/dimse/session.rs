@@ -62,18 +62,23 @@ pub struct Session {
     pub store: Arc<Store>,
     pub settings: Arc<DimseSettings>,
     pub counters: Counters,
-    /// A PDU read while answering a C-FIND or C-MOVE that the message loop must handle next.
-    pub stashed: Option<Result<Pdu, PduError>>,
+    /// A PDU read while answering a C-FIND or C-MOVE that the message loop must handle next
+    /// (boxed: rare, and the session is inline in every association's future).
+    pub stashed: Option<Box<Result<Pdu, PduError>>>,
     /// Message ID of our last C-GET sub-operation.
     pub next_sub_message_id: u16,
+    /// Storage commitment reports sent on this association and not yet confirmed: (message
+    /// ID, Transaction UID). The requester's N-EVENT-REPORT-RSP may come at any point of the
+    /// message loop, even after its next request.
+    pub pending_reports: Vec<(u16, String)>,
     /// Services the peer may use.
     pub allowed: Vec<Service>,
     /// Who is at the other end (audit trail).
     pub peer: DimsePeer,
     /// The user the association's identity named, when it sent one we read.
-    pub user: Option<DimseUser>,
+    pub user: Option<Box<DimseUser>>,
     /// Which studies C-FIND, C-MOVE and C-GET may see (the user's patient scope).
-    pub scope: Scope,
+    pub scope: Box<Scope>,
     pub audit: AssociationAudit,
 }
 
@@ -129,7 +134,7 @@ impl Session {
         if is_cancel_for(&pdu, message_id) {
             return true;
         }
-        self.stashed = Some(pdu);
+        self.stashed = Some(Box::new(pdu));
         false
     }
 

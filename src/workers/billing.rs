@@ -1,17 +1,19 @@
-//! Billing worker: on StudyStable, one FHIR ChargeItem per performed procedure (procedure code
-//! from ProcedureCodeSequence, else RequestedProcedureCodeSequence), sent as a transaction of
+//! Billing worker: one FHIR ChargeItem per performed procedure (procedure code from
+//! ProcedureCodeSequence, else RequestedProcedureCodeSequence), sent as a transaction of
 //! conditional updates keyed by accession + code, so a study billed twice is still one charge.
 //! When the study's order has performed procedure steps (MPPS), their Procedure Code Sequence
 //! is what was done and is charged; a performed code that is not the ordered one holds the
-//! charge for review. A study without an accession number or a procedure code is held, with
+//! charge for review. Charged when both are there, whichever comes last: on StudyStable (unless
+//! the order's step is still in progress) and on MppsCompleted (when its images are stored). A study without an accession number or a procedure code is held, with
 //! the reason, instead of sent: the denial is caught before the claim goes out.
 
 use dicom_dictionary_std::tags;
 use pacs_fhir::coding::{codes, Code};
 use pacs_storage::records::first_value;
-use pacs_storage::{Event, EventKind, Store};
+use pacs_storage::{Event, EventKind, OrderStatus, Store};
 use serde_json::{json, Value};
 
+use super::order_link::studies_with_accession;
 use super::{study_headers, subject, text, Outgoing, Prepared, Worker, WorkerError};
 
 pub struct BillingWorker {
@@ -26,11 +28,35 @@ impl Worker for BillingWorker {
     }
 
     fn wants(&self, event: &Event) -> bool {
-        event.kind == EventKind::StudyStable
+        matches!(
+            event.kind,
+            EventKind::StudyStable | EventKind::MppsCompleted
+        )
     }
 
     fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
-        let study_uid = &event.study_instance_uid;
+        match event.kind {
+            EventKind::MppsCompleted => {
+                let accession = event.accession_number.as_deref().unwrap_or_default();
+                // No images yet: their StudyStable charges them.
+                match studies_with_accession(store, accession)?.first() {
+                    Some(study) => self.charge(store, study, true),
+                    None => Ok(Prepared::Skip),
+                }
+            }
+            _ => self.charge(store, &event.study_instance_uid, false),
+        }
+    }
+}
+
+impl BillingWorker {
+    /// The charge for a stored study; `performed` when the order's step is known to be done.
+    fn charge(
+        &self,
+        store: &Store,
+        study_uid: &str,
+        performed: bool,
+    ) -> Result<Prepared, WorkerError> {
         let Some(study) = store.index.study(study_uid)? else {
             return Ok(Prepared::Skip);
         };
@@ -43,6 +69,11 @@ impl Worker for BillingWorker {
             acc => store.orders.order(acc)?,
         };
         if let Some(order) = &order {
+            // Still being performed: what was done is known once the step completes, and
+            // its MppsCompleted charges it then.
+            if order.status == OrderStatus::InProgress && !performed {
+                return Ok(Prepared::Skip);
+            }
             for uid in &order.performed_steps {
                 let Some(step) = store.performed.performed_step(uid)? else {
                     continue;

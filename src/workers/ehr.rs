@@ -1,8 +1,14 @@
 //! EHR worker: on StudyStable, a FHIR R4 ImagingStudy for the study, created or updated by
-//! identifier (conditional update, `PUT ImagingStudy?identifier=urn:dicom:uid|urn:oid:...`).
+//! identifier (conditional update, `PUT ImagingStudy?identifier=urn:dicom:uid|urn:oid:...`),
+//! `basedOn` the order with the study's accession number. On a performed procedure step that
+//! ended (MPPS COMPLETED or DISCONTINUED), the order's ServiceRequest status is changed with
+//! a conditional JSON Patch (`PATCH ServiceRequest?identifier=ACC`): the EHR owns the
+//! request, so only its status is touched.
 
 use pacs_fhir::imaging_study;
-use pacs_storage::{Event, EventKind, Store};
+use pacs_fhir::service_request;
+use pacs_storage::{Event, EventKind, OrderStatus, Store};
+use serde_json::json;
 
 use super::{Outgoing, Prepared, Worker, WorkerError};
 
@@ -14,16 +20,8 @@ pub struct EhrWorker {
     pub wado_base: String,
 }
 
-impl Worker for EhrWorker {
-    fn name(&self) -> &str {
-        "ehr"
-    }
-
-    fn wants(&self, event: &Event) -> bool {
-        event.kind == EventKind::StudyStable
-    }
-
-    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
+impl EhrWorker {
+    fn imaging_study(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         let Some(resource) = imaging_study(store, &event.study_instance_uid, &self.wado_base)?
         else {
             return Ok(Prepared::Skip);
@@ -38,5 +36,47 @@ impl Worker for EhrWorker {
             &resource,
             self.bearer.clone(),
         )))
+    }
+
+    /// The ServiceRequest status the step's end implies. A step that started changes nothing
+    /// a ServiceRequest can say (it stays `active`), and an unscheduled step has no order.
+    fn order_status(&self, event: &Event) -> Prepared {
+        let status = match event.kind {
+            EventKind::MppsCompleted => OrderStatus::Completed,
+            EventKind::MppsDiscontinued => OrderStatus::Discontinued,
+            _ => return Prepared::Skip,
+        };
+        let Some(accession) = event.accession_number.as_deref().filter(|a| !a.is_empty()) else {
+            return Prepared::Skip;
+        };
+        let identifier: String = form_urlencoded::byte_serialize(accession.as_bytes()).collect();
+        Prepared::Send(Outgoing::json_patch(
+            format!(
+                "{}/ServiceRequest?identifier={identifier}",
+                self.fhir_base.trim_end_matches('/')
+            ),
+            &json!([{"op": "replace", "path": "/status", "value": service_request::status(status)}]),
+            self.bearer.clone(),
+        ))
+    }
+}
+
+impl Worker for EhrWorker {
+    fn name(&self) -> &str {
+        "ehr"
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        matches!(
+            event.kind,
+            EventKind::StudyStable | EventKind::MppsCompleted | EventKind::MppsDiscontinued
+        )
+    }
+
+    fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
+        match event.kind {
+            EventKind::StudyStable => self.imaging_study(event, store),
+            _ => Ok(self.order_status(event)),
+        }
     }
 }

@@ -8,6 +8,8 @@ use std::error::Error as _;
 pub enum WorkerError {
     #[error(transparent)]
     Storage(#[from] pacs_storage::StorageError),
+    #[error(transparent)]
+    Query(#[from] pacs_storage::query::QueryError),
     #[error("reading the stored file of {sop}: {source}")]
     ReadBlob {
         sop: String,

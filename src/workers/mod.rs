@@ -8,6 +8,7 @@ pub mod billing;
 pub mod dispatch;
 pub mod ehr;
 pub mod error;
+pub mod order_link;
 pub mod pharmacy;
 pub mod portal;
 pub mod quality;
@@ -174,6 +175,17 @@ impl Outgoing {
             url,
             content_type: "application/fhir+json".into(),
             body: body.to_string().into_bytes(),
+            bearer,
+        }
+    }
+
+    /// A FHIR PATCH with a JSON Patch document (RFC 6902): changes only the fields named.
+    pub fn json_patch(url: String, ops: &serde_json::Value, bearer: Option<String>) -> Outgoing {
+        Outgoing {
+            method: reqwest::Method::PATCH,
+            url,
+            content_type: "application/json-patch+json".into(),
+            body: ops.to_string().into_bytes(),
             bearer,
         }
     }

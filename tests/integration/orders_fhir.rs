@@ -172,6 +172,46 @@ fn the_ehr_places_changes_and_cancels_orders_over_fhir() {
     }
     let r = send(&server, "POST", "/fhir/ServiceRequest", &ehr, &json!([1]));
     assert_eq!(r.status, 400, "{}", r.text());
+    // Over 1 MiB: 413, still as an OperationOutcome.
+    let mut huge = order("ACC-5", "2026-12-05", "active");
+    huge["note"] = json!([{"text": "x".repeat(2 * 1024 * 1024)}]);
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), huge.to_string()).expect("write");
+    let r = curl(
+        &format!("http://127.0.0.1:{}/fhir/ServiceRequest", server.http_port),
+        "POST",
+        Some(&ehr),
+        &[
+            "-H",
+            "Content-Type: application/fhir+json",
+            // No `Expect: 100-continue`: the answer comes without an interim 100.
+            "-H",
+            "Expect:",
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+        ],
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["resourceType"], "OperationOutcome", "{}", r.text());
+    assert_eq!(r.json()["issue"][0]["code"], "too-costly", "{}", r.text());
+
+    // Paged search: Bundle.total only when the whole result is in the answer.
+    let r = get(&server, "/fhir/ServiceRequest?_count=1", Some(&ehr));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.json();
+    assert_eq!(page["entry"].as_array().map(Vec::len), Some(1), "{page}");
+    assert!(
+        page.get("total").is_none(),
+        "a partial page has no total: {page}"
+    );
+    assert!(
+        page["link"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["relation"] == "next")),
+        "{page}"
+    );
+    let r = get(&server, "/fhir/ServiceRequest?identifier=ACC-1", Some(&ehr));
+    assert_eq!(r.json()["total"], 1, "{}", r.text());
 
     for user in ["bill", "pat"] {
         let t = session(&server, user);

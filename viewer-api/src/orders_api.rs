@@ -8,6 +8,7 @@
 //! (`pacs_storage::order_intake`), which store the order and its outbox event together.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -15,7 +16,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use pacs_fhir::service_request::{self, Incoming};
 use pacs_storage::order_intake::{self, Intent, Received};
-use pacs_storage::orders::{Order, OrderChange, OrderStatus};
+use pacs_storage::orders::{Order, OrderChange};
 use serde_json::{json, Value};
 
 use crate::access::{AuditNote, Grant};
@@ -44,8 +45,30 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The request body, or the reason it could not be read as an OperationOutcome (413 over
+/// `MAX_BODY`) rather than axum's plain-text rejection.
+type Body = Result<Bytes, BytesRejection>;
+
+fn body_bytes(body: Body) -> Result<Bytes, FhirError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too-costly"
+        } else {
+            "invalid"
+        };
+        let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("the body is over {MAX_BODY} bytes")
+        } else {
+            rejection.body_text()
+        };
+        FhirError::new(status, code, text)
+    })
+}
+
 /// The body as a ServiceRequest: FHIR JSON or plain JSON only.
-fn incoming(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, FhirError> {
+fn incoming(headers: &HeaderMap, body: Body) -> Result<Incoming, FhirError> {
+    let body = body_bytes(body)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -58,7 +81,7 @@ fn incoming(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, FhirError> {
             format!("Content-Type {ct:?}: send application/fhir+json"),
         ));
     }
-    Ok(service_request::parse(body)?)
+    Ok(service_request::parse(&body)?)
 }
 
 /// Audit note of an order request: the precise action, accession and patient.
@@ -130,9 +153,9 @@ async fn create(
     State(s): State<ApiState>,
     Extension(grant): Extension<Grant>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, FhirError> {
-    let inc = incoming(&headers, &body)?;
+    let inc = incoming(&headers, body)?;
     if inc.cancel {
         return Err(FhirError::invalid(
             "a new ServiceRequest cannot be revoked or entered-in-error; use PUT to cancel",
@@ -165,7 +188,7 @@ async fn conditional_update(
     Extension(grant): Extension<Grant>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, FhirError> {
     let mut identifier = None;
     for (name, value) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
@@ -183,7 +206,7 @@ async fn conditional_update(
             "conditional update needs ?identifier=[system|]accession, or PUT /fhir/ServiceRequest/<id>",
         ));
     };
-    let inc = incoming(&headers, &body)?;
+    let inc = incoming(&headers, body)?;
     if inc.order.accession_number != wanted {
         return Err(FhirError::invalid(format!(
             "identifier {wanted:?} is not the resource's accession number {:?}",
@@ -198,9 +221,9 @@ async fn update_by_id(
     Extension(grant): Extension<Grant>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, FhirError> {
-    let inc = incoming(&headers, &body)?;
+    let inc = incoming(&headers, body)?;
     if inc.order.accession_number != id {
         return Err(FhirError::invalid(format!(
             "the id {id:?} is not the resource's accession number {:?}",
@@ -290,20 +313,15 @@ fn parse_search(q: &str) -> Result<Search, FhirError> {
     Ok(s)
 }
 
-fn fhir_status(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Scheduled | OrderStatus::InProgress => "active",
-        OrderStatus::Completed => "completed",
-        OrderStatus::Discontinued | OrderStatus::Cancelled => "revoked",
-    }
-}
-
 fn matches(search: &Search, grant: &Grant, o: &Order) -> bool {
     let patient_ok = search.patient.as_ref().is_none_or(|(system, value)| {
         o.patient.id == *value && system.as_ref().is_none_or(|s| *s == o.patient.issuer)
     });
-    let status_ok =
-        search.statuses.is_empty() || search.statuses.iter().any(|s| s == fhir_status(o.status));
+    let status_ok = search.statuses.is_empty()
+        || search
+            .statuses
+            .iter()
+            .any(|s| s == service_request::status(o.status));
     patient_ok
         && status_ok
         && grant
@@ -318,6 +336,7 @@ async fn search(
 ) -> Result<Response, FhirError> {
     let query = q.unwrap_or_default();
     let search = parse_search(&query)?;
+    let first_page = search.after.is_none();
     let orders = s.store.orders.clone();
     let g = grant.clone();
     let (found, more) = tokio::task::spawn_blocking(move || {
@@ -370,10 +389,9 @@ async fn search(
             .finish();
         links.push(json!({"relation": "next", "url": format!("/fhir/ServiceRequest?{rest}")}));
     }
-    let bundle = json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": found.len(),
         "link": links,
         "entry": found.iter().map(|o| json!({
             "fullUrl": format!("/fhir/ServiceRequest/{}", o.accession_number),
@@ -381,6 +399,10 @@ async fn search(
             "search": {"mode": "match"},
         })).collect::<Vec<Value>>(),
     });
+    // Bundle.total is the whole result's size: known only when it all fits on the first page.
+    if first_page && !more {
+        bundle["total"] = json!(found.len());
+    }
     let mut r = fhir_response(StatusCode::OK, &bundle);
     r.extensions_mut().insert(AuditNote {
         patient_id: found.first().map(|o| o.patient.id.clone()),

@@ -18,7 +18,7 @@ mod render;
 mod tests;
 
 pub use parse::{parse, parse_value, Incoming};
-pub use render::render;
+pub use render::{render, status};
 
 /// Extension (valueString) naming the Scheduled Station AE Title of the order.
 pub const STATION_AE_EXTENSION: &str =

@@ -53,11 +53,7 @@ pub fn render(order: &Order) -> Value {
             "value": format!("urn:oid:{}", order.study_instance_uid),
         }));
     }
-    let status = match order.status {
-        OrderStatus::Scheduled | OrderStatus::InProgress => "active",
-        OrderStatus::Completed => "completed",
-        OrderStatus::Discontinued | OrderStatus::Cancelled => "revoked",
-    };
+    let status = status(order.status);
     let priority = match order.priority {
         Priority::Stat => "stat",
         Priority::High => "urgent",
@@ -186,6 +182,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// ServiceRequest.status of an order: FHIR has no "in progress" for a request (the performing
+/// is the Procedure's), so a started exam is still `active`; a stopped one is `revoked`.
+pub fn status(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Scheduled | OrderStatus::InProgress => "active",
+        OrderStatus::Completed => "completed",
+        OrderStatus::Discontinued | OrderStatus::Cancelled => "revoked",
+    }
 }
 
 #[cfg(test)]

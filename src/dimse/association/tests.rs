@@ -64,11 +64,12 @@ fn association(store: Arc<Store>) -> (Association, PduStream<DuplexStream>) {
         counters: Counters::default(),
         stashed: None,
         next_sub_message_id: 0,
+        pending_reports: Vec::new(),
         allowed: ALL_SERVICES.to_vec(),
         audit: AssociationAudit::new(&peer(), "SCU", None),
         peer: peer(),
         user: None,
-        scope: pacs_viewer_api::access::Scope::All,
+        scope: Box::new(pacs_viewer_api::access::Scope::All),
     };
     let assoc = Association {
         session,

@@ -9,12 +9,12 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_ul::pdu::{PDataValueType, Pdu};
+use dicom_ul::pdu::PDataValueType;
 use pacs_storage::commitment::{evaluate, CommitmentRequest, CommitmentResult, Reference};
 
 use super::identifier::read_dataset;
 use super::{refuse, DataSink, DimseService, ServiceFuture};
-use crate::dimse::command::{event_report_request, field, Command};
+use crate::dimse::command::{event_report_request, Command};
 use crate::dimse::session::Session;
 use crate::dimse::status::Status;
 
@@ -22,8 +22,8 @@ use crate::dimse::status::Status;
 pub const STORAGE_COMMITMENT_PUSH: &str = "1.2.840.10008.1.20.1";
 pub const STORAGE_COMMITMENT_INSTANCE: &str = "1.2.840.10008.1.20.1.1";
 
-/// How long the requester has to confirm the report on this association.
-const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Reports awaiting confirmation on one association, at most.
+const MAX_PENDING_REPORTS: usize = 64;
 
 pub struct Commitment;
 
@@ -246,35 +246,30 @@ async fn serve_commitment(session: &mut Session, context_id: u8, command: &Comma
     };
     tracing::info!(transaction = %request.transaction_uid, committed = result.committed.len(),
         failed = result.failed.len(), "storage commitment evaluated");
-    if report(
+    report(
         session,
         context_id,
         &request.transaction_uid,
         &result,
         &transfer_syntax,
     )
-    .await
-    {
-        let store = session.store.clone();
-        let tx = request.transaction_uid.clone();
-        let removed = tokio::task::spawn_blocking(move || store.commitments.remove_commitment(&tx));
-        if let Ok(Err(e)) = removed.await {
-            tracing::warn!(error = %pacs_storage::error_chain(&e), "commitment delivered but still recorded");
-        }
-    }
+    .await;
 }
 
-/// Send the N-EVENT-REPORT on this association; true once the requester confirmed it.
+/// Send the N-EVENT-REPORT on this association. The record stays until the requester's
+/// N-EVENT-REPORT-RSP confirms it ([`confirmed`]), which the message loop reads whenever it
+/// comes: waiting for it here would take the requester's next request for it, and a report
+/// not confirmed before the association ends goes again on a new one.
 async fn report(
     session: &mut Session,
     context_id: u8,
     transaction_uid: &str,
     result: &CommitmentResult,
     transfer_syntax: &str,
-) -> bool {
+) {
     let Some((event_type, data)) = event_information(transaction_uid, result, transfer_syntax)
     else {
-        return false;
+        return;
     };
     let message_id = session.next_sub_message_id;
     session.next_sub_message_id = message_id.wrapping_add(1).max(1);
@@ -284,7 +279,7 @@ async fn report(
         STORAGE_COMMITMENT_INSTANCE,
         event_type,
     ) else {
-        return false;
+        return;
     };
     let peer_max = session.negotiated.peer_max_pdu;
     let sent = async {
@@ -299,29 +294,46 @@ async fn report(
     };
     if let Err(e) = sent.await {
         tracing::warn!(error = %e, "storage commitment report not sent; kept for later");
-        return false;
+        return;
     }
-    // The requester's N-EVENT-REPORT-RSP (a command set in one PDU); any other PDU, e.g. the
-    // requester's next request, is left whole for the message loop.
-    let pdu = session.pdus.read(REPORT_TIMEOUT).await;
-    let confirmed = match &pdu {
-        Ok(Pdu::PData { data }) => match data.as_slice() {
-            [v] if v.value_type == PDataValueType::Command && v.is_last => {
-                matches!(Command::parse(&v.data), Ok(c)
-                    if c.field == field::N_EVENT_REPORT_RQ | field::RESPONSE_BIT
-                        && c.message_id == message_id)
-                .then(|| Command::parse(&v.data).ok().and_then(|c| c.status))
-            }
-            _ => None,
-        },
-        _ => None,
+    // Bounded: a requester that never confirms keeps only the newest few waiting here (the
+    // records themselves stay and are reported again later).
+    if session.pending_reports.len() >= MAX_PENDING_REPORTS {
+        session.pending_reports.remove(0);
+    }
+    session
+        .pending_reports
+        .push((message_id, transaction_uid.to_string()));
+}
+
+/// The requester's N-EVENT-REPORT-RSP: a success removes the commitment record; a refusal
+/// leaves it to be reported again on a new association.
+pub async fn confirmed(session: &mut Session, response: &Command) {
+    let Some(at) = session
+        .pending_reports
+        .iter()
+        .position(|(id, _)| *id == response.message_id)
+    else {
+        tracing::warn!(
+            message_id = response.message_id,
+            "N-EVENT-REPORT-RSP for no report of ours; ignored"
+        );
+        return;
     };
-    match confirmed {
-        // A refused report stays recorded and goes again on a new association.
-        Some(status) => status == Some(0),
-        None => {
-            session.stashed = Some(pdu);
-            false
+    let (_, transaction) = session.pending_reports.remove(at);
+    if response.status != Some(0) {
+        tracing::warn!(%transaction, status = ?response.status,
+            "storage commitment report refused by the requester; kept for later");
+        return;
+    }
+    let store = session.store.clone();
+    let tx = transaction.clone();
+    let removed = tokio::task::spawn_blocking(move || store.commitments.remove_commitment(&tx));
+    match removed.await {
+        Ok(Ok(())) => tracing::debug!(%transaction, "storage commitment report confirmed"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %pacs_storage::error_chain(&e), "commitment delivered but still recorded")
         }
+        Err(e) => tracing::warn!(error = %e, "commitment delivered but still recorded"),
     }
 }

@@ -125,7 +125,7 @@ pub(super) async fn stream_answers(
                     return (true, sent);
                 }
                 // Anything else is handled by the message loop once this C-FIND is answered.
-                session.stashed = Some(pdu);
+                session.stashed = Some(Box::new(pdu));
             }
             batch = batches.recv() => {
                 let Some(batch) = batch else { return (false, sent) };

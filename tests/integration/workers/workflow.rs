@@ -6,45 +6,60 @@
 use serde_json::Value;
 
 use super::receiver::{Received, Receiver};
-use super::start;
+use super::{start, wait_json};
 use crate::support::*;
 use crate::worklist::seed;
 
-/// N-CREATE then N-SET COMPLETED for `accession`, performed as `code` (LOINC).
+/// MPPS for `accession`, performed as `code` (LOINC): `both` N-CREATEs and N-SETs COMPLETED,
+/// `create` only N-CREATEs (printing the step's UID), `complete UID` only N-SETs COMPLETED.
 const MPPS: &str = r#"
 import sys
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
-port, accession, code = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, accession, code, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 ae = AE(ae_title="CT1")
+ae.acse_timeout = 60
 ae.add_requested_context(MPPS)
 assoc = ae.associate("127.0.0.1", port, ae_title="PACS")
 assert assoc.is_established
-uid = generate_uid()
-ds = Dataset()
-item = Dataset()
-item.AccessionNumber = accession
-ds.ScheduledStepAttributesSequence = [item]
-ds.PatientID = "P1"
-ds.PerformedProcedureStepStartDate = "20261205"
-ds.PerformedProcedureStepStatus = "IN PROGRESS"
-ds.Modality = "CT"
-status, _ = assoc.send_n_create(ds, MPPS, uid)
-assert status.Status == 0, status
-done = Dataset()
-done.PerformedProcedureStepStatus = "COMPLETED"
-done.PerformedProcedureStepEndDate = "20261205"
-c = Dataset()
-c.CodeValue = code
-c.CodingSchemeDesignator = "LN"
-c.CodeMeaning = "performed"
-done.ProcedureCodeSequence = [c]
-status, _ = assoc.send_n_set(done, MPPS, uid)
-assert status.Status == 0, status
+uid = sys.argv[5] if mode == "complete" else generate_uid()
+if mode in ("both", "create"):
+    ds = Dataset()
+    item = Dataset()
+    item.AccessionNumber = accession
+    ds.ScheduledStepAttributesSequence = [item]
+    ds.PatientID = "P1"
+    ds.PerformedProcedureStepStartDate = "20261205"
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.Modality = "CT"
+    status, _ = assoc.send_n_create(ds, MPPS, uid)
+    assert status.Status == 0, status
+if mode in ("both", "complete"):
+    done = Dataset()
+    done.PerformedProcedureStepStatus = "COMPLETED"
+    done.PerformedProcedureStepEndDate = "20261205"
+    c = Dataset()
+    c.CodeValue = code
+    c.CodingSchemeDesignator = "LN"
+    c.CodeMeaning = "performed"
+    done.ProcedureCodeSequence = [c]
+    status, _ = assoc.send_n_set(done, MPPS, uid)
+    assert status.Status == 0, status
 assoc.release()
+print(uid)
 "#;
+
+fn mpps(server: &Server, args: &[&str]) -> String {
+    let out = run(python().arg("-c").arg(MPPS).arg(server.port()).args(args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 /// A CT image of patient P1 with `accession`, in a new study; written to `path`.
 const IMAGE: &str = r#"
@@ -62,6 +77,7 @@ ds.SeriesInstanceUID = generate_uid()
 ds.SOPInstanceUID = generate_uid()
 ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 ds.save_as(dst)
+print(ds.StudyInstanceUID)
 "#;
 
 #[test]
@@ -80,20 +96,15 @@ fn order_performed_billed_and_imaging_study_based_on_it() {
     )
     .expect("config");
     let server = start(&data, &cfg);
-    // A100 is performed as ordered (24627-2); A101 as something else.
+    // A100 is performed as ordered (24627-2); A101 as something else; A102's images arrive
+    // while its step is in progress, and are charged when it completes.
     for (acc, code) in [("A100", "24627-2"), ("A101", "30745-4")] {
-        let out = run(python()
-            .arg("-c")
-            .arg(MPPS)
-            .args([server.port().as_str(), acc, code]));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        mpps(&server, &[acc, code, "both"]);
     }
+    let in_progress = mpps(&server, &["A102", "24627-2", "create"]);
     let mut images = Vec::new();
-    for acc in ["A100", "A101"] {
+    let mut study_of = std::collections::HashMap::new();
+    for acc in ["A100", "A101", "A102"] {
         let path = tmp.path().join(format!("{acc}.dcm"));
         let out = run(python()
             .arg("-c")
@@ -106,32 +117,67 @@ fn order_performed_billed_and_imaging_study_based_on_it() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        study_of.insert(acc, String::from_utf8_lossy(&out.stdout).trim().to_string());
         images.push(path);
     }
     storescu(&server, &images);
     let is = |r: &Received, prefix: &str| r.uri.starts_with(prefix);
-    let got = receiver.wait(
-        "one billing transaction and two ImagingStudy updates",
+    let charges_for = |r: &[Received], acc: &str| {
+        r.iter()
+            .filter(|x| is(x, "/billing") && x.text().contains(&format!("\"{acc}-24627-2\"")))
+            .count()
+    };
+    receiver.wait(
+        "a charge for A100, three ImagingStudy updates, two ServiceRequests completed",
         |r| {
-            r.iter().filter(|x| is(x, "/billing")).count() == 1
-                && r.iter().filter(|x| is(x, "/fhir/ImagingStudy")).count() == 2
+            charges_for(r, "A100") >= 1
+                && r.iter().filter(|x| is(x, "/fhir/ImagingStudy")).count() == 3
+                && r.iter().filter(|x| is(x, "/fhir/ServiceRequest")).count() == 2
         },
         &server,
     );
+    // A102's study is stable but its step is in progress: billing waits for it.
+    let a102 = study_of["A102"].clone();
+    wait_json(
+        &server,
+        "/api/events?worker=billing&state=skipped",
+        "billing to pass over A102's stable study",
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|d| d["study_instance_uid"] == a102.as_str()))
+        },
+    );
+    assert_eq!(charges_for(&receiver.received(), "A102"), 0);
+    mpps(&server, &["A102", "24627-2", "complete", &in_progress]);
+    let got = receiver.wait(
+        "A102 charged and its ServiceRequest completed",
+        |r| {
+            charges_for(r, "A102") >= 1
+                && r.iter().filter(|x| is(x, "/fhir/ServiceRequest")).count() == 3
+        },
+        &server,
+    );
+
     let charge: Value = got
         .iter()
-        .find(|r| is(r, "/billing"))
+        .find(|r| is(r, "/billing") && r.text().contains("A100-24627-2"))
         .map(Received::json)
         .expect("billing");
     let item = &charge["entry"][0]["resource"];
     assert_eq!(item["code"]["coding"][0]["code"], "24627-2", "{charge}");
     assert_eq!(item["identifier"][0]["value"], "A100-24627-2", "{charge}");
+    assert!(
+        got.iter()
+            .filter(|r| is(r, "/billing"))
+            .all(|r| !r.text().contains("A101")),
+        "A101 is held, not charged"
+    );
     let studies: Vec<Value> = got
         .iter()
         .filter(|r| is(r, "/fhir/ImagingStudy"))
         .map(Received::json)
         .collect();
-    for acc in ["A100", "A101"] {
+    for acc in ["A100", "A101", "A102"] {
         let study = studies
             .iter()
             .find(|s| s["basedOn"][0]["identifier"]["value"] == acc)
@@ -141,11 +187,41 @@ fn order_performed_billed_and_imaging_study_based_on_it() {
             format!("ServiceRequest/{acc}")
         );
     }
-    let held = server.json("/api/events?worker=billing&state=held");
-    assert_eq!(held.as_array().map(Vec::len), Some(1), "{held}");
-    let reason = held[0]["last_error"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("performed 30745-4 (LN) differs from ordered 24627-2 (LN)"),
-        "{reason}"
+    // The EHR's orders are marked completed, each by a JSON Patch of its status only.
+    let mut patched: Vec<String> = got
+        .iter()
+        .filter(|r| is(r, "/fhir/ServiceRequest"))
+        .map(|r| {
+            assert_eq!(r.method, "PATCH", "{}", r.uri);
+            assert_eq!(r.content_type, "application/json-patch+json", "{}", r.uri);
+            assert_eq!(
+                r.json(),
+                serde_json::json!([{"op": "replace", "path": "/status", "value": "completed"}]),
+                "{}",
+                r.uri
+            );
+            r.uri.clone()
+        })
+        .collect();
+    patched.sort();
+    assert_eq!(
+        patched,
+        [
+            "/fhir/ServiceRequest?identifier=A100",
+            "/fhir/ServiceRequest?identifier=A101",
+            "/fhir/ServiceRequest?identifier=A102"
+        ]
     );
+    let held = server.json("/api/events?worker=billing&state=held");
+    let reasons: Vec<&str> = held
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["last_error"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(!reasons.is_empty(), "{held}");
+    for reason in reasons {
+        assert!(
+            reason.contains("performed 30745-4 (LN) differs from ordered 24627-2 (LN)"),
+            "{reason}"
+        );
+    }
 }
