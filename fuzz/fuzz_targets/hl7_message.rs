@@ -8,9 +8,11 @@ use pacs_hl7::ack::{build, Sender};
 fuzz_target!(|data: &[u8]| {
     let sender = Sender::default();
     match pacs_hl7::process(data) {
-        Ok(m) => {
-            let _ = m.order.validate();
-            let _ = build(&sender, Some(&m.header), None);
+        Ok(orders) => {
+            for m in &orders {
+                let _ = m.order.validate();
+                let _ = build(&sender, Some(&m.header), None);
+            }
         }
         Err(rejected) => {
             let (header, refusal) = *rejected;

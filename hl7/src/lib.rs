@@ -22,11 +22,37 @@ pub mod server;
 /// A refused message: its header when one could be read, and why.
 pub type Rejected = Box<(Option<message::Header>, nak::Refusal)>;
 
-/// Parse, map and answer one message without I/O: what the server does for each frame
-/// (before the handler), and what the fuzz target exercises.
-pub fn process(bytes: &[u8]) -> Result<mapping::OrderMessage, Rejected> {
+/// Most orders in one message: each ORC group repeats the patient segments for the mapping,
+/// so this bounds the memory a message can cost to this many times its size.
+pub const MAX_ORDERS_PER_MESSAGE: usize = 32;
+
+/// Parse and map one message without I/O: what the server does for each frame (before the
+/// handler), and what the fuzz target exercises. One order per ORC group, in message order;
+/// a group that does not map refuses the whole message, before any order is applied.
+pub fn process(bytes: &[u8]) -> Result<Vec<mapping::OrderMessage>, Rejected> {
     let msg = message::Message::parse_bytes(bytes)
         .map_err(|e| Box::new((message::Header::from_prefix(bytes), nak::Refusal::from(&e))))?;
     let header = msg.header();
-    mapping::map(&msg).map_err(|r| Box::new((Some(header), r)))
+    let Some(groups) = msg.order_groups(MAX_ORDERS_PER_MESSAGE) else {
+        let refusal = nak::Refusal::new(
+            nak::AckCode::Reject,
+            nak::ErrorCode::SegmentSequence,
+            format!("more than {MAX_ORDERS_PER_MESSAGE} ORC groups in one message"),
+        )
+        .at("ORC", 1);
+        return Err(Box::new((Some(header), refusal)));
+    };
+    let count = groups.len();
+    groups
+        .iter()
+        .enumerate()
+        .map(|(n, group)| {
+            mapping::map(group).map_err(|mut r| {
+                if count > 1 {
+                    r.text = format!("order {} of {count}: {}", n + 1, r.text);
+                }
+                Box::new((Some(header.clone()), r))
+            })
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! ORM^O01 (v2.3–2.5) and OMI^O23 (v2.5+) to an [`Order`] and what the sender asked for,
-//! following IHE Radiology RAD-2/RAD-4. The first ORC group of a message is the order.
+//! following IHE Radiology RAD-2/RAD-4. Each ORC group of a message is mapped on its own
+//! ([`crate::message::Message::order_groups`]).
 
 use pacs_storage::order_intake::Intent;
 use pacs_storage::orders::{

@@ -175,6 +175,39 @@ impl Message {
         self.charset
     }
 
+    /// One message per ORC group (RAD-2/RAD-4 allow several orders in one message): the
+    /// segments before the first ORC (MSH, PID, PV1, …), then that group's own segments from
+    /// its ORC to the next. A message without ORC is returned whole. At most `limit` groups;
+    /// `None` when there are more.
+    pub fn order_groups(&self, limit: usize) -> Option<Vec<Message>> {
+        let is_orc = |s: &Segment| s.name == "ORC";
+        let Some(first) = self.segments.iter().position(is_orc) else {
+            return Some(vec![self.clone()]);
+        };
+        let starts: Vec<usize> = (first..self.segments.len())
+            .filter(|&i| is_orc(&self.segments[i]))
+            .collect();
+        if starts.len() > limit {
+            return None;
+        }
+        let common = &self.segments[..first];
+        let groups = starts
+            .iter()
+            .enumerate()
+            .map(|(n, &start)| {
+                let end = starts.get(n + 1).copied().unwrap_or(self.segments.len());
+                let mut segments = common.to_vec();
+                segments.extend_from_slice(&self.segments[start..end]);
+                Message {
+                    seps: self.seps,
+                    charset: self.charset,
+                    segments,
+                }
+            })
+            .collect();
+        Some(groups)
+    }
+
     /// Whether a segment with this name is present.
     pub fn has(&self, segment: &str) -> bool {
         self.segments.iter().any(|s| s.name == segment)

@@ -152,9 +152,27 @@ async fn answer(
     handler: &dyn OrderHandler,
 ) -> Vec<u8> {
     match crate::process(bytes) {
-        Ok(message) => {
-            let header = message.header.clone();
-            let outcome = handler.handle(peer, message).await;
+        Ok(messages) => {
+            let Some(header) = messages.first().map(|m| m.header.clone()) else {
+                return ack::build(&settings.sender, None, None);
+            };
+            let count = messages.len();
+            // Each order is applied on its own, in message order; the first refusal stops
+            // the rest and the ACK says which order it was and that those before it stand.
+            let mut outcome = Ok(());
+            for (n, message) in messages.into_iter().enumerate() {
+                if let Err(mut refusal) = handler.handle(peer, message).await {
+                    if count > 1 {
+                        refusal.text = format!(
+                            "order {} of {count}: {} (orders before it were applied)",
+                            n + 1,
+                            refusal.text
+                        );
+                    }
+                    outcome = Err(refusal);
+                    break;
+                }
+            }
             ack::build(&settings.sender, Some(&header), outcome.as_ref().err())
         }
         Err(rejected) => {

@@ -21,14 +21,14 @@ fn latin1(s: &str) -> Vec<u8> {
 
 fn refused(bytes: &[u8]) -> Refusal {
     match process(bytes) {
-        Ok(m) => panic!("expected a refusal, got {:?}", m.order),
+        Ok(m) => panic!("expected a refusal, got {:?}", m[0].order),
         Err(rejected) => rejected.1,
     }
 }
 
 #[test]
 fn orm_o01_v23_with_latin1_escapes_and_repetitions() {
-    let m = process(ORM).expect("ORM maps");
+    let m = process(ORM).expect("ORM maps").remove(0);
     assert_eq!(m.intent, Intent::Place);
     assert_eq!(m.header.control_id, "MSG00001");
     let o = &m.order;
@@ -64,7 +64,7 @@ fn orm_o01_v23_with_latin1_escapes_and_repetitions() {
 
 #[test]
 fn omi_o23_v251_utf8_ipc_and_tq1() {
-    let m = process(OMI).expect("OMI maps");
+    let m = process(OMI).expect("OMI maps").remove(0);
     let o = &m.order;
     assert_eq!(m.intent, Intent::Place);
     assert_eq!(o.accession_number, "ACC-OMI-1");
@@ -115,7 +115,9 @@ fn every_order_control_code() {
         ("OC", "", Intent::Cancel),
         ("DC", "", Intent::Cancel),
     ] {
-        let m = process(&with_control(orc1, orc5)).unwrap_or_else(|e| panic!("{orc1}: {e:?}"));
+        let m = process(&with_control(orc1, orc5))
+            .unwrap_or_else(|e| panic!("{orc1}: {e:?}"))
+            .remove(0);
         assert_eq!(m.intent, intent, "{orc1}/{orc5}");
         assert_eq!(
             m.order.status == OrderStatus::Cancelled,
@@ -214,7 +216,9 @@ fn missing_fields_and_bad_dates_name_their_place() {
         })
     );
     // Without OBR-18 the filler order number is the accession number.
-    let m = process(&latin1(&text(ORM).replace("ACC1001", ""))).expect("fallback");
+    let m = process(&latin1(&text(ORM).replace("ACC1001", "")))
+        .expect("fallback")
+        .remove(0);
     assert_eq!(m.order.accession_number, "FIL2002");
 
     let no_modality = latin1(&text(ORM).replace("|CR|", "||"));
@@ -248,4 +252,45 @@ fn utf8_declared_but_latin1_sent_is_rejected() {
         (r.ack, r.code),
         (AckCode::Reject, ErrorCode::TableValueNotFound)
     );
+}
+
+#[test]
+fn each_orc_group_is_an_order_with_the_message_patient() {
+    let one = text(ORM);
+    let orc = one.find("ORC|").expect("ORC");
+    let group = &one[orc..];
+    let second = group
+        .replace("PLC1001", "PLC1002")
+        .replace("FIL2002", "FIL2003")
+        .replace("ACC1001", "ACC1002")
+        .replace("71020^Chest X-ray", "71045^Chest X-ray 1 view");
+    let two = format!("{}\r{second}", one.trim_end());
+    let orders = process(&latin1(&two)).expect("two orders");
+    assert_eq!(orders.len(), 2);
+    assert_eq!(orders[0].order.accession_number, "ACC1001");
+    assert_eq!(orders[1].order.accession_number, "ACC1002");
+    assert_eq!(
+        orders[1].order.placer_order_number.as_deref(),
+        Some("PLC1002")
+    );
+    assert_eq!(
+        orders[1].order.procedure.as_ref().map(|c| c.value.as_str()),
+        Some("71045")
+    );
+    for o in &orders {
+        assert_eq!(o.order.patient.id, "123456");
+        assert_eq!(o.order.patient.name, "Müller^Jürgen^K^Dr^Jr");
+    }
+    // A second group that does not map refuses the whole message, naming it.
+    let broken = format!("{}\r{}", one.trim_end(), second.replace("|CR|", "||"));
+    let r = refused(&latin1(&broken));
+    assert!(r.text.starts_with("order 2 of 2: "), "{}", r.text);
+    // Orders without end are refused before any is mapped.
+    let many = format!("{}\r{}", one.trim_end(), "ORC|NW|X\r".repeat(40));
+    let r = refused(&latin1(&many));
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Reject, ErrorCode::SegmentSequence)
+    );
+    assert!(r.text.contains("more than 32 ORC groups"), "{}", r.text);
 }

@@ -136,6 +136,13 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
     )
     .expect("an ACK");
     assert_eq!(msa(&ack), "AA", "{ack}");
+    // Two orders in one message (two ORC groups): both placed, one ACK.
+    let first = orm("C7", "NW", "SC", "CT").replace("HL7ACC1", "HL7ACC4");
+    let second_group = first[first.find("ORC|").expect("ORC")..]
+        .replace("HL7ACC4", "HL7ACC5")
+        .replace("CT-HEAD^CT head", "CT-CHEST^CT chest");
+    let ack = exchange(&mut again, &format!("{first}{second_group}")).expect("an ACK");
+    assert_eq!(msa(&ack), "AA", "{ack}");
     drop((s, big, again));
 
     assert!(server.terminate().success());
@@ -156,6 +163,11 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
             .map(|o| o.step.modality),
         Some("US".to_string())
     );
+    for (accession, code) in [("HL7ACC4", "CT-HEAD"), ("HL7ACC5", "CT-CHEST")] {
+        let order = index.order(accession).expect("read").expect("stored");
+        assert_eq!(order.patient.id, "HL7P1", "{accession}");
+        assert_eq!(order.procedure.map(|c| c.value).as_deref(), Some(code));
+    }
     drop(index);
 
     let out = run(pacs().args(["audit", "export", "--data"]).arg(&data));
@@ -166,7 +178,7 @@ fn orders_over_mllp_place_change_cancel_and_refusals() {
             .filter(|l| l.contains(&format!("\"{action}\"")) && l.contains(outcome))
             .count()
     };
-    assert_eq!(count("order.place", "success"), 2, "{audit}");
+    assert_eq!(count("order.place", "success"), 4, "{audit}");
     assert_eq!(count("order.change", "success"), 1, "{audit}");
     assert_eq!(count("order.cancel", "success"), 1, "{audit}");
     // The duplicate NW is a refused placement; the messages refused before their order was
