@@ -11,7 +11,7 @@ use pacs_storage::orders::{OrderStatus, Orders};
 use crate::security::pacs;
 use crate::support::*;
 
-fn connect(server: &Server) -> TcpStream {
+pub(crate) fn connect(server: &Server) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", server.hl7_port)).expect("connect to HL7");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -19,7 +19,7 @@ fn connect(server: &Server) -> TcpStream {
 }
 
 /// One MLLP exchange: the ACK's text, or None when the server closed instead.
-fn exchange(stream: &mut TcpStream, message: &str) -> Option<String> {
+pub(crate) fn exchange(stream: &mut TcpStream, message: &str) -> Option<String> {
     let mut frame = vec![0x0b];
     frame.extend(message.as_bytes());
     frame.extend([0x1c, 0x0d]);
@@ -40,7 +40,7 @@ fn read_ack(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&got[start..got.len() - 2]).into_owned())
 }
 
-fn orm(control: &str, orc1: &str, orc5: &str, modality: &str) -> String {
+pub(crate) fn orm(control: &str, orc1: &str, orc5: &str, modality: &str) -> String {
     format!(
         "MSH|^~\\&|EHR|HOSP|PACS|RAD|20261205083000||ORM^O01|{control}|P|2.3\r\
          PID|1||HL7P1^^^HOSP^MR||Jones^Alice^Q||19800101|F\r\
@@ -50,7 +50,7 @@ fn orm(control: &str, orc1: &str, orc5: &str, modality: &str) -> String {
     )
 }
 
-fn msa(ack: &str) -> &str {
+pub(crate) fn msa(ack: &str) -> &str {
     ack.split('\r')
         .find(|s| s.starts_with("MSA|"))
         .and_then(|s| s.split('|').nth(1))

@@ -20,6 +20,7 @@ mod logout;
 mod mpps;
 mod odd_files;
 mod orders_fhir;
+mod orders_to_worklist;
 mod pixels;
 mod retrieve;
 mod security;

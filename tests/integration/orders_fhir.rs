@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::security::{add_user, curl, get, session, Reply};
 use crate::support::*;
 
-fn order(accession: &str, start: &str, status: &str) -> Value {
+pub(crate) fn order(accession: &str, start: &str, status: &str) -> Value {
     json!({
         "resourceType": "ServiceRequest",
         "contained": [{

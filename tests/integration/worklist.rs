@@ -75,7 +75,7 @@ pub(crate) fn seed(data: &Path) {
 }
 
 /// `findscu -W` with `keys`, answers extracted to files; the answers, in order.
-fn findscu_w(server: &Server, out: &Path, keys: &[&str]) -> Vec<InMemDicomObject> {
+pub(crate) fn findscu_w(server: &Server, out: &Path, keys: &[&str]) -> Vec<InMemDicomObject> {
     std::fs::create_dir_all(out).expect("out dir");
     let mut cmd = dcmtk("findscu");
     cmd.args(["-W", "-aec", AE, "-X", "-od"]).arg(out);
@@ -100,14 +100,14 @@ fn findscu_w(server: &Server, out: &Path, keys: &[&str]) -> Vec<InMemDicomObject
         .collect()
 }
 
-fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+pub(crate) fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
     obj.get(tag)
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
         .unwrap_or_default()
 }
 
-fn step(obj: &InMemDicomObject) -> &InMemDicomObject {
+pub(crate) fn step(obj: &InMemDicomObject) -> &InMemDicomObject {
     obj.get(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE)
         .and_then(|e| e.items())
         .and_then(|i| i.first())
