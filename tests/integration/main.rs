@@ -29,5 +29,6 @@ mod store;
 mod tamper;
 mod tls;
 mod user_identity;
+mod wado_uri;
 mod workers;
 mod worklist;

@@ -157,6 +157,10 @@ pub fn router(state: ApiState) -> Router {
             dicomweb::DICOMWEB_ROOT,
             dicomweb::routes(config.max_stow_bytes),
         )
+        .route(
+            dicomweb::wado_uri::PATH,
+            axum::routing::get(dicomweb::wado_uri::wado),
+        )
         // Every matched route passes the access guard (authentication, policy, audit).
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

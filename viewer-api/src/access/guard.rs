@@ -18,6 +18,7 @@ use super::authn::AuthnError;
 use super::policy::{self, Scope};
 use super::principal::{AuthMethod, Principal};
 use super::routes::{classify, path_params, RouteKind};
+use crate::dicomweb::wado_uri;
 
 /// The access decision for one request, for handlers that filter results.
 #[derive(Debug, Clone)]
@@ -65,12 +66,21 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
         .extensions()
         .get::<ConnectInfo<PeerInfo>>()
         .map(|c| c.0.clone());
-    let kind = classify(req.method(), &pattern);
+    let mut kind = classify(req.method(), &pattern);
     let path = req.uri().path().to_owned();
-    let params: Vec<(String, String)> = path_params(&pattern, &path)
+    let mut params: Vec<(String, String)> = path_params(&pattern, &path)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // WADO-URI names its study, series and instance in the query: checked, scoped and audited
+    // as path parameters are; a request for the object is a retrieve.
+    if pattern == wado_uri::PATH {
+        let query = req.uri().query().unwrap_or_default();
+        params.extend(wado_uri::uids(query));
+        if wado_uri::wants_dicom(query) {
+            kind = RouteKind::Guarded(super::policy::Action::Retrieve);
+        }
+    }
     let param = |name: &str| {
         params
             .iter()

@@ -45,6 +45,11 @@ pub fn classify(method: &Method, pattern: &str) -> RouteKind {
     if pattern.starts_with("/dicom-web/") {
         return RouteKind::Guarded(dicomweb_action(method, pattern));
     }
+    if pattern == crate::dicomweb::wado_uri::PATH {
+        // A rendering unless the query asks for the object: the guard decides from the query
+        // (`wado_uri::wants_dicom`).
+        return RouteKind::Guarded(Rendered);
+    }
     let action = if pattern.starts_with("/fhir/ServiceRequest") {
         if method == Method::GET {
             ReadOrders

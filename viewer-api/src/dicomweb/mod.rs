@@ -9,6 +9,7 @@ pub(crate) mod rendered;
 mod stow;
 pub mod urls;
 mod wado;
+pub mod wado_uri;
 
 /// The STOW-RS Content-Type check, public for the fuzz target.
 pub use stow::boundary_of;

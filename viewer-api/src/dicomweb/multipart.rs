@@ -111,6 +111,34 @@ impl PartWriter {
     }
 }
 
+/// A 200 response of one `content_type` whose body `produce` writes on a blocking thread
+/// (with [`PartWriter::bytes`] and [`PartWriter::copy_from`], no parts): one stored file
+/// streamed as it is read.
+pub fn single(
+    content_type: &str,
+    produce: impl FnOnce(&PartWriter) -> Result<(), StreamError> + Send + 'static,
+) -> Response {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let writer = PartWriter {
+        tx,
+        boundary: String::new(),
+        first: std::cell::Cell::new(false),
+    };
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = produce(&writer) {
+            let reason = pacs_storage::error_chain(&e);
+            tracing::warn!(%reason, "response ended early");
+            writer.fail(reason);
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let mut response = Response::new(body);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+}
+
 /// A 200 response whose body `produce` writes on a blocking thread, as `multipart/related`
 /// with parts of `part_type`.
 pub fn stream(

@@ -130,7 +130,7 @@ async fn image_records(s: &ApiState, resource: Resource) -> Result<Vec<InstanceR
     .await?
 }
 
-fn render_one(
+pub(super) fn render_one(
     s: &ApiState,
     rec: &InstanceRecord,
     frame: u32,

@@ -20,7 +20,7 @@ use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption, WindowLevel};
 use image::{DynamicImage, GenericImageView};
 
 pub use encode::{encode as encode_image, Format};
-pub use options::{RenderOptions, Viewport, Window};
+pub use options::{RenderOptions, Viewport, Window, MAX_VIEWPORT};
 
 /// Why a frame could not be rendered.
 #[derive(Debug, thiserror::Error)]
