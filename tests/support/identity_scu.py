@@ -55,6 +55,24 @@ def identity(args):
     return item
 
 
+def rejection(assoc):
+    """The A-ASSOCIATE-RJ the acceptor sent, if it sent one. pynetdicom (3.0) can report a
+    fast rejection as an abort: its DUL thread handles the RJ and closes the socket before the
+    requesting thread checks that the socket is connected, and that thread then aborts with
+    the RJ still in the DUL's queue."""
+    if assoc.is_rejected:
+        return assoc.acceptor.primitive
+    if assoc.is_established:
+        return None
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
+    while True:
+        item = assoc.dul.receive_pdu(wait=False)
+        if item is None:
+            return None
+        if isinstance(item, A_ASSOCIATE) and item.result in (0x01, 0x02):
+            return item
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("port", type=int)
@@ -85,8 +103,8 @@ def main() -> None:
 
     assoc = ae.associate(HOST, args.port, ae_title="PACS", ext_neg=ext_neg,
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    if assoc.is_rejected:
-        rsp = assoc.acceptor.primitive
+    rsp = rejection(assoc)
+    if rsp is not None:
         print(json.dumps({"rejected": {"result": rsp.result, "source": rsp.result_source,
                                        "reason": rsp.diagnostic}}))
         return

@@ -54,6 +54,20 @@ def make_ae() -> AE:
     return ae
 
 
+def queued_rejection(assoc):
+    """An A-ASSOCIATE-RJ left in the DUL's queue. pynetdicom (3.0) can report a fast
+    rejection as an abort: its DUL thread handles the RJ and closes the socket before the
+    requesting thread checks that the socket is connected, and that thread then aborts with
+    the RJ still queued."""
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
+    while True:
+        item = assoc.dul.receive_pdu(wait=False)
+        if item is None:
+            return None
+        if isinstance(item, A_ASSOCIATE) and item.result in (0x01, 0x02):
+            return item
+
+
 def rejected(assoc) -> dict:
     rsp = getattr(assoc.acceptor, "primitive", None)
     if rsp is None:
@@ -69,10 +83,21 @@ def cmd_echo(port: int, aec: str) -> None:
         status = assoc.send_c_echo()
         assoc.release()
         out({"status": int(status.Status) if status else None})
-    elif assoc.is_rejected:
+    elif assoc.is_rejected or queued_rejection_kept(assoc):
         out(rejected(assoc))
     else:
         out({"aborted": True})
+
+
+def queued_rejection_kept(assoc) -> bool:
+    """Whether an aborted association was in fact rejected (see `queued_rejection`); the RJ
+    is kept as the acceptor's primitive for `rejected`."""
+    rsp = queued_rejection(assoc)
+    if rsp is None:
+        return False
+    assoc.acceptor.primitive = rsp
+    assoc.is_rejected = True
+    return True
 
 
 def contexts_for(files) -> list:
