@@ -86,8 +86,8 @@ fn record(store: &Store, e: AuditEntry) {
     }
 }
 
-/// A refused association (unknown node, wrong address, called AE title).
-pub fn rejected(store: &Store, peer: &DimsePeer, calling_ae: &str, reason: &str) {
+/// The record of a refused association, with its reason.
+fn refusal_entry(peer: &DimsePeer, calling_ae: &str, reason: String) -> AuditEntry {
     let mut e = entry(
         calling_ae,
         &peer.addr.to_string(),
@@ -95,8 +95,13 @@ pub fn rejected(store: &Store, peer: &DimsePeer, calling_ae: &str, reason: &str)
         "dimse.associate",
         Outcome::Denied,
     );
-    e.detail = detail(reason.to_string(), peer.client_cn.as_deref());
-    record(store, e);
+    e.detail = detail(reason, peer.client_cn.as_deref());
+    e
+}
+
+/// A refused association (unknown node, wrong address, called AE title).
+pub fn rejected(store: &Store, peer: &DimsePeer, calling_ae: &str, reason: &str) {
+    record(store, refusal_entry(peer, calling_ae, reason.to_string()));
 }
 
 /// An association refused for its user identity, naming the user it claimed.
@@ -106,20 +111,14 @@ pub fn rejected_identity(
     calling_ae: &str,
     refusal: &super::identity::IdentityRefusal,
 ) {
-    let mut e = entry(
+    let mut e = refusal_entry(
+        peer,
         calling_ae,
-        &peer.addr.to_string(),
-        peer.client_cn.as_deref(),
-        "dimse.associate",
-        Outcome::Denied,
+        format!("user identity refused: {refusal}"),
     );
     if let Some(user) = refusal.claimed_user() {
         e.user = user.to_string();
     }
-    e.detail = detail(
-        format!("user identity refused: {refusal}"),
-        peer.client_cn.as_deref(),
-    );
     record(store, e);
 }
 

@@ -38,6 +38,36 @@ pub(crate) fn add_user(config: &Path, name: &str, role: &str, extra: &[&str]) ->
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Two patients, PAT00000 and PAT00001, with one study of 4 instances (`size` square) each,
+/// generated beside `data` and imported into it.
+pub(crate) fn import_two_patients(data: &Path, size: u32) {
+    let gen = data.parent().expect("parent").join("gen");
+    let size = size.to_string();
+    generate(
+        &gen,
+        8,
+        &[
+            "--per-series",
+            "2",
+            "--patients",
+            "2",
+            "--rows",
+            &size,
+            "--cols",
+            &size,
+        ],
+    );
+    let out = run(pacs()
+        .args(["import", "--quiet", "--data"])
+        .arg(data)
+        .arg(&gen));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The test PKI (tests/support/make_certs.sh) in `root/certs`; that folder.
 pub(crate) fn test_pki(root: &Path) -> PathBuf {
     let certs = root.join("certs");
@@ -244,30 +274,7 @@ fn http_authentication_roles_patient_scope_and_audit() {
     let (_tmp, data) = data_dir();
     let root = data.parent().expect("parent").to_path_buf();
     // Two patients, one study each.
-    let gen = root.join("gen");
-    generate(
-        &gen,
-        8,
-        &[
-            "--per-series",
-            "2",
-            "--patients",
-            "2",
-            "--rows",
-            "64",
-            "--cols",
-            "64",
-        ],
-    );
-    let out = run(pacs()
-        .args(["import", "--quiet", "--data"])
-        .arg(&data)
-        .arg(&gen));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_two_patients(&data, 64);
 
     let config = root.join("pacs.toml");
     std::fs::write(

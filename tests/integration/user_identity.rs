@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::security::{add_user, audit, get, jwt, pacs, session, testdata, AUD, ISS, PASSWORD};
+use crate::security::{
+    add_user, audit, get, import_two_patients, jwt, session, testdata, AUD, ISS, PASSWORD,
+};
 use crate::support::*;
 
 /// One association by tests/support/identity_scu.py; its JSON line.
@@ -48,30 +50,7 @@ fn user_identity_decides_who_associates_and_what_they_see() {
     let (_tmp, data) = data_dir();
     let root = data.parent().expect("parent").to_path_buf();
     // Two patients, PAT00000 and PAT00001, one study of 4 instances each.
-    let gen = root.join("gen");
-    generate(
-        &gen,
-        8,
-        &[
-            "--per-series",
-            "2",
-            "--patients",
-            "2",
-            "--rows",
-            "32",
-            "--cols",
-            "32",
-        ],
-    );
-    let out = run(pacs()
-        .args(["import", "--quiet", "--data"])
-        .arg(&data)
-        .arg(&gen));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_two_patients(&data, 32);
     let extra = root.join("extra");
     generate(
         &extra,

@@ -108,33 +108,10 @@ fn wado_uri_answers_images_and_objects() {
 /// their own study's images, not another patient's, and may not retrieve as billing.
 #[test]
 fn wado_uri_is_scoped_by_the_callers_patients() {
-    use crate::security::{add_user, get, pacs, session};
+    use crate::security::{add_user, get, import_two_patients, session};
     let (_tmp, data) = data_dir();
     let root = data.parent().expect("parent").to_path_buf();
-    let gen = root.join("gen");
-    generate(
-        &gen,
-        8,
-        &[
-            "--per-series",
-            "2",
-            "--patients",
-            "2",
-            "--rows",
-            "32",
-            "--cols",
-            "32",
-        ],
-    );
-    let out = run(pacs()
-        .args(["import", "--quiet", "--data"])
-        .arg(&data)
-        .arg(&gen));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_two_patients(&data, 32);
     let config = root.join("pacs.toml");
     std::fs::write(&config, format!("data = {data:?}\n[auth]\n")).expect("config");
     add_user(&config, "admin", "admin", &[]);

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
+from scu import queued_rejection
 from pynetdicom.sop_class import (
     CTImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
@@ -56,21 +57,13 @@ def identity(args):
 
 
 def rejection(assoc):
-    """The A-ASSOCIATE-RJ the acceptor sent, if it sent one. pynetdicom (3.0) can report a
-    fast rejection as an abort: its DUL thread handles the RJ and closes the socket before the
-    requesting thread checks that the socket is connected, and that thread then aborts with
-    the RJ still in the DUL's queue."""
+    """The A-ASSOCIATE-RJ the acceptor sent, if it sent one (also when pynetdicom reported
+    it as an abort: `scu.queued_rejection`)."""
     if assoc.is_rejected:
         return assoc.acceptor.primitive
     if assoc.is_established:
         return None
-    from pynetdicom.pdu_primitives import A_ASSOCIATE
-    while True:
-        item = assoc.dul.receive_pdu(wait=False)
-        if item is None:
-            return None
-        if isinstance(item, A_ASSOCIATE) and item.result in (0x01, 0x02):
-            return item
+    return queued_rejection(assoc)
 
 
 def main() -> None:

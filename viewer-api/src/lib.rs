@@ -182,6 +182,17 @@ pub fn router(state: ApiState) -> Router {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, pacs_storage::StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    off_runtime(f).await
+}
+
+/// Run blocking work (index, files, codecs) off the async runtime, with any error the API
+/// turns into a status.
+pub(crate) async fn off_runtime<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -130,7 +130,21 @@ async fn image_records(s: &ApiState, resource: Resource) -> Result<Vec<InstanceR
     .await?
 }
 
-pub(super) fn render_one(
+/// One image rendered on the rendering pool.
+pub(super) async fn render_single(
+    s: &ApiState,
+    rec: InstanceRecord,
+    frame: u32,
+    options: RenderOptions,
+) -> Result<Vec<u8>, ApiError> {
+    let st = s.clone();
+    s.render
+        .run(move || render_one(&st, &rec, frame, &options))
+        .await
+        .ok_or_else(|| ApiError::Internal("rendering failed".into()))?
+}
+
+fn render_one(
     s: &ApiState,
     rec: &InstanceRecord,
     frame: u32,
@@ -140,7 +154,7 @@ pub(super) fn render_one(
     render::render(&obj, frame, options).map_err(|e| render_error(e, rec))
 }
 
-fn image_response(format: Format, body: Bytes, cacheable: bool) -> Response {
+pub(super) fn image_response(format: Format, body: Bytes, cacheable: bool) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -199,12 +213,7 @@ pub async fn rendered(
             .into_iter()
             .next()
             .ok_or(ApiError::NotFound("frame"))?;
-        let st = s.clone();
-        let image = s
-            .render
-            .run(move || render_one(&st, &rec, frame, &options))
-            .await
-            .ok_or_else(|| ApiError::Internal("rendering failed".into()))??;
+        let image = render_single(&s, rec, frame, options).await?;
         return Ok(with_warnings(
             image_response(format, Bytes::from(image), false),
             &ignored,

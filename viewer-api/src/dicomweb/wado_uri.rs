@@ -17,11 +17,11 @@ use pacs_storage::InstanceRecord;
 
 use super::media::EXPLICIT_LE;
 use super::multipart;
-use super::rendered::render_one;
+use super::rendered::{image_response, render_single};
 use super::wado::{resolve, Resource};
 use crate::error::ApiError;
 use crate::render::{Format, RenderOptions, Viewport, Window, MAX_VIEWPORT};
-use crate::{blocking, ApiState};
+use crate::{blocking, off_runtime, ApiState};
 
 /// The route.
 pub const PATH: &str = "/wado";
@@ -215,7 +215,7 @@ pub async fn wado(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Re
         instance: Some(req.object.clone()),
     };
     let index = s.store.index.clone();
-    let rec = off_thread(move || resolve(index.as_ref(), &resource))
+    let rec = off_runtime::<_, ApiError>(move || resolve(index.as_ref(), &resource))
         .await?
         .into_iter()
         .next()
@@ -224,25 +224,10 @@ pub async fn wado(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Re
         Content::Dicom { transfer_syntax } => part10(&s, rec, transfer_syntax).await,
         Content::Image(format) => {
             let options = req.options.unwrap_or_else(|| RenderOptions::new(format));
-            let frame = req.frame;
-            let st = s.clone();
-            let image = s
-                .render
-                .run(move || render_one(&st, &rec, frame, &options))
-                .await
-                .ok_or_else(|| ApiError::Internal("rendering failed".into()))??;
-            Ok(with_type(Body::from(image), format.media_type()))
+            let image = render_single(&s, rec, req.frame, options).await?;
+            Ok(image_response(format, image.into(), false))
         }
     }
-}
-
-/// Blocking work (index, files, codecs) off the async workers.
-async fn off_thread<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 fn with_type(body: Body, content_type: &str) -> Response {
@@ -278,7 +263,7 @@ async fn part10(
         )));
     }
     let store = s.store.clone();
-    let bytes = off_thread(move || {
+    let bytes = off_runtime::<_, ApiError>(move || {
         let obj = store.read_verified(&rec, Interface::Http)?;
         let dataset = encode_as(obj, &rec.transfer_syntax_uid, &target).map_err(|e| {
             ApiError::NotAcceptable(format!("instance {}: {e}", rec.sop_instance_uid))
