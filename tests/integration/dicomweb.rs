@@ -622,13 +622,7 @@ fn stow_body_limit_and_delete() {
     let (_tmp, data) = data_dir();
     let config = data.parent().expect("parent").join("pacs.toml");
     std::fs::write(&config, "max_stow_bytes = 200000\n").expect("config");
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with_config(&data, &config);
     let ct = std::fs::read(sample("ct_16bit_signed_implicit.dcm")).expect("read");
     let r = stow(&server, "/studies", &[("application/dicom", &ct)]);
     assert_eq!(r.status, 413, "{}", r.text());

@@ -69,13 +69,7 @@ fn the_ehr_places_changes_and_cancels_orders_over_fhir() {
     add_user(&config, "root", "admin", &[]);
     add_user(&config, "bill", "billing", &[]);
     add_user(&config, "pat", "patient", &["--patient-id", "MRN-1^^^HOSP"]);
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with_config(&data, &config);
     let ehr = session(&server, "ehr");
 
     let r = send(

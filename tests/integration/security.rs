@@ -298,13 +298,7 @@ fn http_authentication_roles_patient_scope_and_audit() {
     let key = api_key(&config, "svc");
     assert!(key.starts_with("pacs_"), "{key}");
 
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with_config(&data, &config);
     let admin = session(&server, "admin");
 
     // The two studies and which patient each belongs to.

@@ -109,6 +109,18 @@ impl Server {
         Server::start_with(data, ServerOptions::default())
     }
 
+    /// The server with `--config FILE`.
+    pub fn start_with_config(data: &Path, config: &Path) -> Server {
+        let config = config.to_str().expect("a UTF-8 config path");
+        Server::start_with(
+            data,
+            ServerOptions {
+                extra_args: &["--config", config],
+                ..Default::default()
+            },
+        )
+    }
+
     pub fn start_with(data: &Path, opts: ServerOptions<'_>) -> Server {
         let bin = env!("CARGO_BIN_EXE_pacs");
         let mut cmd = match opts.file_size_limit {

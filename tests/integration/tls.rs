@@ -53,13 +53,7 @@ fn tls_for_dimse_and_https_with_client_certificates() {
         .args(args)
         .env("PACS_PASSWORD", PASSWORD));
     assert!(out.status.success());
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with_config(&data, &config);
     assert_ne!(server.dicom_tls_port, 0, "no DICOM TLS port in the log");
     let tls_port = server.dicom_tls_port.to_string();
     let node_tls = |tool: &str| {

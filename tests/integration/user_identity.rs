@@ -75,13 +75,7 @@ fn user_identity_decides_who_associates_and_what_they_see() {
     add_user(&config, "rad", "radiologist", &[]);
     add_user(&config, "bill", "billing", &[]);
     add_user(&config, "tech", "technologist", &[]);
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with_config(&data, &config);
     let admin = session(&server, "admin");
     let studies = get(
         &server,

@@ -117,13 +117,7 @@ fn wado_uri_is_scoped_by_the_callers_patients() {
     add_user(&config, "admin", "admin", &[]);
     add_user(&config, "pata", "patient", &["--patient-id", "PAT00000"]);
     add_user(&config, "bill", "billing", &[]);
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with_config(&data, &config);
     let admin = session(&server, "admin");
     let list = get(
         &server,
