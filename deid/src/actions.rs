@@ -78,6 +78,20 @@ const NOT_LONGITUDINAL: &[u32] = &[
     0x0016_0077, // GPS Time Stamp (a location trace)
 ];
 
+/// The Retain UIDs column is every U and X/Z/U* row, plus and minus these rows, where the
+/// standard's column differs from that rule (found by the oracle test).
+const RETAIN_UIDS_ALSO: &[u32] = &[
+    0x0000_1000, // Affected SOP Instance UID (X)
+    0x0008_1110, // Referenced Study Sequence (X/Z)
+    0x0008_1111, // Referenced Performed Procedure Step Sequence (X/Z/D)
+    0x0008_1120, // Referenced Patient Sequence (X)
+    0x006A_0003, // Annotation Group UID (D)
+];
+const RETAIN_UIDS_NOT: &[u32] = &[
+    0x0040_A124, // UID (of SR content items)
+    0x0400_0100, // Digital Signature UID
+];
+
 /// The basic profile's action for a tag, if the table lists it (private tags excluded: the
 /// caller handles them).
 pub fn basic_action(tag: u32) -> Option<Code> {
@@ -103,7 +117,9 @@ pub fn action_for(tag: u32, profile: &Profile) -> Option<Code> {
             (_, c) => Some(c),
         }
     };
-    if profile.retain_uids && matches!(basic, Code::U | Code::XZU) {
+    let uid_row = (matches!(basic, Code::U | Code::XZU) || RETAIN_UIDS_ALSO.contains(&tag))
+        && !RETAIN_UIDS_NOT.contains(&tag);
+    if profile.retain_uids && uid_row {
         apply(Code::K);
     }
     if profile.retain_longitudinal_dates != DateOption::Remove && is_longitudinal(tag) {

@@ -1,9 +1,9 @@
 //! Applies the action table to a data set, recursively through sequences.
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::header::Header;
 use dicom_core::value::InMemFragment;
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
-use dicom_core::header::Header;
 use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::mem::InMemElement;
@@ -54,8 +54,12 @@ pub fn deidentify_file(
         .media_storage_sop_instance_uid()
         .trim_end_matches(['\0', ' '])
         .to_owned();
-    let new = match obj.get(tags::SOP_INSTANCE_UID).map(|e| e.value().to_str()) {
-        Some(Ok(uid)) if !uid.trim().is_empty() => uid.trim_end_matches(['\0', ' ']).to_owned(),
+    let sop = obj
+        .get(tags::SOP_INSTANCE_UID)
+        .and_then(|e| strings(&normalize_un(e.clone()).into_value()))
+        .and_then(|v| v.into_iter().next());
+    let new = match sop {
+        Some(uid) if !uid.is_empty() => uid,
         // No usable SOP Instance UID: map the meta's own one, as the table's U says.
         _ if profile.retain_uids || old.is_empty() => old.clone(),
         _ => pseudonyms.uid(&old),
@@ -198,7 +202,6 @@ fn process(elem: InMemElement, ctx: &mut Ctx<'_>) -> Result<Option<InMemElement>
     if depth == 0 && WRITTEN.contains(&tag) {
         return Ok(Some(elem)); // rewritten after the walk
     }
-    let elem = normalize_un(elem);
     if tag == tags::PATIENT_ID || tag == tags::PATIENT_NAME {
         ctx.summary.replaced += 1;
         let value = if tag == tags::PATIENT_ID {
@@ -215,6 +218,11 @@ fn process(elem: InMemElement, ctx: &mut Ctx<'_>) -> Result<Option<InMemElement>
     }
     let tag32 = (u32::from(tag.group()) << 16) | u32::from(tag.element());
     let code = actions::action_for(tag32, ctx.profile).map(Code::resolve);
+    // Only values that are rewritten need reading; kept ones stay byte for byte.
+    let elem = match code {
+        Some(Code::D | Code::U | Code::C) => normalize_un(elem),
+        _ => elem,
+    };
     let vr = elem.vr();
     let (header, value) = elem.into_parts();
     match (code, value) {
