@@ -409,13 +409,16 @@ fn clean(tag: Tag, vr: VR, value: ElemValue, ctx: &mut Ctx<'_>) -> Option<InMemE
         ctx.summary.emptied += 1;
         return Some(DataElement::new(tag, vr, PrimitiveValue::Empty));
     };
-    let shift: Option<fn(&str, i64) -> Option<String>> = match vr {
-        VR::DA if ctx.profile.retain_longitudinal_dates == DateOption::Modified => {
-            Some(dates::shift_da)
-        }
-        VR::DT if ctx.profile.retain_longitudinal_dates == DateOption::Modified => {
-            Some(dates::shift_dt)
-        }
+    // The dictionary's VR decides too, so a date stored under a wrong VR (e.g. LO) is still
+    // shifted or dropped rather than kept as a real date.
+    let dict_vr = match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
+        Some(VirtualVr::Exact(v)) => v,
+        _ => vr,
+    };
+    let modified = ctx.profile.retain_longitudinal_dates == DateOption::Modified;
+    let shift: Option<fn(&str, i64) -> Option<String>> = match (vr, dict_vr) {
+        (VR::DA, _) | (_, VR::DA) if modified => Some(dates::shift_da),
+        (VR::DT, _) | (_, VR::DT) if modified => Some(dates::shift_dt),
         _ => None,
     };
     let new: Vec<String> = match shift {

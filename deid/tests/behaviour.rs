@@ -272,6 +272,13 @@ fn odd_input_does_not_panic() {
         let mut o = obj.clone();
         deidentify(&mut o, &profile, &mut HashedPseudonyms::new("p", b"k")).expect("odd");
     }
+    let mut modified = Profile::basic();
+    modified.retain_longitudinal_dates = DateOption::Modified;
+    let mut o = obj.clone();
+    deidentify(&mut o, &modified, &mut Fixed(-1)).expect("odd");
+    // Dates that cannot be read are dropped, not kept, even under a wrong VR.
+    assert_eq!(text(&o, tags::STUDY_DATE).as_deref(), Some(""));
+    assert_eq!(text(&o, tags::ACQUISITION_DATE).as_deref(), Some(""));
     deidentify(&mut obj, &Profile::basic(), &mut Fixed(-1)).expect("odd");
     // The UN-encoded UID is read as text and replaced; the unreadable one is dropped.
     assert_eq!(

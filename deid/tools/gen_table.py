@@ -16,7 +16,10 @@ Sources (all from PyPI, fetched with `pip download <pkg>==<version> --no-deps`):
     The VR of each basic row is looked up in pydicom's dictionary here for that rule.
 
 Usage (from the repository root, with pydicom importable for the VR lookup):
+    pip download dicom-anonymizer==2.1.0 idiscore==1.2.0 --no-deps -d /tmp/x
+    # unzip both wheels; the two files named above are the inputs
     python3 deid/tools/gen_table.py dicomfields_2026c.py _public_dicom.py > deid/src/table.rs
+    rustfmt --edition 2021 deid/src/table.rs
 """
 import ast
 import sys
