@@ -97,6 +97,7 @@ fn population(studies: usize, per_study: usize) -> impl Iterator<Item = Vec<NewI
                     received_ms: 0,
                     source: "BENCH".into(),
                     attributes: attrs(&[("00200013", "IS", (i + 1).to_string())]),
+                    versions: Vec::new(),
                 },
                 patient: attrs(&[
                     ("00100010", "PN", name.clone()),

@@ -42,6 +42,8 @@ pub enum StorageError {
     MissingColumnFamily(&'static str),
     #[error("the index writer has stopped")]
     WriterGone,
+    #[error("instance {sop_instance_uid} changed while it was being corrected; try again")]
+    ChangedMeanwhile { sop_instance_uid: String },
     #[error("index batch failed: {detail}")]
     BatchFailed { detail: String, out_of_space: bool },
 }

@@ -22,6 +22,15 @@ pub enum EventKind {
     MppsInProgress,
     MppsCompleted,
     MppsDiscontinued,
+    /// A correction changed the patient attributes of this study (one event per study).
+    PatientUpdated,
+    /// The study's patient was merged into another (`previous_patient_key` is the old one).
+    PatientsMerged,
+    /// A correction changed this study's attributes, or took series from it or gave it some;
+    /// a study no longer in the index was corrected away (e.g. its last series moved).
+    StudyUpdated,
+    /// A series moved into this study from `previous_study_instance_uid`.
+    SeriesMoved,
 }
 
 impl EventKind {
@@ -37,6 +46,10 @@ impl EventKind {
             EventKind::MppsInProgress | EventKind::MppsCompleted | EventKind::MppsDiscontinued => {
                 "performed"
             }
+            EventKind::PatientUpdated
+            | EventKind::PatientsMerged
+            | EventKind::StudyUpdated
+            | EventKind::SeriesMoved => "update",
         }
     }
 }
@@ -58,6 +71,25 @@ pub struct Event {
     /// The order the event is about (order and MPPS events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accession_number: Option<String>,
+    /// Corrections: the study a moved series came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_study_instance_uid: Option<String>,
+    /// Corrections: the patient key the study had before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_patient_key: Option<String>,
+}
+
+impl EventKind {
+    /// A correction of stored data (the systems fed from the archive fix their copy).
+    pub fn is_correction(self) -> bool {
+        matches!(
+            self,
+            EventKind::PatientUpdated
+                | EventKind::PatientsMerged
+                | EventKind::StudyUpdated
+                | EventKind::SeriesMoved
+        )
+    }
 }
 
 /// An event before it has its sequence number.
@@ -69,6 +101,8 @@ pub struct NewEvent {
     pub sop_instance_uid: Option<String>,
     pub patient_key: String,
     pub accession_number: Option<String>,
+    pub previous_study_instance_uid: Option<String>,
+    pub previous_patient_key: Option<String>,
 }
 
 /// Where one event stands with one worker.

@@ -166,6 +166,7 @@ impl Ingestor {
             received_ms: now_ms(),
             source: source.label().to_string(),
             attributes: parsed.instance,
+            versions: Vec::new(),
         };
         let item = NewInstance {
             record,
@@ -186,9 +187,11 @@ impl Ingestor {
                 ingested.outcome = IngestOutcome::Duplicate;
                 self.blobs.delete(&blob)?;
             }
-            StoreDecision::Replaced { old_blob } => {
+            StoreDecision::Replaced { old_blobs } => {
                 ingested.outcome = IngestOutcome::Replaced;
-                self.blobs.delete(&old_blob)?;
+                for old in &old_blobs {
+                    self.blobs.delete(old)?;
+                }
             }
         }
         Ok(ingested)
@@ -339,7 +342,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -196,6 +196,7 @@ mod tests {
             received_ms: 0,
             source: "TEST".into(),
             attributes: Default::default(),
+            versions: Vec::new(),
         }
     }
 

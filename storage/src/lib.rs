@@ -14,6 +14,7 @@ pub mod blob;
 pub mod blob_crypto;
 pub mod blob_mem;
 pub mod commitment;
+pub mod corrections;
 pub mod error;
 pub mod events;
 pub mod index;

@@ -75,6 +75,31 @@ pub struct InstanceRecord {
     /// Calling AE title for DIMSE, or the channel ("STOW-RS", "IMPORT").
     pub source: String,
     pub attributes: Attributes,
+    /// Earlier versions of this instance, oldest first: a correction writes a new file and
+    /// keeps the one it replaces (an administrator can still retrieve it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<PriorVersion>,
+}
+
+/// A stored file an instance was served from before a correction replaced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorVersion {
+    pub blob: BlobKey,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    pub transfer_syntax_uid: String,
+    /// When the correction replaced it (ms since the epoch).
+    pub replaced_ms: u64,
+    /// What replaced it, e.g. "study.update", "patient.merge".
+    pub reason: String,
+}
+
+impl InstanceRecord {
+    /// Every file of the instance: the served one and the versions it replaced.
+    pub fn all_blobs(&self) -> impl Iterator<Item = &BlobKey> {
+        std::iter::once(&self.blob).chain(self.versions.iter().map(|v| &v.blob))
+    }
 }
 
 impl AttrValue {

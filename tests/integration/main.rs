@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod bad_input;
 mod commitment;
+mod corrections;
 mod dicomweb;
 mod echo;
 mod encryption;

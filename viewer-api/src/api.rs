@@ -14,7 +14,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/healthz", get(healthz))
         .route("/api/statistics", get(statistics))
         .route("/api/studies", get(list_studies))
-        .route("/api/studies/{study}", get(study))
+        .route(
+            "/api/studies/{study}",
+            get(study).patch(crate::corrections_api::update_study),
+        )
         .route("/api/series/{series}", get(series))
         .route("/api/instances/{instance}", get(instance))
 }

@@ -19,8 +19,28 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
+    /// A resource named in the request body or path, described (e.g. "patient 123").
+    #[error("{0} not found")]
+    Missing(String),
+    /// The resource changed while the request was being done; repeating it may succeed.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<pacs_storage::corrections::CorrectionError> for ApiError {
+    fn from(e: pacs_storage::corrections::CorrectionError) -> Self {
+        use pacs_storage::corrections::CorrectionError as E;
+        match e {
+            E::NotFound(what) => ApiError::Missing(what),
+            E::Invalid(why) => ApiError::BadRequest(why),
+            E::Storage(e @ pacs_storage::StorageError::ChangedMeanwhile { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
+            other => ApiError::Internal(pacs_storage::error_chain(&other)),
+        }
+    }
 }
 
 impl From<pacs_storage::StorageError> for ApiError {
@@ -44,6 +64,8 @@ impl IntoResponse for ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Missing(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

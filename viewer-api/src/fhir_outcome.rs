@@ -65,7 +65,8 @@ impl From<crate::ApiError> for FhirError {
     fn from(e: crate::ApiError) -> Self {
         use crate::ApiError as A;
         let (status, code) = match &e {
-            A::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            A::NotFound(_) | A::Missing(_) => (StatusCode::NOT_FOUND, "not-found"),
+            A::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             A::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid"),
             A::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             A::NotAcceptable(_) | A::UnsupportedMediaType(_) => {

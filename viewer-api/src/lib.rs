@@ -4,6 +4,7 @@
 pub mod access;
 mod api;
 mod audit_api;
+mod corrections_api;
 pub mod dicomweb;
 mod error;
 mod events_api;
@@ -127,6 +128,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 Method::GET,
                 Method::POST,
                 Method::PUT,
+                Method::PATCH,
                 Method::DELETE,
                 Method::OPTIONS,
             ])
@@ -145,6 +147,7 @@ pub fn router(state: ApiState) -> Router {
     let config = state.config.clone();
     let mut app = Router::new()
         .merge(api::routes())
+        .merge(corrections_api::routes())
         .merge(events_api::routes())
         .merge(fhir_api::routes())
         .merge(flags_api::routes())

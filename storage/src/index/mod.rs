@@ -74,10 +74,30 @@ pub enum StoreDecision {
     Stored,
     /// Already present and kept; the new blob is not referenced.
     Duplicate,
-    /// Replaced; the old blob is no longer referenced.
+    /// Replaced; the old blobs (its file and any earlier versions) are no longer referenced.
     Replaced {
-        old_blob: BlobKey,
+        old_blobs: Vec<BlobKey>,
     },
+}
+
+/// One instance a correction wrote anew: the file it must still be served from (else it
+/// changed meanwhile and the correction is refused) and its new record, whose `versions`
+/// keep that file.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    pub expected_blob: BlobKey,
+    pub item: NewInstance,
+}
+
+/// A correction as one atomic index change: instances replaced by their rewritten versions
+/// (moving between studies and patients as their new attributes say), the events that tell
+/// the systems fed from the archive, and patient attributes set on a record that other
+/// studies share.
+#[derive(Debug, Clone, Default)]
+pub struct IndexCorrection {
+    pub rewritten: Vec<Rewritten>,
+    pub events: Vec<crate::events::NewEvent>,
+    pub patient_attributes: Option<(String, Attributes)>,
 }
 
 /// The index behind a small interface, so a larger site can move it to a distributed database.
@@ -91,6 +111,8 @@ pub trait Index: Send + Sync {
     /// Remove instances (and the series, studies and patients they leave empty) in one atomic,
     /// durable batch; returns the records removed, whose blobs the caller then deletes.
     fn delete_instances(&self, uids: &[String]) -> Result<Vec<InstanceRecord>, StorageError>;
+    /// Apply a correction in one atomic, durable batch (see [`IndexCorrection`]).
+    fn correct_instances(&self, correction: IndexCorrection) -> Result<(), StorageError>;
     fn statistics(&self) -> Result<Statistics, StorageError>;
     fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StorageError>;
     fn series(&self, series_instance_uid: &str) -> Result<Option<SeriesRecord>, StorageError>;

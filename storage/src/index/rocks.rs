@@ -93,6 +93,12 @@ impl Index for RocksIndex {
         })
     }
 
+    fn correct_instances(&self, correction: super::IndexCorrection) -> Result<(), StorageError> {
+        self.write("committing a correction", |txn| {
+            rules::correct_instances(txn, correction)
+        })
+    }
+
     fn statistics(&self) -> Result<Statistics, StorageError> {
         self.db.statistics()
     }

@@ -48,6 +48,8 @@ pub(crate) fn append_events(
             sop_instance_uid: e.sop_instance_uid,
             patient_key: e.patient_key,
             accession_number: e.accession_number,
+            previous_study_instance_uid: e.previous_study_instance_uid,
+            previous_patient_key: e.previous_patient_key,
         };
         batch.put_cf(
             &cf,

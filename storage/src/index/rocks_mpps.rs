@@ -67,6 +67,8 @@ impl PerformedSteps for RocksIndex {
                 sop_instance_uid: Some(step.sop_instance_uid.clone()),
                 patient_key,
                 accession_number: step.accession_numbers.first().cloned(),
+                previous_study_instance_uid: None,
+                previous_patient_key: None,
             };
             append_events(db, &mut batch, vec![event])?;
         }

@@ -81,6 +81,8 @@ impl Orders for RocksIndex {
                 sop_instance_uid: None,
                 patient_key: order.patient_key(),
                 accession_number: Some(order.accession_number.clone()),
+                previous_study_instance_uid: None,
+                previous_patient_key: None,
             }],
         )?;
         db.write_synced(batch, "recording an order")?;

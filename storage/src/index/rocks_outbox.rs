@@ -116,6 +116,8 @@ impl Outbox for RocksIndex {
                         sop_instance_uid: None,
                         patient_key: entry.patient_key.clone(),
                         accession_number: None,
+                        previous_study_instance_uid: None,
+                        previous_patient_key: None,
                     });
                 }
             }
@@ -127,6 +129,8 @@ impl Outbox for RocksIndex {
                     sop_instance_uid: None,
                     patient_key: entry.patient_key.clone(),
                     accession_number: None,
+                    previous_study_instance_uid: None,
+                    previous_patient_key: None,
                 });
             }
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::hierarchy::{add_instance, refresh_modalities, remove_instance};
 use super::txn::IndexTxn;
-use super::{DuplicatePolicy, NewInstance, StoreDecision};
+use super::{DuplicatePolicy, IndexCorrection, NewInstance, StoreDecision};
 use crate::error::StorageError;
 use crate::events::{EventKind, NewEvent};
 use crate::records::InstanceRecord;
@@ -42,10 +42,14 @@ pub(crate) fn store_instances(
             sop_instance_uid: Some(sop),
             patient_key: patient_key.clone(),
             accession_number: None,
+            previous_study_instance_uid: None,
+            previous_patient_key: None,
         })?;
         txn.mark_unstable(&study, &patient_key, &series)?;
         decisions.push(match existing {
-            Some(old) => StoreDecision::Replaced { old_blob: old.blob },
+            Some(old) => StoreDecision::Replaced {
+                old_blobs: old.all_blobs().cloned().collect(),
+            },
             None => StoreDecision::Stored,
         });
     }
@@ -77,6 +81,8 @@ pub(crate) fn delete_instances(
             sop_instance_uid: Some(r.sop_instance_uid.clone()),
             patient_key: r.patient_key.clone(),
             accession_number: None,
+            previous_study_instance_uid: None,
+            previous_patient_key: None,
         })?;
     }
     let studies: BTreeMap<&str, &str> = removed
@@ -92,10 +98,60 @@ pub(crate) fn delete_instances(
                 sop_instance_uid: None,
                 patient_key: patient_key.to_string(),
                 accession_number: None,
+                previous_study_instance_uid: None,
+                previous_patient_key: None,
             })?;
             txn.forget_unstable(study)?;
         }
     }
     txn.put_statistics(stats)?;
     Ok(removed)
+}
+
+/// Replace instances by their corrected versions: all are taken out first (so a study or
+/// patient left empty is made again from the corrected attributes), then added back under
+/// their new study and patient. No InstanceStored and no quiet period: the correction's own
+/// events say what changed. Refused whole if any instance changed since it was read.
+pub(crate) fn correct_instances(
+    txn: &mut dyn IndexTxn,
+    correction: IndexCorrection,
+) -> Result<(), StorageError> {
+    let mut stats = txn.statistics()?;
+    let mut removed = Vec::with_capacity(correction.rewritten.len());
+    for r in &correction.rewritten {
+        let sop = &r.item.record.sop_instance_uid;
+        let changed = || StorageError::ChangedMeanwhile {
+            sop_instance_uid: sop.clone(),
+        };
+        let current = txn.instance(sop)?.ok_or_else(changed)?;
+        if current.blob != r.expected_blob {
+            return Err(changed());
+        }
+        remove_instance(txn, &mut stats, &current)?;
+        removed.push(current);
+    }
+    for r in correction.rewritten {
+        add_instance(txn, &mut stats, r.item)?;
+    }
+    refresh_modalities(txn, &removed)?;
+    if let Some((key, attributes)) = correction.patient_attributes {
+        if let Some(mut patient) = txn.patient(&key)? {
+            patient.attributes.extend(attributes);
+            txn.put_patient(patient)?;
+        }
+    }
+    let studies: std::collections::BTreeSet<&str> = removed
+        .iter()
+        .map(|r| r.study_instance_uid.as_str())
+        .collect();
+    for study in studies {
+        if txn.study(study)?.is_none() {
+            txn.forget_unstable(study)?;
+        }
+    }
+    for event in correction.events {
+        txn.append_event(event)?;
+    }
+    txn.put_statistics(stats)?;
+    Ok(())
 }

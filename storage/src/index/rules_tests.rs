@@ -164,10 +164,10 @@ fn an_overwrite_replaces_without_double_counting() {
             StoreDecision::Stored,
             // Replacing a copy stored earlier in the same batch.
             StoreDecision::Replaced {
-                old_blob: BlobKey("first".into())
+                old_blobs: vec![BlobKey("first".into())]
             },
             StoreDecision::Replaced {
-                old_blob: BlobKey("blob-I1".into())
+                old_blobs: vec![BlobKey("blob-I1".into())]
             },
         ]
     );

@@ -42,6 +42,7 @@ pub(super) fn item(
             received_ms: 1,
             source: "TEST".into(),
             attributes: Attributes::new(),
+            versions: Vec::new(),
         },
         patient: attrs(&[
             ("00100010", &format!("{patient}^NAME")),
@@ -177,7 +178,7 @@ fn duplicates_are_kept_or_replaced_without_double_counting() {
     assert_eq!(
         d,
         vec![StoreDecision::Replaced {
-            old_blob: BlobKey("blob-I1".into())
+            old_blobs: vec![BlobKey("blob-I1".into())]
         }]
     );
     let stats = index.statistics().expect("s");

@@ -26,9 +26,9 @@ pub async fn delete(
             let uids: Vec<String> = records.into_iter().map(|r| r.sop_instance_uid).collect();
             let removed = store.index.delete_instances(&uids)?;
             thumbnails.evict(&uids);
-            for rec in &removed {
-                if let Err(e) = store.blobs.delete(&rec.blob) {
-                    tracing::warn!(blob = %rec.blob, error = %e, "deleted instance's file not removed");
+            for blob in removed.iter().flat_map(|r| r.all_blobs()) {
+                if let Err(e) = store.blobs.delete(blob) {
+                    tracing::warn!(%blob, error = %e, "deleted instance's file not removed");
                 }
             }
             Ok::<_, ApiError>(removed.len())

@@ -111,9 +111,14 @@ fn instance_url(base: &str, rec: &InstanceRecord) -> String {
     )
 }
 
-/// ETag of an instance representation: changes when the instance is replaced.
+/// ETag of an instance representation: changes when the instance is replaced or corrected.
 fn etag(rec: &InstanceRecord, variant: &str) -> String {
-    format!("\"{:x}-{:x}-{variant}\"", rec.received_ms, rec.size)
+    format!(
+        "\"{:x}-{:x}-{}-{variant}\"",
+        rec.received_ms,
+        rec.size,
+        rec.versions.len()
+    )
 }
 
 /// A 304 response when the client's copy (If-None-Match) is current.
@@ -134,10 +139,11 @@ fn set_cache_headers(r: &mut Response, tag: &str) {
     if let Ok(v) = HeaderValue::from_str(tag) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    // Private: it is patient data. Short-lived: an instance can be replaced or deleted.
+    // Private: it is patient data. Revalidated on every use (a 304 when unchanged): an
+    // instance can be corrected, replaced or deleted, and a viewer must show that at once.
     r.headers_mut().insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=3600"),
+        HeaderValue::from_static("private, no-cache"),
     );
 }
 

@@ -43,6 +43,7 @@ fn item(
             received_ms: 0,
             source: "T".into(),
             attributes: attrs(&[("00080018", "UI", sop)]),
+            versions: Vec::new(),
         },
         patient: attrs(&[(PATIENT_NAME, "PN", name), (PATIENT_ID, "LO", pid)]),
         study: attrs(&[
