@@ -5,7 +5,9 @@
 //! is what was done and is charged; a performed code that is not the ordered one holds the
 //! charge for review. Charged when both are there, whichever comes last: on StudyStable (unless
 //! the order's step is still in progress) and on MppsCompleted (when its images are stored). A study without an accession number or a procedure code is held, with
-//! the reason, instead of sent: the denial is caught before the claim goes out.
+//! the reason, instead of sent: the denial is caught before the claim goes out. A correction
+//! of a study already charged sends the charge again (the conditional update re-keys its
+//! patient); a charged study corrected away is held for review.
 
 use dicom_dictionary_std::tags;
 use pacs_fhir::coding::{codes, Code};
@@ -31,7 +33,7 @@ impl Worker for BillingWorker {
         matches!(
             event.kind,
             EventKind::StudyStable | EventKind::MppsCompleted
-        )
+        ) || event.kind.is_correction()
     }
 
     fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
@@ -44,12 +46,31 @@ impl Worker for BillingWorker {
                     None => Ok(Prepared::Skip),
                 }
             }
+            kind if kind.is_correction() => self.recharge(event, store),
             _ => self.charge(store, &event.study_instance_uid, false),
         }
     }
 }
 
 impl BillingWorker {
+    /// After a correction: only a study charged before is charged again.
+    fn recharge(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
+        let study = &event.study_instance_uid;
+        if store
+            .outbox
+            .delivered_for_study(self.name(), study)?
+            .is_none()
+        {
+            return Ok(Prepared::Skip);
+        }
+        if store.index.study(study)?.is_none() {
+            return Ok(Prepared::Hold(format!(
+                "billing hold for study {study}: charged, then corrected away (its series moved to another study); review the charge"
+            )));
+        }
+        self.charge(store, study, true)
+    }
+
     /// The charge for a stored study; `performed` when the order's step is known to be done.
     fn charge(
         &self,

@@ -3,7 +3,9 @@
 //! `basedOn` the order with the study's accession number. On a performed procedure step that
 //! ended (MPPS COMPLETED or DISCONTINUED), the order's ServiceRequest status is changed with
 //! a conditional JSON Patch (`PATCH ServiceRequest?identifier=ACC`): the EHR owns the
-//! request, so only its status is touched.
+//! request, so only its status is touched. A correction (patient update or merge, study
+//! update, series moved) sends the study's ImagingStudy again; a study corrected away (its
+//! last series moved elsewhere) is sent as `entered-in-error`.
 
 use pacs_fhir::imaging_study;
 use pacs_fhir::service_request;
@@ -22,9 +24,10 @@ pub struct EhrWorker {
 
 impl EhrWorker {
     fn imaging_study(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
-        let Some(resource) = imaging_study(store, &event.study_instance_uid, &self.wado_base)?
-        else {
-            return Ok(Prepared::Skip);
+        let resource = match imaging_study(store, &event.study_instance_uid, &self.wado_base)? {
+            Some(resource) => resource,
+            None if event.kind.is_correction() => withdrawn(event),
+            None => return Ok(Prepared::Skip),
         };
         Ok(Prepared::Send(Outgoing::fhir(
             reqwest::Method::PUT,
@@ -70,13 +73,32 @@ impl Worker for EhrWorker {
         matches!(
             event.kind,
             EventKind::StudyStable | EventKind::MppsCompleted | EventKind::MppsDiscontinued
-        )
+        ) || event.kind.is_correction()
     }
 
     fn prepare(&self, event: &Event, store: &Store) -> Result<Prepared, WorkerError> {
         match event.kind {
             EventKind::StudyStable => self.imaging_study(event, store),
+            kind if kind.is_correction() => self.imaging_study(event, store),
             _ => Ok(self.order_status(event)),
         }
     }
+}
+
+/// The ImagingStudy of a study no longer in the archive because a correction moved its
+/// content elsewhere: the EHR's copy was an error.
+fn withdrawn(event: &Event) -> serde_json::Value {
+    let (id, issuer) = event
+        .patient_key
+        .split_once('\u{1}')
+        .unwrap_or((event.patient_key.as_str(), ""));
+    json!({
+        "resourceType": "ImagingStudy",
+        "identifier": [{"system": "urn:dicom:uid", "value": format!("urn:oid:{}", event.study_instance_uid)}],
+        "status": "entered-in-error",
+        "subject": {"identifier": {
+            "system": if issuer.is_empty() { "urn:pacs:patient-id".to_string() } else { format!("urn:pacs:issuer:{issuer}") },
+            "value": id,
+        }},
+    })
 }

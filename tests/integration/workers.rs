@@ -3,6 +3,7 @@
 //! idempotency key.
 
 mod clinical;
+mod corrections;
 mod delivery;
 mod receiver;
 mod workflow;
