@@ -124,19 +124,8 @@ pub fn update_patient(
     let new_key = edited_patient_key(&patient.attributes, edits);
     let (before, after) = compare(&patient.attributes, edits);
     let studies = studies_of_patient(store, key)?;
-    let events = studies
-        .iter()
-        .map(|s| {
-            event(
-                EventKind::PatientUpdated,
-                s,
-                None,
-                &new_key,
-                None,
-                (new_key != key).then(|| key.to_string()),
-            )
-        })
-        .collect();
+    let previous = (new_key != key).then_some(key);
+    let events = study_events(&studies, EventKind::PatientUpdated, &new_key, previous);
     let plan = Plan {
         instances: instances_of(store, &studies)?,
         reason: "patient.update",
@@ -178,19 +167,7 @@ pub fn merge_patients(
     let edits = AttributeEdits::from_record(&target.attributes, PATIENT_TAGS);
     let (before, after) = compare(&source.attributes, &edits);
     let studies = studies_of_patient(store, from)?;
-    let events = studies
-        .iter()
-        .map(|s| {
-            event(
-                EventKind::PatientsMerged,
-                s,
-                None,
-                into,
-                None,
-                Some(from.to_string()),
-            )
-        })
-        .collect();
+    let events = study_events(&studies, EventKind::PatientsMerged, into, Some(from));
     let plan = Plan {
         instances: instances_of(store, &studies)?,
         reason: "patient.merge",
@@ -467,6 +444,19 @@ fn set_study_uid(obj: &mut InMemDicomObject, uid: &str) {
 /// A new UID under the UUID root (PS3.5 B.2).
 fn new_study_uid() -> String {
     format!("2.25.{}", uuid::Uuid::new_v4().as_u128())
+}
+
+/// One event per study of a patient whose key is now `key` (and was `previous`).
+fn study_events(
+    studies: &[String],
+    kind: EventKind,
+    key: &str,
+    previous: Option<&str>,
+) -> Vec<NewEvent> {
+    studies
+        .iter()
+        .map(|s| event(kind, s, None, key, None, previous.map(str::to_string)))
+        .collect()
 }
 
 fn event(
