@@ -129,6 +129,10 @@ pub struct FileConfig {
     pub render_threads: Option<usize>,
     /// Rendered thumbnails kept in memory [default: 4096].
     pub thumbnail_cache_entries: Option<usize>,
+    /// De-identification profiles (PS3.15 Annex E options) by name; "basic" (no option) is
+    /// always there unless a profile of that name replaces it.
+    #[serde(default)]
+    pub deid_profiles: Vec<pacs_deid::Profile>,
     /// Seconds without a new instance before SeriesStable/StudyStable [default: 60].
     pub stable_after_secs: Option<f64>,
     /// Lifetime of patient portal share links in hours [default: 72].
@@ -310,6 +314,7 @@ pub struct ServeSettings {
     pub max_stow_bytes: u64,
     pub render_threads: usize,
     pub thumbnail_cache_entries: usize,
+    pub deid_profiles: Vec<pacs_deid::Profile>,
     pub stable_after: Duration,
     pub workers: WorkersConfig,
     pub share_link_ttl: Duration,
@@ -503,6 +508,7 @@ impl ServeArgs {
             max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
             render_threads: file.render_threads.unwrap_or(0),
             thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
+            deid_profiles: deid_profiles(file.deid_profiles)?,
             workers: {
                 let mut w = file.workers.checked()?;
                 w.quality.get_or_insert(true);
@@ -530,6 +536,25 @@ impl ServeArgs {
             hl7,
         })
     }
+}
+
+/// The configured profiles, names unique, with the built-in "basic" unless replaced.
+fn deid_profiles(
+    mut profiles: Vec<pacs_deid::Profile>,
+) -> Result<Vec<pacs_deid::Profile>, ConfigError> {
+    let mut names = std::collections::BTreeSet::new();
+    for p in &profiles {
+        if p.name.trim().is_empty() || !names.insert(p.name.clone()) {
+            return Err(ConfigError::Invalid(format!(
+                "deid_profiles: the name {:?} is empty or used twice",
+                p.name
+            )));
+        }
+    }
+    if !names.contains("basic") {
+        profiles.push(pacs_deid::Profile::basic());
+    }
+    Ok(profiles)
 }
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             render_threads: settings.render_threads,
             thumbnail_cache_entries: settings.thumbnail_cache_entries,
             share_secret: share_secret.clone(),
+            deid_profiles: settings.deid_profiles.clone(),
         },
         authenticator,
     )

@@ -11,6 +11,7 @@ mod dicomweb;
 mod echo;
 mod encryption;
 mod events;
+mod export;
 mod find;
 mod hardening;
 mod hardening_access;

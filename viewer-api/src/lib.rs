@@ -8,6 +8,7 @@ mod corrections_api;
 pub mod dicomweb;
 mod error;
 mod events_api;
+mod export_api;
 mod fhir_api;
 mod fhir_outcome;
 mod flags_api;
@@ -48,6 +49,8 @@ pub struct ApiConfig {
     pub thumbnail_cache_entries: usize,
     /// Key of the portal's share links (HMAC-SHA256).
     pub share_secret: Vec<u8>,
+    /// De-identification profiles for exports, by name.
+    pub deid_profiles: Vec<pacs_deid::Profile>,
     /// `host:port` the HTTP listener is bound to (for URLs when a request names no host).
     pub local_addr: String,
 }
@@ -149,6 +152,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(api::routes())
         .merge(corrections_api::routes())
         .merge(events_api::routes())
+        .merge(export_api::routes())
         .merge(fhir_api::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())

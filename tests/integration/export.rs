@@ -1,0 +1,93 @@
+//! De-identified export (`POST /api/studies/{uid}/export?profile=`): a zip of the study with
+//! the identity removed (read back with pydicom), the same new UIDs for the same project and
+//! other ones for another project, and the refusals.
+
+use serde_json::Value;
+
+use crate::security::{curl, import_two_patients};
+use crate::support::*;
+
+/// What pydicom reads in an exported zip: per file, PatientID, PatientName, the UIDs and
+/// PatientIdentityRemoved.
+fn read_zip(zip: &std::path::Path) -> Vec<Value> {
+    let script = r#"
+import json, sys, zipfile, io
+import pydicom
+out = []
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in sorted(z.namelist()):
+        ds = pydicom.dcmread(io.BytesIO(z.read(name)))
+        out.append({"name": name, "pid": str(ds.get("PatientID", "")), "pn": str(ds.get("PatientName", "")),
+                    "study": ds.StudyInstanceUID, "sop": ds.SOPInstanceUID,
+                    "meta_sop": ds.file_meta.MediaStorageSOPInstanceUID,
+                    "removed": ds.get("PatientIdentityRemoved", ""), "rows": int(ds.Rows)})
+print(json.dumps(out))
+"#;
+    let out = run(python().args(["-c", script]).arg(zip));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn a_study_exports_de_identified_with_consistent_uids() {
+    let (tmp, data) = data_dir();
+    import_two_patients(&data, 16);
+    let server = Server::start(&data);
+    let studies = server.json("/api/studies");
+    let study = studies[0].as_str().expect("study").to_string();
+    let export = |query: &str, file: &str| {
+        let path = tmp.path().join(file);
+        let r = curl(
+            &format!(
+                "http://127.0.0.1:{}/api/studies/{study}/export{query}",
+                server.http_port
+            ),
+            "POST",
+            None,
+            &[],
+        );
+        std::fs::write(&path, &r.body).expect("write");
+        (r, path)
+    };
+    let (r, first) = export("?profile=basic", "a.zip");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.headers.contains("application/zip"), "{}", r.headers);
+    let files = read_zip(&first);
+    assert_eq!(files.len(), 4, "{files:?}");
+    let new_study = files[0]["study"].as_str().expect("uid").to_string();
+    assert_ne!(new_study, study);
+    for f in &files {
+        assert_eq!(f["removed"], "YES", "{f}");
+        assert!(
+            !f["pid"].as_str().unwrap_or("PAT").starts_with("PAT"),
+            "{f}"
+        );
+        assert!(!f["pn"].as_str().unwrap_or_default().contains("PAT"), "{f}");
+        assert_eq!(f["study"], new_study.as_str(), "one study, one new UID");
+        assert_eq!(f["sop"], f["meta_sop"], "file meta follows");
+        assert_eq!(f["rows"], 16, "pixel data kept");
+    }
+    // Same project: the same UIDs; another project: other ones.
+    let (_, again) = export("", "b.zip");
+    assert_eq!(read_zip(&again), files);
+    let (_, other) = export("?profile=basic&project=research-2", "c.zip");
+    assert_ne!(read_zip(&other)[0]["study"], new_study.as_str());
+
+    let (r, _) = export("?profile=nope", "d.zip");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("basic"), "{}", r.text());
+    let r = curl(
+        &format!(
+            "http://127.0.0.1:{}/api/studies/1.2.3/export",
+            server.http_port
+        ),
+        "POST",
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+}

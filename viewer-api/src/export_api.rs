@@ -1,0 +1,131 @@
+//! `POST /api/studies/{study}/export?profile=NAME[&project=P]`: the study de-identified with
+//! a configured PS3.15 Annex E profile (`deid_profiles`), as an `application/zip` download.
+//! UIDs and patient pseudonyms come from the archive's secret and the project, so the same
+//! study always maps to the same new UIDs within a project. The zip is written to a temporary
+//! file in the data folder and streamed, so memory does not grow with the study.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use pacs_deid::{deidentify_file, HashedPseudonyms, Profile};
+use pacs_storage::audit::Interface;
+use serde::Deserialize;
+
+use crate::access::guard::AuditNote;
+use crate::error::ApiError;
+use crate::{off_runtime, ApiState};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/api/studies/{study}/export", post(export))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    profile: Option<String>,
+    project: Option<String>,
+}
+
+async fn export(
+    State(s): State<ApiState>,
+    Path(study): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let name = q.profile.unwrap_or_else(|| "basic".into());
+    let profile = s
+        .config
+        .deid_profiles
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| {
+            let known: Vec<&str> = s
+                .config
+                .deid_profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            ApiError::BadRequest(format!(
+                "no de-identification profile {name:?}; configured: {}",
+                known.join(", ")
+            ))
+        })?;
+    let project = q.project.unwrap_or_else(|| "default".into());
+    let detail = format!("profile {name}, project {project}");
+    let (file, count) = off_runtime(move || write_zip(&s, &study, &profile, &project)).await?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"study-deidentified.zip\""),
+    );
+    r.extensions_mut().insert(AuditNote {
+        action: Some("study.export"),
+        detail: Some(format!("{detail}, {count} instances de-identified")),
+        ..AuditNote::default()
+    });
+    Ok(r)
+}
+
+/// The de-identified study as a zip in an unnamed temporary file, rewound; and its size in
+/// instances.
+fn write_zip(
+    s: &ApiState,
+    study: &str,
+    profile: &Profile,
+    project: &str,
+) -> Result<(std::fs::File, usize), ApiError> {
+    let store = &s.store;
+    let instances = store.index.study_instances(study)?;
+    if instances.is_empty() {
+        return Err(ApiError::NotFound("study"));
+    }
+    let zip_error = |e: zip::result::ZipError| ApiError::Internal(format!("writing the zip: {e}"));
+    let tmp = tempfile::tempfile_in(store.data_dir())
+        .map_err(|e| ApiError::Internal(format!("creating the export file: {e}")))?;
+    let mut zip = zip::ZipWriter::new(tmp);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let mut pseudonyms = HashedPseudonyms::new(project, &s.config.share_secret);
+    for rec in &instances {
+        let mut obj = store.read_verified(rec, Interface::Http)?;
+        pacs_storage::un_vr::resolve_un(&mut obj);
+        deidentify_file(&mut obj, profile, &mut pseudonyms).map_err(|e| {
+            ApiError::Internal(format!("de-identifying {}: {e}", rec.sop_instance_uid))
+        })?;
+        let uid = |tag| {
+            obj.element(tag)
+                .ok()
+                .and_then(|e| e.to_str().ok())
+                .map(|v| v.trim_end_matches('\0').to_string())
+                .unwrap_or_default()
+        };
+        use dicom_dictionary_std::tags;
+        let name = format!(
+            "{}/{}/{}.dcm",
+            uid(tags::STUDY_INSTANCE_UID),
+            uid(tags::SERIES_INSTANCE_UID),
+            uid(tags::SOP_INSTANCE_UID)
+        );
+        zip.start_file(name, options).map_err(zip_error)?;
+        obj.write_all(&mut zip)
+            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", rec.sop_instance_uid)))?;
+    }
+    let mut file = zip.finish().map_err(zip_error)?;
+    file.flush()
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+        .map_err(|e| ApiError::Internal(format!("rewinding the export file: {e}")))?;
+    Ok((file, instances.len()))
+}
