@@ -1,19 +1,23 @@
-//! HL7 v2 order intake: the `[hl7]` settings, and the handler that applies each ORM/OMI
-//! message from `pacs_hl7`'s MLLP listener to the store's orders (the shared intake rules of
-//! `pacs_storage::order_intake`), auditing every message.
+//! HL7 v2 intake: the `[hl7]` settings, and the handler that applies each message from
+//! `pacs_hl7`'s MLLP listener: ORM/OMI to the store's orders (the shared intake rules of
+//! `pacs_storage::order_intake`), ADT merges and updates as corrections
+//! ([`crate::hl7_patients`]), auditing every message.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pacs_hl7::ack::Sender;
+use pacs_hl7::adt::{PatientChange, PatientMessage};
 use pacs_hl7::mapping::OrderMessage;
 use pacs_hl7::message::Header;
 use pacs_hl7::nak::{AckCode, ErrorCode, Refusal};
-use pacs_hl7::server::{BoxFuture, MllpSettings, OrderHandler, Outcome};
-use pacs_storage::audit::{AuditEntry, AuditTrail, Interface, Outcome as AuditOutcome};
+use pacs_hl7::server::MllpSettings;
+use pacs_hl7::server::{BoxFuture, MessageHandler, Outcome};
+use pacs_hl7::Inbound;
+use pacs_storage::audit::{AuditEntry, Interface, Outcome as AuditOutcome};
 use pacs_storage::order_intake::{self, Intent};
-use pacs_storage::orders::Orders;
+use pacs_storage::Store;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -97,10 +101,9 @@ impl Hl7Config {
     }
 }
 
-/// Applies orders to the store and audits each message.
+/// Applies orders and patient changes to the store and audits each message.
 pub struct IntakeHandler {
-    pub orders: Arc<dyn Orders>,
-    pub audit: Arc<dyn AuditTrail>,
+    pub store: Arc<Store>,
 }
 
 fn action(intent: Intent) -> &'static str {
@@ -130,16 +133,14 @@ fn user(header: Option<&Header>) -> String {
 
 impl IntakeHandler {
     fn record(&self, entry: AuditEntry) {
-        if let Err(e) = self.audit.record(entry) {
+        if let Err(e) = self.store.audit.record(entry) {
             tracing::error!(error = %e, "cannot record audit entry");
         }
     }
-}
 
-impl OrderHandler for IntakeHandler {
-    fn handle(&self, peer: SocketAddr, message: OrderMessage) -> BoxFuture<'_, Outcome> {
+    fn order(&self, peer: SocketAddr, message: OrderMessage) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
-            let orders = self.orders.clone();
+            let orders = self.store.orders.clone();
             let OrderMessage {
                 header,
                 intent,
@@ -203,6 +204,79 @@ impl OrderHandler for IntakeHandler {
             self.record(e);
             outcome.map(|_| ())
         })
+    }
+
+    fn patient(&self, peer: SocketAddr, message: PatientMessage) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            let PatientMessage { header, change } = message;
+            let store = self.store.clone();
+            let task_change = change.clone();
+            // Rewrites files and commits the index: off the async workers.
+            let result = tokio::task::spawn_blocking(move || {
+                crate::hl7_patients::apply(&store, &task_change)
+            })
+            .await;
+            let (patient_id, target) = match &change {
+                PatientChange::Merge { prior, surviving } => (
+                    surviving.id.clone(),
+                    format!("patient {} into {}", prior.id, surviving.id),
+                ),
+                PatientChange::Update(p) => (p.id.clone(), format!("patient {}", p.id)),
+            };
+            let (outcome, action, detail) = match result {
+                Ok(Ok(applied)) => {
+                    tracing::info!(%peer, %target, result = %applied.detail(), "HL7 patient change applied");
+                    (Ok(()), applied.action(&change), applied.detail())
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, %target, error = %e, "HL7 patient change refused");
+                    let r = crate::hl7_patients::refusal(&e);
+                    let text = r.text.clone();
+                    (Err(r), patient_action(&change), text)
+                }
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "HL7 patient task failed");
+                    let r =
+                        Refusal::new(AckCode::Error, ErrorCode::InternalError, "internal error");
+                    (Err(r), patient_action(&change), "internal error".into())
+                }
+            };
+            let mut e = AuditEntry::new(
+                Interface::Hl7,
+                user(Some(&header)),
+                peer.to_string(),
+                action,
+                if outcome.is_ok() {
+                    AuditOutcome::Success
+                } else {
+                    AuditOutcome::Failure
+                },
+            );
+            e.target = Some(target);
+            e.patient_id = Some(patient_id).filter(|p| !p.is_empty());
+            e.detail = Some(format!(
+                "{}^{} control {}: {detail}",
+                header.message_type, header.trigger, header.control_id
+            ));
+            self.record(e);
+            outcome
+        })
+    }
+}
+
+fn patient_action(change: &PatientChange) -> &'static str {
+    match change {
+        PatientChange::Merge { .. } => "patient.merge",
+        PatientChange::Update(_) => "patient.update",
+    }
+}
+
+impl MessageHandler for IntakeHandler {
+    fn handle(&self, peer: SocketAddr, message: Inbound) -> BoxFuture<'_, Outcome> {
+        match message {
+            Inbound::Order(m) => self.order(peer, *m),
+            Inbound::Patient(m) => self.patient(peer, *m),
+        }
     }
 
     fn refused(&self, peer: SocketAddr, header: Option<&Header>, refusal: &Refusal) {

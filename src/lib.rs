@@ -9,7 +9,9 @@
 //! - [`server`]: `pacs serve`, which wires storage, DIMSE, HTTP (`pacs_viewer_api`), TLS
 //!   ([`tls`]) and the workers together; [`http_listener`] and [`address_slots`] bound HTTP
 //!   connections. Authentication comes from `pacs_auth`, FHIR resources from `pacs_fhir`.
-//! - [`hl7_intake`]: HL7 v2 orders over MLLP (`pacs_hl7`) applied to the store's orders.
+//! - [`hl7_intake`]: HL7 v2 over MLLP (`pacs_hl7`): orders applied to the store's orders,
+//!   patient merges and updates handed to [`hl7_patients`].
+//! - [`hl7_patients`]: ADT A40/A08 applied as corrections.
 //! - [`config`]: the file, environment and flags, turned into each part's settings.
 //! - The other commands: [`import`], [`verify`], [`users_cli`], [`audit_cli`].
 //! - [`error`]: the commands' error type.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod dimse;
 pub mod error;
 pub mod hl7_intake;
+pub mod hl7_patients;
 pub mod http_listener;
 #[cfg(feature = "embedded")]
 pub mod import;

@@ -185,8 +185,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     }
     let hl7_task = hl7.map(|(listener, mllp)| {
         let handler = Arc::new(crate::hl7_intake::IntakeHandler {
-            orders: store.orders.clone(),
-            audit: store.audit.clone(),
+            store: store.clone(),
         });
         tokio::spawn(pacs_hl7::server::serve(
             listener,

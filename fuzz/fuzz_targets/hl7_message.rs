@@ -1,5 +1,6 @@
-//! HL7 v2 messages from an EHR: decode (MSH-18), parse ER7, map ORM/OMI to an order, check
-//! it as the intake would, and build the ACK for whatever happened. Must never panic.
+//! HL7 v2 messages from an EHR: decode (MSH-18), parse ER7, map ORM/OMI to an order or an
+//! ADT to a patient change, check it as the intake would, and build the ACK for whatever
+//! happened. Must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,10 +9,12 @@ use pacs_hl7::ack::{build, Sender};
 fuzz_target!(|data: &[u8]| {
     let sender = Sender::default();
     match pacs_hl7::process(data) {
-        Ok(orders) => {
-            for m in &orders {
-                let _ = m.order.validate();
-                let _ = build(&sender, Some(&m.header), None);
+        Ok(messages) => {
+            for m in &messages {
+                if let pacs_hl7::Inbound::Order(o) = m {
+                    let _ = o.order.validate();
+                }
+                let _ = build(&sender, Some(m.header()), None);
             }
         }
         Err(rejected) => {

@@ -45,7 +45,7 @@ pub fn map(msg: &Message) -> Result<OrderMessage, Refusal> {
             return Err(Refusal::new(
                 AckCode::Reject,
                 ErrorCode::UnsupportedMessageType,
-                format!("message type {t:?} is not supported (ORM^O01, OMI^O23)"),
+                format!("message type {t:?} is not supported (ORM^O01, OMI^O23, ADT^A40)"),
             )
             .at("MSH", 9))
         }
@@ -185,7 +185,7 @@ pub fn map(msg: &Message) -> Result<OrderMessage, Refusal> {
 }
 
 /// PID-3 (first repetition), PID-5, PID-7, PID-8.
-fn patient(msg: &Message) -> OrderPatient {
+pub(crate) fn patient(msg: &Message) -> OrderPatient {
     let sex = match msg.get("PID-8").trim() {
         s @ ("M" | "F" | "O") => s.to_string(),
         _ => String::new(),

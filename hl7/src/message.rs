@@ -175,17 +175,23 @@ impl Message {
         self.charset
     }
 
-    /// One message per ORC group (RAD-2/RAD-4 allow several orders in one message): the
-    /// segments before the first ORC (MSH, PID, PV1, …), then that group's own segments from
-    /// its ORC to the next. A message without ORC is returned whole. At most `limit` groups;
-    /// `None` when there are more.
+    /// One message per ORC group (RAD-2/RAD-4 allow several orders in one message): see
+    /// [`Message::groups`].
     pub fn order_groups(&self, limit: usize) -> Option<Vec<Message>> {
-        let is_orc = |s: &Segment| s.name == "ORC";
-        let Some(first) = self.segments.iter().position(is_orc) else {
+        self.groups("ORC", limit)
+    }
+
+    /// One message per group starting at a `start` segment (ORC for orders, PID for the
+    /// patient pairs of an ADT^A40): the segments before the first group (MSH, EVN, PID, …),
+    /// then that group's own segments up to the next. A message without `start` is returned
+    /// whole. At most `limit` groups; `None` when there are more.
+    pub fn groups(&self, start: &str, limit: usize) -> Option<Vec<Message>> {
+        let is_start = |s: &Segment| s.name == start;
+        let Some(first) = self.segments.iter().position(is_start) else {
             return Some(vec![self.clone()]);
         };
         let starts: Vec<usize> = (first..self.segments.len())
-            .filter(|&i| is_orc(&self.segments[i]))
+            .filter(|&i| is_start(&self.segments[i]))
             .collect();
         if starts.len() > limit {
             return None;

@@ -1,5 +1,5 @@
 //! The MLLP listener: one task per connection, frames read with [`FrameReader`], each
-//! message parsed, mapped and handed to an [`OrderHandler`], each answered with an ACK.
+//! message parsed, mapped and handed to a [`MessageHandler`], each answered with an ACK.
 //! Limits hold in aggregate: connections at once, bytes per message, a deadline per message
 //! and an idle timeout between messages.
 
@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ack::{self, Sender};
-use crate::mapping::OrderMessage;
 use crate::message::Header;
 use crate::mllp::{self, FrameError, FrameReader};
 use crate::nak::{AckCode, ErrorCode, Refusal};
+use crate::Inbound;
 
 #[derive(Debug, Clone)]
 pub struct MllpSettings {
@@ -49,9 +49,10 @@ pub type Outcome = Result<(), Refusal>;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The application side: apply an order, and hear about refused messages (to audit them).
-pub trait OrderHandler: Send + Sync {
-    fn handle(&self, peer: SocketAddr, message: OrderMessage) -> BoxFuture<'_, Outcome>;
+/// The application side: apply an order or a patient change, and hear about refused
+/// messages (to audit them).
+pub trait MessageHandler: Send + Sync {
+    fn handle(&self, peer: SocketAddr, message: Inbound) -> BoxFuture<'_, Outcome>;
     /// A message refused before it reached `handle` (unparseable, unsupported, incomplete).
     fn refused(&self, _peer: SocketAddr, _header: Option<&Header>, _refusal: &Refusal) {}
 }
@@ -61,7 +62,7 @@ pub trait OrderHandler: Send + Sync {
 pub async fn serve(
     listener: TcpListener,
     settings: MllpSettings,
-    handler: Arc<dyn OrderHandler>,
+    handler: Arc<dyn MessageHandler>,
     shutdown: CancellationToken,
 ) {
     let settings = Arc::new(settings);
@@ -100,7 +101,7 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     settings: &MllpSettings,
-    handler: &dyn OrderHandler,
+    handler: &dyn MessageHandler,
     shutdown: CancellationToken,
 ) {
     tracing::debug!(%peer, "HL7 connection");
@@ -149,22 +150,27 @@ async fn answer(
     bytes: &[u8],
     peer: SocketAddr,
     settings: &MllpSettings,
-    handler: &dyn OrderHandler,
+    handler: &dyn MessageHandler,
 ) -> Vec<u8> {
     match crate::process(bytes) {
         Ok(messages) => {
-            let Some(header) = messages.first().map(|m| m.header.clone()) else {
+            let Some(header) = messages.first().map(|m| m.header().clone()) else {
                 return ack::build(&settings.sender, None, None);
             };
             let count = messages.len();
-            // Each order is applied on its own, in message order; the first refusal stops
-            // the rest and the ACK says which order it was and that those before it stand.
+            let what = match messages.first() {
+                Some(Inbound::Patient(_)) => "patient",
+                _ => "order",
+            };
+            // Each order (or PID/MRG pair) is applied on its own, in message order; the
+            // first refusal stops the rest and the ACK says which it was and that those
+            // before it stand.
             let mut outcome = Ok(());
             for (n, message) in messages.into_iter().enumerate() {
                 if let Err(mut refusal) = handler.handle(peer, message).await {
                     if count > 1 {
                         refusal.text = format!(
-                            "order {} of {count}: {} (orders before it were applied)",
+                            "{what} {} of {count}: {} (those before it were applied)",
                             n + 1,
                             refusal.text
                         );

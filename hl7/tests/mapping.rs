@@ -1,13 +1,25 @@
 //! ORM^O01 / OMI^O23 messages (written from the standard and IHE RAD-2/RAD-4) mapped to
 //! orders, and the refusals the ACK reports.
 
+use pacs_hl7::mapping::OrderMessage;
 use pacs_hl7::nak::{AckCode, ErrorCode, Location, Refusal};
-use pacs_hl7::process;
+use pacs_hl7::{process, Inbound, Rejected};
 use pacs_storage::order_intake::Intent;
 use pacs_storage::orders::{OrderSource, OrderStatus, Priority};
 
 const ORM: &[u8] = include_bytes!("messages/orm_o01_v23.hl7");
 const OMI: &[u8] = include_bytes!("messages/omi_o23_v251.hl7");
+
+fn orders(bytes: &[u8]) -> Result<Vec<OrderMessage>, Rejected> {
+    process(bytes).map(|all| {
+        all.into_iter()
+            .map(|m| match m {
+                Inbound::Order(o) => *o,
+                other => panic!("not an order: {other:?}"),
+            })
+            .collect()
+    })
+}
 
 fn text(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| char::from(b)).collect()
@@ -20,7 +32,7 @@ fn latin1(s: &str) -> Vec<u8> {
 }
 
 fn refused(bytes: &[u8]) -> Refusal {
-    match process(bytes) {
+    match orders(bytes) {
         Ok(m) => panic!("expected a refusal, got {:?}", m[0].order),
         Err(rejected) => rejected.1,
     }
@@ -28,7 +40,7 @@ fn refused(bytes: &[u8]) -> Refusal {
 
 #[test]
 fn orm_o01_v23_with_latin1_escapes_and_repetitions() {
-    let m = process(ORM).expect("ORM maps").remove(0);
+    let m = orders(ORM).expect("ORM maps").remove(0);
     assert_eq!(m.intent, Intent::Place);
     assert_eq!(m.header.control_id, "MSG00001");
     let o = &m.order;
@@ -64,7 +76,7 @@ fn orm_o01_v23_with_latin1_escapes_and_repetitions() {
 
 #[test]
 fn omi_o23_v251_utf8_ipc_and_tq1() {
-    let m = process(OMI).expect("OMI maps").remove(0);
+    let m = orders(OMI).expect("OMI maps").remove(0);
     let o = &m.order;
     assert_eq!(m.intent, Intent::Place);
     assert_eq!(o.accession_number, "ACC-OMI-1");
@@ -115,7 +127,7 @@ fn every_order_control_code() {
         ("OC", "", Intent::Cancel),
         ("DC", "", Intent::Cancel),
     ] {
-        let m = process(&with_control(orc1, orc5))
+        let m = orders(&with_control(orc1, orc5))
             .unwrap_or_else(|e| panic!("{orc1}: {e:?}"))
             .remove(0);
         assert_eq!(m.intent, intent, "{orc1}/{orc5}");
@@ -147,7 +159,7 @@ fn missing_msh_and_bad_separators_are_rejected() {
         (r.ack, r.code),
         (AckCode::Reject, ErrorCode::SegmentSequence)
     );
-    assert!(process(b"PID|1||123\r")
+    assert!(orders(b"PID|1||123\r")
         .err()
         .and_then(|rejected| rejected.0)
         .is_none());
@@ -161,16 +173,22 @@ fn missing_msh_and_bad_separators_are_rejected() {
         "MSH#^~\\&#EPIC#GENHOSP#PACS#RAD#20261205083000##ORM^O01#MSG00001#P#2.3####8859/1",
         1,
     );
-    let (header, r) = *process(&latin1(&hash)).expect_err("refused");
+    let (header, r) = *orders(&latin1(&hash)).expect_err("refused");
     assert_eq!(header.map(|h| h.control_id), Some("MSG00001".to_string()));
     assert_eq!(
         (r.ack, r.code),
         (AckCode::Reject, ErrorCode::SegmentSequence)
     );
-    let r = refused(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|1|P|2.5\rPID|1||X\r");
+    let r = refused(b"MSH|^~\\&|A|B|C|D|2026||SIU^S12|1|P|2.5\rPID|1||X\r");
     assert_eq!(
         (r.ack, r.code),
         (AckCode::Reject, ErrorCode::UnsupportedMessageType)
+    );
+    // ADT is read for patient merges and updates; other triggers are refused by event.
+    let r = refused(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|1|P|2.5\rPID|1||X\r");
+    assert_eq!(
+        (r.ack, r.code),
+        (AckCode::Reject, ErrorCode::UnsupportedEventCode)
     );
     let r = refused(b"MSH|^~\\&|A|B|C|D|2026||ORM^O02|1|P|2.5\r");
     assert_eq!(r.code, ErrorCode::UnsupportedEventCode);
@@ -216,7 +234,7 @@ fn missing_fields_and_bad_dates_name_their_place() {
         })
     );
     // Without OBR-18 the filler order number is the accession number.
-    let m = process(&latin1(&text(ORM).replace("ACC1001", "")))
+    let m = orders(&latin1(&text(ORM).replace("ACC1001", "")))
         .expect("fallback")
         .remove(0);
     assert_eq!(m.order.accession_number, "FIL2002");
@@ -265,7 +283,7 @@ fn each_orc_group_is_an_order_with_the_message_patient() {
         .replace("ACC1001", "ACC1002")
         .replace("71020^Chest X-ray", "71045^Chest X-ray 1 view");
     let two = format!("{}\r{second}", one.trim_end());
-    let orders = process(&latin1(&two)).expect("two orders");
+    let orders = orders(&latin1(&two)).expect("two orders");
     assert_eq!(orders.len(), 2);
     assert_eq!(orders[0].order.accession_number, "ACC1001");
     assert_eq!(orders[1].order.accession_number, "ACC1002");

@@ -23,6 +23,7 @@ mod mpps;
 mod odd_files;
 mod orders_fhir;
 mod orders_to_worklist;
+mod patient_feed;
 mod pixels;
 mod retrieve;
 mod security;

@@ -10,6 +10,7 @@ mod error;
 mod events_api;
 mod export_api;
 mod fhir_api;
+mod fhir_merge;
 mod fhir_outcome;
 mod flags_api;
 mod orders_api;
@@ -154,6 +155,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(events_api::routes())
         .merge(export_api::routes())
         .merge(fhir_api::routes())
+        .merge(fhir_merge::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())
         .merge(worklist_api::routes())

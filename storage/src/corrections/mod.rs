@@ -77,6 +77,10 @@ pub fn update_study(
     let old_key = study.patient_key.clone();
     let new_key = edited_patient_key(&study.attributes, edits);
     let (before, after) = compare(&study.attributes, edits);
+    if before == after {
+        // Nothing changes: no new versions, no event (an EHR may re-send the same values).
+        return Ok(unchanged(vec![study_uid.to_string()], before));
+    }
     let patient = edits.patient_attributes();
     let plan = Plan {
         instances: store.index.study_instances(study_uid)?,
@@ -124,6 +128,9 @@ pub fn update_patient(
     let new_key = edited_patient_key(&patient.attributes, edits);
     let (before, after) = compare(&patient.attributes, edits);
     let studies = studies_of_patient(store, key)?;
+    if before == after {
+        return Ok(unchanged(studies, before));
+    }
     let previous = (new_key != key).then_some(key);
     let events = study_events(&studies, EventKind::PatientUpdated, &new_key, previous);
     let plan = Plan {
@@ -417,6 +424,16 @@ fn compare(attrs: &Attributes, edits: &AttributeEdits) -> (Changes, Changes) {
         after.insert(name, e.values.join("\\").into());
     }
     (before, after)
+}
+
+/// The answer of a correction that would change nothing.
+fn unchanged(studies: Vec<String>, values: Changes) -> Corrected {
+    Corrected {
+        studies,
+        instances: 0,
+        before: values.clone(),
+        after: values,
+    }
 }
 
 fn uid_change(study: &str) -> Changes {

@@ -49,6 +49,8 @@ pub enum Action {
     Audit,
     /// Viewing what a share link opens.
     ShareView,
+    /// Merging two patients (the EHR as the patient master, or an admin).
+    MergePatients,
     /// Placing, changing and cancelling orders (FHIR ServiceRequest create/update).
     PlaceOrder,
     /// Reading orders (FHIR ServiceRequest read/search).
@@ -81,6 +83,7 @@ impl Action {
             Action::Audit => "audit.read",
             Action::ShareView => "share.view",
             Action::PlaceOrder => "order.place",
+            Action::MergePatients => "patient.merge",
             Action::ReadOrders => "order.read",
             Action::ReadWorklist => "worklist.mwl",
         }
@@ -228,7 +231,7 @@ fn role_may(role: Role, action: Action) -> bool {
         Role::AiService => is_reading(action) || matches!(action, Store | ReadFlags | PostFlags),
         Role::Ehr => matches!(
             action,
-            Search | FhirRead | ChangeFeed | PlaceOrder | ReadOrders | ReadWorklist
+            Search | FhirRead | ChangeFeed | PlaceOrder | ReadOrders | ReadWorklist | MergePatients
         ),
     }
 }

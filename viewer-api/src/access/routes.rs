@@ -50,7 +50,9 @@ pub fn classify(method: &Method, pattern: &str) -> RouteKind {
         // (`wado_uri::wants_dicom`).
         return RouteKind::Guarded(Rendered);
     }
-    let action = if pattern.starts_with("/fhir/ServiceRequest") {
+    let action = if pattern == crate::fhir_merge::PATH || pattern == "/api/patients/merge" {
+        MergePatients
+    } else if pattern.starts_with("/fhir/ServiceRequest") {
         if method == Method::GET {
             ReadOrders
         } else {
