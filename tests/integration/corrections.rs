@@ -31,8 +31,8 @@ fn fetch(server: &Server, path: &str) -> Reply {
     )
 }
 
-/// Study UIDs of a QIDO study search.
-fn studies(server: &Server, query: &str) -> Vec<String> {
+/// Study UIDs of a QIDO study search, sorted.
+pub(crate) fn studies(server: &Server, query: &str) -> Vec<String> {
     let r = fetch(server, &format!("/dicom-web/studies?{query}"));
     if r.status == 204 {
         return Vec::new();

@@ -11,6 +11,20 @@ use pacs_storage::orders::{OrderStatus, Orders};
 use crate::security::pacs;
 use crate::support::*;
 
+/// A server with the MLLP listener on a free loopback port.
+pub(crate) fn server_with_hl7(data: &std::path::Path) -> Server {
+    let config = data.parent().expect("parent").join("pacs.toml");
+    std::fs::write(&config, "[hl7]\nport = 0\nbind = \"127.0.0.1\"\n").expect("config");
+    let cfg = config.to_string_lossy().into_owned();
+    Server::start_with(
+        data,
+        ServerOptions {
+            extra_args: &["--config", &cfg],
+            ..Default::default()
+        },
+    )
+}
+
 pub(crate) fn connect(server: &Server) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", server.hl7_port)).expect("connect to HL7");
     s.set_read_timeout(Some(Duration::from_secs(20)))

@@ -3,7 +3,7 @@
 
 use dicom_dictionary_std::tags;
 
-use crate::hl7::{connect, exchange, msa, orm};
+use crate::hl7::{connect, exchange, msa, orm, server_with_hl7};
 use crate::orders_fhir::order;
 use crate::security::curl;
 use crate::support::*;
@@ -12,16 +12,7 @@ use crate::worklist::{findscu_w, step, text};
 #[test]
 fn orders_from_fhir_and_hl7_are_on_the_worklist() {
     let (tmp, data) = data_dir();
-    let config = data.parent().expect("parent").join("pacs.toml");
-    std::fs::write(&config, "[hl7]\nport = 0\nbind = \"127.0.0.1\"\n").expect("config");
-    let cfg = config.to_string_lossy().into_owned();
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", &cfg],
-            ..Default::default()
-        },
-    );
+    let server = server_with_hl7(&data);
 
     // FHIR: CT chest for Jane Doe on 10 December at 09:30 (no [auth]: the caller is admin).
     let r = curl(

@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::hl7::{connect, exchange, msa};
+use crate::corrections::studies;
+use crate::hl7::{connect, exchange, msa, server_with_hl7};
 use crate::security::{curl, import_two_patients, pacs, Reply};
 use crate::support::*;
 
@@ -20,23 +21,7 @@ fn get(server: &Server, path: &str) -> Reply {
 
 /// Study UIDs of a patient by QIDO, sorted.
 fn studies_of(server: &Server, patient_id: &str) -> Vec<String> {
-    let r = get(
-        server,
-        &format!("/dicom-web/studies?PatientID={patient_id}"),
-    );
-    if r.status == 204 {
-        return Vec::new();
-    }
-    assert_eq!(r.status, 200, "{}", r.text());
-    let mut v: Vec<String> = r
-        .json()
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s["0020000D"]["Value"][0].as_str().expect("uid").to_string())
-        .collect();
-    v.sort();
-    v
+    studies(server, &format!("PatientID={patient_id}"))
 }
 
 fn name_of(server: &Server, study: &str) -> String {
@@ -90,16 +75,7 @@ fn ehr_patient_merges_and_updates_over_hl7_and_fhir() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = data.parent().expect("parent").join("pacs.toml");
-    std::fs::write(&config, "[hl7]\nport = 0\nbind = \"127.0.0.1\"\n").expect("config");
-    let cfg = config.to_string_lossy().into_owned();
-    let server = Server::start_with(
-        &data,
-        ServerOptions {
-            extra_args: &["--config", &cfg],
-            ..Default::default()
-        },
-    );
+    let server = server_with_hl7(&data);
     let p0 = studies_of(&server, "PAT00000");
     let p1 = studies_of(&server, "PAT00001");
     assert_eq!((p0.len(), p1.len()), (1, 1));
