@@ -91,3 +91,81 @@ fn a_study_exports_de_identified_with_consistent_uids() {
     );
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+#[test]
+fn a_study_exports_de_identified_to_a_dicomweb_endpoint() {
+    let (tmp, data) = data_dir();
+    import_two_patients(&data, 16);
+    let source = Server::start(&data);
+    let (_tmp_b, data_b) = data_dir();
+    let target = Server::start(&data_b);
+    let study = source.json("/api/studies")[0]
+        .as_str()
+        .expect("study")
+        .to_string();
+    let export = |body: &str| {
+        curl(
+            &format!(
+                "http://127.0.0.1:{}/api/studies/{study}/export?profile=basic",
+                source.http_port
+            ),
+            "POST",
+            None,
+            &["-H", "Content-Type: application/json", "--data", body],
+        )
+    };
+    let stow = format!(
+        "{{\"stow\": \"http://127.0.0.1:{}/dicom-web/\"}}",
+        target.http_port
+    );
+    let r = export(&stow);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["stored"], 4, "{}", r.text());
+
+    // The target holds the study de-identified, under the UID the zip export gives too.
+    let zip = curl(
+        &format!(
+            "http://127.0.0.1:{}/api/studies/{study}/export?profile=basic",
+            source.http_port
+        ),
+        "POST",
+        None,
+        &[],
+    );
+    let path = tmp.path().join("same.zip");
+    std::fs::write(&path, &zip.body).expect("write");
+    let new_study = read_zip(&path)[0]["study"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    assert_eq!(target.json("/api/studies"), serde_json::json!([new_study]));
+    let meta = target.json(&format!("/dicom-web/studies/{new_study}/metadata"));
+    let meta = meta.as_array().expect("metadata");
+    assert_eq!(meta.len(), 4);
+    for m in meta {
+        assert_eq!(m["00120062"]["Value"][0], "YES", "{m}");
+        let pid = m["00100020"]["Value"][0].as_str().unwrap_or_default();
+        assert!(!pid.starts_with("PAT"), "{pid}");
+    }
+    // Sending again stores the same instances again (the same UIDs), nothing new.
+    let r = export(&stow);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        target.json("/api/studies").as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // Refusals: not an http URL, an unknown key, an endpoint that is not there.
+    let r = export("{\"stow\": \"ftp://127.0.0.1/dicom-web\"}");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = export("{\"stow\": \"http://127.0.0.1:9/x\", \"to\": \"AE\"}");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let r = export(&format!(
+        "{{\"stow\": \"http://127.0.0.1:{port}/dicom-web\"}}"
+    ));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("0 of 4"), "{}", r.text());
+}

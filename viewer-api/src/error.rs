@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The resource changed while the request was being done; repeating it may succeed.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A server the request sends to (an export target) refused or could not be reached.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -66,6 +69,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

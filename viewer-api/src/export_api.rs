@@ -2,22 +2,28 @@
 //! a configured PS3.15 Annex E profile (`deid_profiles`), as an `application/zip` download.
 //! UIDs and patient pseudonyms come from the archive's secret and the project, so the same
 //! study always maps to the same new UIDs within a project. The zip is written to a temporary
-//! file in the data folder and streamed, so memory does not grow with the study.
+//! file in the data folder and streamed, so memory does not grow with the study. With a JSON
+//! body `{"stow": "<DICOMweb base URL>"[, "token"]}` the study goes there instead
+//! ([`crate::export_stow`]).
 
 use std::io::{Seek, SeekFrom, Write};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Json, Router};
+use dicom_object::{FileDicomObject, InMemDicomObject};
 use pacs_deid::{deidentify_file, HashedPseudonyms, Profile};
 use pacs_storage::audit::Interface;
+use pacs_storage::InstanceRecord;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::access::guard::AuditNote;
 use crate::error::ApiError;
+use crate::export_stow::ExportTarget;
 use crate::{off_runtime, ApiState};
 
 pub fn routes() -> Router<ApiState> {
@@ -35,7 +41,17 @@ async fn export(
     State(s): State<ApiState>,
     Path(study): Path<String>,
     Query(q): Query<ExportQuery>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    // No body: a zip download. A JSON body names another target.
+    let target: Option<ExportTarget> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let t: ExportTarget = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("export target: {e}")))?;
+        t.check()?;
+        Some(t)
+    };
     let name = q.profile.unwrap_or_else(|| "basic".into());
     let profile = s
         .config
@@ -57,6 +73,20 @@ async fn export(
         })?;
     let project = q.project.unwrap_or_else(|| "default".into());
     let detail = format!("profile {name}, project {project}");
+    if let Some(target) = target {
+        let count = crate::export_stow::send(&s, &study, profile, &project, &target).await?;
+        let mut r = Json(json!({"stored": count, "stow": target.stow})).into_response();
+        r.extensions_mut().insert(AuditNote {
+            action: Some("study.export"),
+            study_uid: Some(study),
+            detail: Some(format!(
+                "{detail}, {count} instances de-identified and sent to {}",
+                target.stow
+            )),
+            ..AuditNote::default()
+        });
+        return Ok(r);
+    }
     let (file, count) = off_runtime(move || write_zip(&s, &study, &profile, &project)).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(file),
@@ -100,25 +130,7 @@ fn write_zip(
         .large_file(true);
     let mut pseudonyms = HashedPseudonyms::new(project, &s.config.share_secret);
     for rec in &instances {
-        let mut obj = store.read_verified(rec, Interface::Http)?;
-        pacs_storage::un_vr::resolve_un(&mut obj);
-        deidentify_file(&mut obj, profile, &mut pseudonyms).map_err(|e| {
-            ApiError::Internal(format!("de-identifying {}: {e}", rec.sop_instance_uid))
-        })?;
-        let uid = |tag| {
-            obj.element(tag)
-                .ok()
-                .and_then(|e| e.to_str().ok())
-                .map(|v| v.trim_end_matches('\0').to_string())
-                .unwrap_or_default()
-        };
-        use dicom_dictionary_std::tags;
-        let name = format!(
-            "{}/{}/{}.dcm",
-            uid(tags::STUDY_INSTANCE_UID),
-            uid(tags::SERIES_INSTANCE_UID),
-            uid(tags::SOP_INSTANCE_UID)
-        );
+        let (name, obj) = deidentified(s, rec, profile, &mut pseudonyms)?;
         zip.start_file(name, options).map_err(zip_error)?;
         obj.write_all(&mut zip)
             .map_err(|e| ApiError::Internal(format!("writing {}: {e}", rec.sop_instance_uid)))?;
@@ -128,4 +140,33 @@ fn write_zip(
         .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
         .map_err(|e| ApiError::Internal(format!("rewinding the export file: {e}")))?;
     Ok((file, instances.len()))
+}
+
+/// One stored instance de-identified: its path in an export (`STUDY/SERIES/SOP.dcm`, new
+/// UIDs) and the file.
+pub(crate) fn deidentified(
+    s: &ApiState,
+    rec: &InstanceRecord,
+    profile: &Profile,
+    pseudonyms: &mut HashedPseudonyms,
+) -> Result<(String, FileDicomObject<InMemDicomObject>), ApiError> {
+    let mut obj = s.store.read_verified(rec, Interface::Http)?;
+    pacs_storage::un_vr::resolve_un(&mut obj);
+    deidentify_file(&mut obj, profile, pseudonyms)
+        .map_err(|e| ApiError::Internal(format!("de-identifying {}: {e}", rec.sop_instance_uid)))?;
+    let uid = |tag| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim_end_matches('\0').to_string())
+            .unwrap_or_default()
+    };
+    use dicom_dictionary_std::tags;
+    let name = format!(
+        "{}/{}/{}.dcm",
+        uid(tags::STUDY_INSTANCE_UID),
+        uid(tags::SERIES_INSTANCE_UID),
+        uid(tags::SOP_INSTANCE_UID)
+    );
+    Ok((name, obj))
 }

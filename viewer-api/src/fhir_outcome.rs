@@ -67,6 +67,7 @@ impl From<crate::ApiError> for FhirError {
         let (status, code) = match &e {
             A::NotFound(_) | A::Missing(_) => (StatusCode::NOT_FOUND, "not-found"),
             A::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            A::BadGateway(_) => (StatusCode::BAD_GATEWAY, "transient"),
             A::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid"),
             A::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             A::NotAcceptable(_) | A::UnsupportedMediaType(_) => {

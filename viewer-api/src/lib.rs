@@ -9,6 +9,7 @@ pub mod dicomweb;
 mod error;
 mod events_api;
 mod export_api;
+mod export_stow;
 mod fhir_api;
 mod fhir_merge;
 mod fhir_outcome;
