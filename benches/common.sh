@@ -26,6 +26,7 @@ trap 'exit 130' INT TERM
 start_pacs() {
   local bin=$1 data=$2 log=$3
   shift 3
+  : >"$log"   # the loop below reads it before the server has written a line
   PACS_LOG=warn,pacs::server=info "$bin" serve --data "$data" --ae-title PACS \
     --dicom-bind 127.0.0.1 --dicom-port 0 --http-bind 127.0.0.1 --http-port 0 "$@" 2>"$log" &
   PACS_PID=$!

@@ -2,13 +2,15 @@
 //! and patient PATCH): an A40 merges the prior patient's studies into the surviving patient,
 //! or renames the prior patient when the archive holds nothing of the surviving one yet; an
 //! A08 sets the patient's demographics. A patient the archive has never seen is no error:
-//! the EHR merges and updates far more patients than were ever imaged.
+//! the EHR merges and updates far more patients than were ever imaged. Orders still on the
+//! worklist follow a merge too, so the modality picks the surviving patient for images not
+//! yet taken.
 
 use pacs_hl7::adt::{PatientChange, PatientRef};
 use pacs_hl7::nak::{AckCode, ErrorCode, Refusal};
 use pacs_storage::audit::Interface;
 use pacs_storage::corrections::{self, AttributeEdits, Corrected, CorrectionError};
-use pacs_storage::orders::OrderPatient;
+use pacs_storage::orders::{OrderChange, OrderPatient};
 use pacs_storage::records::patient_key;
 use pacs_storage::{StorageError, Store};
 use serde_json::{json, Map, Value};
@@ -86,7 +88,11 @@ fn demographics(p: &OrderPatient, identity: bool) -> Value {
 /// Apply one change (blocking: rewrites files and commits the index).
 pub fn apply(store: &Store, change: &PatientChange) -> Result<Applied, CorrectionError> {
     match change {
-        PatientChange::Merge { prior, surviving } => merge(store, prior, surviving),
+        PatientChange::Merge { prior, surviving } => {
+            let applied = merge(store, prior, surviving)?;
+            follow_orders(store, prior, surviving, now_ms())?;
+            Ok(applied)
+        }
         PatientChange::Update(p) => {
             let Some(key) = stored(store, &p.id, &p.issuer)? else {
                 return Ok(Applied::NothingStored);
@@ -119,6 +125,60 @@ fn merge(
             corrections::update_patient(store, &from, &edits, Interface::Hl7).map(Applied::Renamed)
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Orders on the worklist placed for the prior patient take the surviving patient (each
+/// written only if unchanged since it was read; a concurrent change wins and is logged).
+/// Returns how many were moved.
+fn follow_orders(
+    store: &Store,
+    prior: &PatientRef,
+    surviving: &OrderPatient,
+    now_ms: u64,
+) -> Result<usize, CorrectionError> {
+    let mut affected = Vec::new();
+    store.orders.active_orders(None, None, &mut |o| {
+        if o.patient.id == prior.id && (prior.issuer.is_empty() || o.patient.issuer == prior.issuer)
+        {
+            affected.push(o);
+        }
+        true
+    })?;
+    let mut moved = 0;
+    for mut order in affected {
+        let expected = order.updated_ms;
+        order.patient.id.clone_from(&surviving.id);
+        order.patient.issuer.clone_from(&surviving.issuer);
+        for (field, value) in [
+            (&mut order.patient.name, &surviving.name),
+            (&mut order.patient.birth_date, &surviving.birth_date),
+            (&mut order.patient.sex, &surviving.sex),
+        ] {
+            if !value.is_empty() {
+                field.clone_from(value);
+            }
+        }
+        order.updated_ms = now_ms.max(expected + 1);
+        if store
+            .orders
+            .put_order(&order, OrderChange::Changed, Some(expected))?
+        {
+            moved += 1;
+        } else {
+            tracing::warn!(accession = %order.accession_number, "order changed meanwhile; not moved to the surviving patient");
+        }
+    }
+    if moved > 0 {
+        tracing::info!(moved, prior = %prior.id, surviving = %surviving.id, "orders follow the merge");
+    }
+    Ok(moved)
 }
 
 /// How the ACK reports a correction that was not made.

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::corrections::studies;
-use crate::hl7::{connect, exchange, msa, server_with_hl7};
+use crate::hl7::{connect, exchange, msa, orm, server_with_hl7};
 use crate::security::{curl, import_two_patients, pacs, Reply};
 use crate::support::*;
 
@@ -118,6 +118,28 @@ fn ehr_patient_merges_and_updates_over_hl7_and_fhir() {
     assert_eq!(studies_of(&server, "PAT00001"), both);
     assert!(studies_of(&server, "PAT00000").is_empty());
     assert_eq!(name_of(&server, &p0[0]), "Roe^Ann^B");
+
+    // An order on the worklist for a patient not yet imaged follows the merge, so the
+    // modality picks the surviving patient.
+    let ack = exchange(&mut hl7, &orm("O1", "NW", "", "CT")).expect("ack");
+    assert_eq!(msa(&ack), "AA", "{ack}");
+    let ack = exchange(
+        &mut hl7,
+        &adt(
+            "A40",
+            "M1B",
+            "PID|1||PAT00001^^^HOSP||Roe^Ann^B\rMRG|HL7P1^^^HOSP\r",
+        ),
+    )
+    .expect("ack");
+    assert_eq!(msa(&ack), "AA", "{ack}");
+    let order = get(&server, "/fhir/ServiceRequest/HL7ACC1");
+    assert_eq!(order.status, 200, "{}", order.text());
+    assert!(
+        order.text().contains("PAT00001") && !order.text().contains("HL7P1"),
+        "{}",
+        order.text()
+    );
 
     // A prior patient the archive never imaged: accepted, nothing changes.
     let ack = exchange(
