@@ -28,6 +28,7 @@ pub mod mpps;
 pub mod order_intake;
 pub mod orders;
 pub mod part10;
+pub mod pseudonyms;
 pub mod query;
 pub mod receiver;
 pub mod records;

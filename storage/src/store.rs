@@ -24,6 +24,7 @@ use crate::ingest::Ingestor;
 use crate::integrity::{IntegrityProblem, Verified};
 use crate::mpps::PerformedSteps;
 use crate::orders::Orders;
+use crate::pseudonyms::PseudonymTable;
 use crate::records::InstanceRecord;
 
 #[derive(Debug, Clone, Default)]
@@ -45,6 +46,8 @@ pub struct Store {
     pub performed: Arc<dyn PerformedSteps>,
     /// Storage commitment requests not yet answered.
     pub commitments: Arc<dyn Commitments>,
+    /// What de-identified exports replaced, for re-identification.
+    pub pseudonyms: Arc<dyn PseudonymTable>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
@@ -70,7 +73,8 @@ impl Store {
         let flags: Arc<dyn Flags> = rocks.clone();
         let orders: Arc<dyn Orders> = rocks.clone();
         let performed: Arc<dyn PerformedSteps> = rocks.clone();
-        let commitments: Arc<dyn Commitments> = rocks;
+        let commitments: Arc<dyn Commitments> = rocks.clone();
+        let pseudonyms: Arc<dyn PseudonymTable> = rocks;
         let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
         let blobs: Arc<dyn BlobStore> = match &options.blob_key {
             Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
@@ -88,6 +92,7 @@ impl Store {
             orders,
             performed,
             commitments,
+            pseudonyms,
             blobs,
             ingestor,
             audit,

@@ -77,6 +77,35 @@ fn a_study_exports_de_identified_with_consistent_uids() {
     let (_, other) = export("?profile=basic&project=research-2", "c.zip");
     assert_ne!(read_zip(&other)[0]["study"], new_study.as_str());
 
+    // The pseudonym table re-identifies what the export handed out.
+    let lookup = |query: &str| {
+        curl(
+            &format!(
+                "http://127.0.0.1:{}/api/pseudonyms?{query}",
+                server.http_port
+            ),
+            "GET",
+            None,
+            &[],
+        )
+    };
+    let r = lookup(&format!("value={new_study}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["entries"][0]["kind"], "uid", "{}", r.text());
+    assert_eq!(r.json()["entries"][0]["original"], study.as_str());
+    let pid = files[0]["pid"].as_str().expect("pid");
+    let r = lookup(&format!("value={pid}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.json()["entries"][0]["original"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("PAT0000")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(lookup(&format!("value={pid}&project=other")).status, 404);
+    assert_eq!(lookup("value=1.2.3.4").status, 404);
+
     let (r, _) = export("?profile=nope", "d.zip");
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("basic"), "{}", r.text());

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use dicom_object::{FileDicomObject, InMemDicomObject};
-use pacs_deid::{deidentify_file, HashedPseudonyms, Profile};
+use pacs_deid::{deidentify_file, HashedPseudonyms, MappingKind, Profile};
 use pacs_storage::audit::Interface;
+use pacs_storage::pseudonyms::PseudonymEntry;
 use pacs_storage::InstanceRecord;
 use serde::Deserialize;
 use serde_json::json;
@@ -135,6 +136,8 @@ fn write_zip(
         obj.write_all(&mut zip)
             .map_err(|e| ApiError::Internal(format!("writing {}: {e}", rec.sop_instance_uid)))?;
     }
+    // In the table before anything leaves, so whatever comes back can be re-identified.
+    record_pseudonyms(s, project, &mut pseudonyms)?;
     let mut file = zip.finish().map_err(zip_error)?;
     file.flush()
         .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
@@ -169,4 +172,29 @@ pub(crate) fn deidentified(
         uid(tags::SOP_INSTANCE_UID)
     );
     Ok((name, obj))
+}
+
+/// Keep what the de-identification replaced in the index's pseudonym table.
+pub(crate) fn record_pseudonyms(
+    s: &ApiState,
+    project: &str,
+    pseudonyms: &mut HashedPseudonyms,
+) -> Result<(), ApiError> {
+    let entries: Vec<PseudonymEntry> = pseudonyms
+        .take_mappings()
+        .into_iter()
+        .map(|m| PseudonymEntry {
+            project: project.to_string(),
+            kind: match m.kind {
+                MappingKind::Uid => "uid",
+                MappingKind::PatientId => "patient-id",
+                MappingKind::PatientName => "patient-name",
+            }
+            .to_string(),
+            original: m.original,
+            replacement: m.replacement,
+        })
+        .collect();
+    s.store.pseudonyms.put_pseudonyms(&entries)?;
+    Ok(())
 }

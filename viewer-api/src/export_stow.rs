@@ -11,7 +11,7 @@ use pacs_storage::InstanceRecord;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::export_api::deidentified;
+use crate::export_api::{deidentified, record_pseudonyms};
 use crate::{off_runtime, ApiState};
 
 /// Instances per STOW request: a few tens of megabytes of CT at most.
@@ -137,5 +137,6 @@ fn multipart(
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    record_pseudonyms(s, project, &mut pseudonyms)?;
     Ok(body)
 }

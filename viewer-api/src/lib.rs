@@ -15,6 +15,7 @@ mod fhir_merge;
 mod fhir_outcome;
 mod flags_api;
 mod orders_api;
+mod pseudonyms_api;
 pub mod render;
 mod share_api;
 mod viewer;
@@ -157,6 +158,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(export_api::routes())
         .merge(fhir_api::routes())
         .merge(fhir_merge::routes())
+        .merge(pseudonyms_api::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())
         .merge(worklist_api::routes())

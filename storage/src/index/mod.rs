@@ -25,6 +25,8 @@ mod rocks_orders;
 #[cfg(feature = "rocksdb")]
 mod rocks_outbox;
 #[cfg(feature = "rocksdb")]
+mod rocks_pseudonyms;
+#[cfg(feature = "rocksdb")]
 mod rocks_txn;
 
 pub use keys::{normalize_name, Lookup, SecondaryKey};

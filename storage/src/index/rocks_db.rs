@@ -29,6 +29,7 @@ pub(crate) const CF_ORDERS: &str = "orders";
 pub(crate) const CF_WORKLIST: &str = "worklist";
 pub(crate) const CF_MPPS: &str = "mpps";
 pub(crate) const CF_COMMITMENTS: &str = "commitments";
+pub(crate) const CF_PSEUDONYMS: &str = "pseudonyms";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -44,6 +45,7 @@ const ALL_CFS: &[&str] = &[
     CF_WORKLIST,
     CF_MPPS,
     CF_COMMITMENTS,
+    CF_PSEUDONYMS,
 ];
 /// Key of the archive-wide statistics in `meta`.
 pub(crate) const STATS_KEY: &[u8] = b"statistics";
