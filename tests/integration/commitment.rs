@@ -20,8 +20,13 @@ fn class_and_uid(path: &std::path::Path) -> (String, String) {
     )
 }
 
+// The whole exchange takes ~2 s; it hung once in a loaded full-suite run (2026-12-06, not
+// reproduced alone): after 180 s the script prints every thread's stack and exits, so the
+// suite is not held and the failure says where it stopped.
 const SCRIPT: &str = r#"
 import json, sys
+import faulthandler
+faulthandler.dump_traceback_later(180, exit=True)
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
