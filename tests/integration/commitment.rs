@@ -27,6 +27,12 @@ const SCRIPT: &str = r#"
 import json, sys
 import faulthandler
 faulthandler.dump_traceback_later(180, exit=True)
+# pynetdicom 3.0's send_n_action pauses its reactor by clearing a checkpoint and waiting for
+# `_is_paused`, which the running reactor also sets for a moment on every loop before
+# `get_msg(block=False)`; a GIL switch in that moment lets the reactor take our N-ACTION-RSP and
+# send_n_action waits forever (seen under load). A long switch interval keeps the reactor's few
+# bytecodes together; the threads still switch whenever one blocks on I/O or sleeps.
+sys.setswitchinterval(0.5)
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
