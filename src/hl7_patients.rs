@@ -90,7 +90,7 @@ pub fn apply(store: &Store, change: &PatientChange) -> Result<Applied, Correctio
     match change {
         PatientChange::Merge { prior, surviving } => {
             let applied = merge(store, prior, surviving)?;
-            follow_orders(store, prior, surviving, now_ms())?;
+            follow_orders(store, prior, surviving, crate::hl7_intake::now_ms())?;
             Ok(applied)
         }
         PatientChange::Update(p) => {
@@ -125,13 +125,6 @@ fn merge(
             corrections::update_patient(store, &from, &edits, Interface::Hl7).map(Applied::Renamed)
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Orders on the worklist placed for the prior patient take the surviving patient (each

@@ -22,7 +22,7 @@ fn send(server: &Server, method: &str, path: &str, body: &Value) -> Reply {
     )
 }
 
-fn fetch(server: &Server, path: &str) -> Reply {
+pub(crate) fn fetch(server: &Server, path: &str) -> Reply {
     curl(
         &format!("http://127.0.0.1:{}{path}", server.http_port),
         "GET",

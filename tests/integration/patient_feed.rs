@@ -5,19 +5,10 @@
 
 use serde_json::{json, Value};
 
-use crate::corrections::studies;
+use crate::corrections::{fetch as get, studies};
 use crate::hl7::{connect, exchange, msa, orm, server_with_hl7};
 use crate::security::{curl, import_two_patients, pacs, Reply};
 use crate::support::*;
-
-fn get(server: &Server, path: &str) -> Reply {
-    curl(
-        &format!("http://127.0.0.1:{}{path}", server.http_port),
-        "GET",
-        None,
-        &[],
-    )
-}
 
 /// Study UIDs of a patient by QIDO, sorted.
 fn studies_of(server: &Server, patient_id: &str) -> Vec<String> {

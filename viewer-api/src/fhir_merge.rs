@@ -22,7 +22,7 @@ use pacs_storage::corrections;
 use serde_json::{json, Value};
 
 use crate::access::AuditNote;
-use crate::fhir_outcome::{fhir_response, FhirError};
+use crate::fhir_outcome::{body_bytes, fhir_response, FhirError};
 use crate::{off_runtime, ApiState};
 
 pub const PATH: &str = "/fhir/Patient/$merge";
@@ -180,7 +180,7 @@ async fn merge(State(s): State<ApiState>, body: Result<Bytes, BytesRejection>) -
 }
 
 async fn run(s: ApiState, body: Result<Bytes, BytesRejection>) -> Result<Response, FhirError> {
-    let body = body.map_err(|r| FhirError::new(r.status(), "invalid", r.body_text()))?;
+    let body = body_bytes(body, MAX_BODY)?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| FhirError::invalid(format!("the body is not JSON: {e}")))?;
     let req = parse(&input)?;

@@ -81,6 +81,26 @@ impl From<crate::ApiError> for FhirError {
 }
 
 /// A FHIR JSON response.
+/// A request body, or why axum could not read it, as an OperationOutcome (413 `too-costly`
+/// over `max` bytes) rather than axum's plain-text rejection.
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    max: usize,
+) -> Result<axum::body::Bytes, FhirError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            FhirError::new(
+                status,
+                "too-costly",
+                format!("the body is over {max} bytes"),
+            )
+        } else {
+            FhirError::new(status, "invalid", rejection.body_text())
+        }
+    })
+}
+
 pub fn fhir_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
     r.headers_mut()

@@ -20,7 +20,7 @@ use pacs_storage::orders::{Order, OrderChange};
 use serde_json::{json, Value};
 
 use crate::access::{AuditNote, Grant};
-use crate::fhir_outcome::{fhir_response, FhirError, FHIR_JSON};
+use crate::fhir_outcome::{body_bytes, fhir_response, FhirError, FHIR_JSON};
 use crate::{blocking, ApiState};
 
 /// Largest ServiceRequest body; real ones are a few kilobytes.
@@ -49,26 +49,9 @@ fn now_ms() -> u64 {
 /// `MAX_BODY`) rather than axum's plain-text rejection.
 type Body = Result<Bytes, BytesRejection>;
 
-fn body_bytes(body: Body) -> Result<Bytes, FhirError> {
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too-costly"
-        } else {
-            "invalid"
-        };
-        let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the body is over {MAX_BODY} bytes")
-        } else {
-            rejection.body_text()
-        };
-        FhirError::new(status, code, text)
-    })
-}
-
 /// The body as a ServiceRequest: FHIR JSON or plain JSON only.
 fn incoming(headers: &HeaderMap, body: Body) -> Result<Incoming, FhirError> {
-    let body = body_bytes(body)?;
+    let body = body_bytes(body, MAX_BODY)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -182,7 +182,7 @@ fn parse_attribute(key: &str, attr: &Value) -> Result<Edit, CorrectionError> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| json_value(vr, v).map_err(&invalid))
+            .map(|v| json_value(vr, v).map_err(|p| invalid(p.0)))
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(invalid("\"Value\" must be an array".into())),
     };
@@ -193,7 +193,7 @@ fn parse_attribute(key: &str, attr: &Value) -> Result<Edit, CorrectionError> {
         return Err(invalid("PatientID cannot be empty".into()));
     }
     for v in &values {
-        check_value(vr, v).map_err(&invalid)?;
+        check_value(vr, v).map_err(|p| invalid(p.0))?;
     }
     Ok(Edit { tag, vr, values })
 }
@@ -207,9 +207,14 @@ fn parse_tag(key: &str) -> Option<Tag> {
     Some(Tag(group, element))
 }
 
+/// Why a value does not fit its VR (becomes [`CorrectionError::Invalid`] naming the attribute).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ValueProblem(String);
+
 /// One JSON value as DICOM text: PN as its Alphabetic (=Ideographic=Phonetic) groups,
 /// numbers as written, null as an empty value.
-fn json_value(vr: VR, v: &Value) -> Result<String, String> {
+fn json_value(vr: VR, v: &Value) -> Result<String, ValueProblem> {
     match (vr, v) {
         (_, Value::Null) => Ok(String::new()),
         (VR::PN, Value::Object(groups)) => {
@@ -217,29 +222,35 @@ fn json_value(vr: VR, v: &Value) -> Result<String, String> {
             let joined = [group("Alphabetic"), group("Ideographic"), group("Phonetic")].join("=");
             Ok(joined.trim_end_matches('=').to_string())
         }
-        (VR::PN, _) => Err("a PN value must be an object with \"Alphabetic\"".into()),
+        (VR::PN, _) => Err(ValueProblem(
+            "a PN value must be an object with \"Alphabetic\"".into(),
+        )),
         (VR::DS | VR::IS, Value::Number(n)) => Ok(n.to_string()),
         (_, Value::String(s)) => Ok(s.clone()),
-        _ => Err(format!("value {v} does not fit VR {vr}")),
+        _ => Err(ValueProblem(format!("value {v} does not fit VR {vr}"))),
     }
 }
 
 /// The value fits its VR (PS3.5 6.2): length, characters, date and time forms.
-fn check_value(vr: VR, v: &str) -> Result<(), String> {
+fn check_value(vr: VR, v: &str) -> Result<(), ValueProblem> {
     let too_long = |max: usize| {
         if v.chars().count() > max {
-            Err(format!("{v:?} is longer than {max} characters ({vr})"))
+            Err(ValueProblem(format!(
+                "{v:?} is longer than {max} characters ({vr})"
+            )))
         } else {
             Ok(())
         }
     };
     if v.contains('\\') && vr != VR::LT && vr != VR::ST && vr != VR::UT {
-        return Err("a backslash separates values: give each value as its own array item".into());
+        return Err(ValueProblem(
+            "a backslash separates values: give each value as its own array item".into(),
+        ));
     }
     if v.chars()
         .any(|c| c.is_control() && !matches!(vr, VR::LT | VR::ST | VR::UT))
     {
-        return Err(format!("{v:?} contains control characters"));
+        return Err(ValueProblem(format!("{v:?} contains control characters")));
     }
     match vr {
         VR::DA => check_date(v),
@@ -251,7 +262,9 @@ fn check_value(vr: VR, v: &str) -> Result<(), String> {
             if ok || v.is_empty() {
                 Ok(())
             } else {
-                Err(format!("{v:?} is not an age (nnnD, nnnW, nnnM or nnnY)"))
+                Err(ValueProblem(format!(
+                    "{v:?} is not an age (nnnD, nnnW, nnnM or nnnY)"
+                )))
             }
         }
         VR::CS => {
@@ -261,7 +274,9 @@ fn check_value(vr: VR, v: &str) -> Result<(), String> {
             {
                 Ok(())
             } else {
-                Err(format!("{v:?} is not a code string (A-Z, 0-9, space, _)"))
+                Err(ValueProblem(format!(
+                    "{v:?} is not a code string (A-Z, 0-9, space, _)"
+                )))
             }
         }
         VR::DS => {
@@ -269,7 +284,7 @@ fn check_value(vr: VR, v: &str) -> Result<(), String> {
             if v.is_empty() || v.trim().parse::<f64>().is_ok_and(f64::is_finite) {
                 Ok(())
             } else {
-                Err(format!("{v:?} is not a decimal number"))
+                Err(ValueProblem(format!("{v:?} is not a decimal number")))
             }
         }
         VR::IS => {
@@ -277,14 +292,16 @@ fn check_value(vr: VR, v: &str) -> Result<(), String> {
             if v.is_empty() || v.trim().parse::<i32>().is_ok() {
                 Ok(())
             } else {
-                Err(format!("{v:?} is not an integer"))
+                Err(ValueProblem(format!("{v:?} is not an integer")))
             }
         }
         VR::SH => too_long(16),
         VR::LO => too_long(64),
         VR::PN => v.split('=').try_for_each(|group| {
             if group.chars().count() > 64 {
-                Err(format!("{v:?}: a name group is longer than 64 characters"))
+                Err(ValueProblem(format!(
+                    "{v:?}: a name group is longer than 64 characters"
+                )))
             } else {
                 Ok(())
             }
@@ -292,15 +309,15 @@ fn check_value(vr: VR, v: &str) -> Result<(), String> {
         VR::ST => too_long(1024),
         VR::LT => too_long(10240),
         VR::UT => Ok(()),
-        other => Err(format!("VR {other} cannot be corrected here")),
+        other => Err(ValueProblem(format!("VR {other} cannot be corrected here"))),
     }
 }
 
-fn check_date(v: &str) -> Result<(), String> {
+fn check_date(v: &str) -> Result<(), ValueProblem> {
     if v.is_empty() {
         return Ok(());
     }
-    let bad = || Err(format!("{v:?} is not a date (YYYYMMDD)"));
+    let bad = || Err(ValueProblem(format!("{v:?} is not a date (YYYYMMDD)")));
     if v.len() != 8 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return bad();
     }
@@ -323,7 +340,7 @@ fn check_date(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_time(v: &str) -> Result<(), String> {
+fn check_time(v: &str) -> Result<(), ValueProblem> {
     if v.is_empty() {
         return Ok(());
     }
@@ -347,7 +364,7 @@ fn check_time(v: &str) -> Result<(), String> {
     if in_range {
         Ok(())
     } else {
-        Err(format!("{v:?} is not a time (HHMMSS.FFFFFF)"))
+        Err(ValueProblem(format!("{v:?} is not a time (HHMMSS.FFFFFF)")))
     }
 }
 
