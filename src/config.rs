@@ -154,6 +154,18 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     /// HL7 v2 order intake over MLLP (off without a port).
     pub hl7: Option<crate::hl7_intake::Hl7Config>,
+    /// IHE IOCM rejection notes: what happens to the instances they hide.
+    #[serde(default)]
+    pub rejection_notes: RejectionNotesConfig,
+}
+
+/// `[rejection_notes]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionNotesConfig {
+    /// Days an instance stays hidden (restorable) before it and its files are deleted for
+    /// good [default: never; an administrator purges them over the API].
+    pub purge_after_days: Option<f64>,
 }
 
 /// `[limits]`: bounds on connections that have not yet proved anything (DICOM connections
@@ -324,6 +336,8 @@ pub struct ServeSettings {
     pub users_file: PathBuf,
     /// The HL7 listener, when a port is configured.
     pub hl7: Option<crate::hl7_intake::Hl7Settings>,
+    /// How long rejected instances are kept before the purge (None: until an admin purges).
+    pub rejected_purge_after: Option<Duration>,
 }
 
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -534,6 +548,17 @@ impl ServeArgs {
             }),
             users_file,
             hl7,
+            rejected_purge_after: match file.rejection_notes.purge_after_days {
+                Some(d) if d.is_finite() && d >= 0.0 => {
+                    Some(Duration::from_secs_f64(d.min(36_500.0) * 86_400.0))
+                }
+                Some(d) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "[rejection_notes] purge_after_days must be a number of days >= 0, not {d}"
+                    )))
+                }
+                None => None,
+            },
         })
     }
 }

@@ -167,6 +167,13 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         settings.stable_after,
         shutdown.clone(),
     ));
+    let purge_task = settings.rejected_purge_after.map(|delay| {
+        tokio::spawn(crate::workers::rejected_purge::run(
+            store.clone(),
+            delay,
+            shutdown.clone(),
+        ))
+    });
     // Absolute URLs the workers hand out (ImagingStudy endpoint, portal links).
     let public_base = crate::workers::public_base(
         settings.public_url.as_deref(),
@@ -206,6 +213,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     tracing::info!("shutting down: no new associations; finishing in-flight stores");
     shutdown.cancel();
     let _ = stability.await;
+    if let Some(t) = purge_task {
+        let _ = t.await;
+    }
     for t in worker_tasks {
         let _ = t.await;
     }

@@ -72,6 +72,28 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
         }
         after = Some(last);
     }
+    // Hidden instances are restorable, so their files are checked too.
+    let mut after: Option<String> = None;
+    loop {
+        let page = index.list_rejected(after.as_deref(), PAGE)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.record.sop_instance_uid.clone());
+        let results: Vec<(String, Result<(), IntegrityProblem>)> = page
+            .into_par_iter()
+            .map(|r| {
+                let uid = r.record.sop_instance_uid.clone();
+                (uid, integrity::check(blobs.as_ref(), &r.record))
+            })
+            .collect();
+        for (uid, r) in results {
+            report.checked += 1;
+            if let Err(p) = r {
+                report.problems.push((format!("{uid} (rejected)"), p));
+            }
+        }
+    }
     Ok(report)
 }
 

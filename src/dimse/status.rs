@@ -14,6 +14,11 @@ impl Status {
     pub const UNRECOGNIZED_OPERATION: Status = Status(0x0211);
     /// C-STORE Refused: Out of Resources.
     pub const OUT_OF_RESOURCES: Status = Status(0xA700);
+    /// C-STORE Refused: the instance was rejected by an IOCM rejection note before (a
+    /// service-specific code in the "out of resources" range, the one dcm4chee-arc uses).
+    pub const SUBSEQUENT_OCCURRENCE_OF_REJECTED: Status = Status(0xA771);
+    /// C-STORE Refused: a rejection note naming instances the archive does not hold.
+    pub const REJECTION_FAILED: Status = Status(0xA772);
     /// C-STORE Error: Data Set does not match SOP Class.
     pub const DATASET_DOES_NOT_MATCH: Status = Status(0xA900);
     /// C-STORE Error: Cannot understand.

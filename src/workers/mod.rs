@@ -13,6 +13,7 @@ pub mod pharmacy;
 pub mod portal;
 pub mod quality;
 mod queue;
+pub mod rejected_purge;
 mod send;
 pub mod settings;
 pub mod stability;

@@ -115,6 +115,16 @@ pub enum IngestError {
         expected: String,
         found: String,
     },
+    /// A rejection note (IHE IOCM) that cannot be applied as a whole: malformed, naming
+    /// instances the archive does not hold, or naming them under another study.
+    #[error("rejection note refused: {0}")]
+    RejectionRefused(String),
+    /// The instance was hidden by a rejection note; a new copy does not bring it back.
+    #[error("instance {sop_instance_uid} was rejected ({reason}); an administrator can restore it")]
+    PreviouslyRejected {
+        sop_instance_uid: String,
+        reason: crate::rejection::RejectionReason,
+    },
     /// Writing the blob or the index failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

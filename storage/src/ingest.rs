@@ -21,6 +21,7 @@ use crate::error::{IngestError, StorageError};
 pub use crate::index::DuplicatePolicy;
 use crate::index::{Index, NewInstance, StoreDecision};
 use crate::records::{patient_key, InstanceRecord};
+use crate::rejection::{RejectionNote, RejectionReason};
 
 /// Largest number of instances committed in one batch.
 const MAX_GROUP: usize = 256;
@@ -70,6 +71,8 @@ pub struct Ingested {
     pub series_instance_uid: String,
     /// Patient ID of the instance (audit trail).
     pub patient_id: String,
+    /// The instance was a rejection note: why, and how many instances it hid now.
+    pub rejection: Option<(RejectionReason, usize)>,
 }
 
 struct Job {
@@ -127,8 +130,11 @@ impl Ingestor {
                 .unwrap_or(0),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let checked = check_staged(&staged, expected);
-        let (parsed, transfer_syntax_uid, size, sha256) = match checked {
+        let checked = check_staged(&staged, expected).and_then(|c| {
+            self.check_rejections(&c.0, c.4.as_ref())?;
+            Ok(c)
+        });
+        let (parsed, transfer_syntax_uid, size, sha256, note) = match checked {
             Ok(v) => v,
             Err(e) => {
                 self.blobs.discard(staged);
@@ -142,6 +148,7 @@ impl Ingestor {
             study_instance_uid: parsed.study_instance_uid.clone(),
             series_instance_uid: parsed.series_instance_uid.clone(),
             patient_id: parsed.patient_id.clone(),
+            rejection: None,
         };
         // Cheap early answer for a resend: no fsync for a copy we will not keep.
         if self.policy == DuplicatePolicy::Keep
@@ -174,7 +181,18 @@ impl Ingestor {
             study: parsed.study,
             series: parsed.series,
         };
-        let decision = match self.submit(item) {
+        let submitted = match &note {
+            // Rare, and it must see the index as it is: straight to the index, not the group.
+            Some(note) => self
+                .index
+                .apply_rejection(item, note, source.label(), self.policy)
+                .map(|applied| {
+                    ingested.rejection = Some((note.reason, applied.hidden.len()));
+                    applied.note
+                }),
+            None => self.submit(item),
+        };
+        let decision = match submitted {
             Ok(d) => d,
             Err(e) => {
                 let _ = self.blobs.delete(&blob);
@@ -193,8 +211,61 @@ impl Ingestor {
                     self.blobs.delete(old)?;
                 }
             }
+            StoreDecision::PreviouslyRejected { reason } => {
+                self.blobs.delete(&blob)?;
+                return Err(IngestError::PreviouslyRejected {
+                    sop_instance_uid: ingested.sop_instance_uid,
+                    reason,
+                });
+            }
         }
         Ok(ingested)
+    }
+
+    /// Before the blob is written: a rejected instance sent again is refused, and a
+    /// rejection note must name only instances the archive holds, in the study it says.
+    fn check_rejections(
+        &self,
+        parsed: &ParsedInstance,
+        note: Option<&RejectionNote>,
+    ) -> Result<(), IngestError> {
+        if let Some(hidden) = self.index.rejected_instance(&parsed.sop_instance_uid)? {
+            return Err(IngestError::PreviouslyRejected {
+                sop_instance_uid: parsed.sop_instance_uid.clone(),
+                reason: hidden.reason,
+            });
+        }
+        let Some(note) = note else {
+            return Ok(());
+        };
+        let mut unknown = Vec::new();
+        for r in &note.references {
+            let study = match self.index.instance(&r.sop_instance_uid)? {
+                Some(rec) => rec.study_instance_uid,
+                None => match self.index.rejected_instance(&r.sop_instance_uid)? {
+                    Some(hidden) => hidden.record.study_instance_uid,
+                    None => {
+                        unknown.push(r.sop_instance_uid.as_str());
+                        continue;
+                    }
+                },
+            };
+            if study != r.study_instance_uid {
+                return Err(IngestError::RejectionRefused(format!(
+                    "it names instance {} in study {}, but the archive holds it in study {study}",
+                    r.sop_instance_uid, r.study_instance_uid
+                )));
+            }
+        }
+        if let Some(first) = unknown.first() {
+            return Err(IngestError::RejectionRefused(format!(
+                "{} of the {} instances it names are not in the archive (first: {first}); \
+                 nothing was rejected",
+                unknown.len(),
+                note.references.len()
+            )));
+        }
+        Ok(())
     }
 
     fn submit(&self, item: NewInstance) -> Result<StoreDecision, StorageError> {
@@ -248,10 +319,9 @@ fn run_writer(index: Arc<dyn Index>, jobs: Receiver<Job>, policy: DuplicatePolic
 }
 
 /// Parse the staged file's header and check it against what the sender announced.
-fn check_staged(
-    staged: &StagedBlob,
-    expected: &Expected,
-) -> Result<(ParsedInstance, String, u64, String), IngestError> {
+type Checked = (ParsedInstance, String, u64, String, Option<RejectionNote>);
+
+fn check_staged(staged: &StagedBlob, expected: &Expected) -> Result<Checked, IngestError> {
     // Read back what was written (from the page cache): the checksum covers the bytes on disk.
     let (sha256, size) =
         crate::integrity::sha256_file(&staged.path).map_err(|e| StorageError::Io {
@@ -312,7 +382,8 @@ fn check_staged(
         &expected.study_instance_uid,
         &parsed.study_instance_uid,
     )?;
-    Ok((parsed, ts, size, sha256))
+    let note = crate::rejection::rejection_note(&obj)?;
+    Ok((parsed, ts, size, sha256, note))
 }
 
 fn check_expected(

@@ -32,6 +32,8 @@ pub mod pseudonyms;
 pub mod query;
 pub mod receiver;
 pub mod records;
+pub mod rejection;
+pub mod rejection_admin;
 mod store;
 pub mod transcode;
 pub mod un_vr;

@@ -94,9 +94,13 @@ impl Receiver {
                 return Err(ReceiveError::Write(e));
             }
         };
-        Ok(store
+        let ingested = store
             .ingestor
-            .ingest(StagedBlob { path, file, key }, source, expected)?)
+            .ingest(StagedBlob { path, file, key }, source, expected)?;
+        if let Some((reason, hidden)) = ingested.rejection {
+            audit_rejection(store, source, &ingested, reason, hidden);
+        }
+        Ok(ingested)
     }
 
     /// Drop the instance (the sender went away, or it was refused before its end).
@@ -104,5 +108,36 @@ impl Receiver {
         let Receiver { key, path, out } = self;
         let (file, _) = out.into_parts();
         blobs.discard(StagedBlob { path, file, key });
+    }
+}
+
+/// A rejection note hid instances: an audit record naming the note, its reason and count
+/// (the sender's association or request is audited as a store besides).
+fn audit_rejection(
+    store: &Store,
+    source: &IngestSource,
+    ingested: &Ingested,
+    reason: crate::rejection::RejectionReason,
+    hidden: usize,
+) {
+    use crate::audit::{AuditEntry, Interface, Outcome};
+    let interface = match source {
+        IngestSource::Dimse { .. } => Interface::Dimse,
+        IngestSource::Stow => Interface::Http,
+        IngestSource::Import => Interface::Cli,
+    };
+    let mut e = AuditEntry::new(interface, source.label(), "", "instance.reject", Outcome::Success);
+    if let IngestSource::Dimse { calling_ae } = source {
+        e.ae_title = Some(calling_ae.clone());
+    }
+    e.study_uid = Some(ingested.study_instance_uid.clone());
+    e.patient_id = Some(ingested.patient_id.clone()).filter(|p| !p.is_empty());
+    e.instance_uid = Some(ingested.sop_instance_uid.clone());
+    e.detail = Some(format!(
+        "rejection note {}: {reason}; {hidden} instances hidden",
+        ingested.sop_instance_uid
+    ));
+    if let Err(err) = store.audit.record(e) {
+        tracing::error!(error = %err, "cannot record the rejection in the audit trail");
     }
 }

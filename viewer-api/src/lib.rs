@@ -16,6 +16,7 @@ mod fhir_outcome;
 mod flags_api;
 mod orders_api;
 mod pseudonyms_api;
+mod rejected_api;
 pub mod render;
 mod share_api;
 mod viewer;
@@ -159,6 +160,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(fhir_api::routes())
         .merge(fhir_merge::routes())
         .merge(pseudonyms_api::routes())
+        .merge(rejected_api::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())
         .merge(worklist_api::routes())

@@ -285,6 +285,8 @@ pub fn status_for(e: &IngestError) -> Status {
         IngestError::MissingAttribute(_) | IngestError::Mismatch { .. } => {
             Status::DATASET_DOES_NOT_MATCH
         }
+        IngestError::PreviouslyRejected { .. } => Status::SUBSEQUENT_OCCURRENCE_OF_REJECTED,
+        IngestError::RejectionRefused(_) => Status::REJECTION_FAILED,
         // Disk full and write errors alike: refused for lack of resources, nothing indexed.
         IngestError::Storage(_) => Status::OUT_OF_RESOURCES,
     }

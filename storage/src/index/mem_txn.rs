@@ -9,6 +9,7 @@ use super::Statistics;
 use crate::error::StorageError;
 use crate::events::NewEvent;
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+use crate::rejection::RejectedInstance;
 
 /// A study waiting for its quiet period: patient key and series, as the outbox keeps them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,7 @@ pub(super) struct MemIndex {
     pub studies: BTreeMap<String, StudyRecord>,
     pub series: BTreeMap<String, SeriesRecord>,
     pub instances: BTreeMap<String, InstanceRecord>,
+    pub rejected: BTreeMap<String, RejectedInstance>,
     pub stats: Statistics,
     /// Every event committed, in order.
     pub events: Vec<NewEvent>,
@@ -114,6 +116,25 @@ impl IndexTxn for MemTxn {
 
     fn delete_instance(&mut self, sop_instance_uid: &str) -> Result<(), StorageError> {
         self.0.instances.remove(sop_instance_uid);
+        Ok(())
+    }
+
+    fn rejected(
+        &mut self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<RejectedInstance>, StorageError> {
+        Ok(self.0.rejected.get(sop_instance_uid).cloned())
+    }
+
+    fn put_rejected(&mut self, record: RejectedInstance) -> Result<(), StorageError> {
+        self.0
+            .rejected
+            .insert(record.record.sop_instance_uid.clone(), record);
+        Ok(())
+    }
+
+    fn delete_rejected(&mut self, sop_instance_uid: &str) -> Result<(), StorageError> {
+        self.0.rejected.remove(sop_instance_uid);
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 mod hierarchy;
 mod keys;
+mod rejection_rules;
 mod rules;
 mod txn;
 // The embedded backend (left out of builds without RocksDB, e.g. fuzzing).
@@ -39,6 +40,7 @@ use crate::blob::BlobKey;
 use crate::error::StorageError;
 use crate::query::model::{Query, QueryError, QueryMatch};
 use crate::records::{Attributes, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+use crate::rejection::{RejectedInstance, RejectionNote, RejectionReason};
 
 /// Archive-wide counts, as served by `/api/statistics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +82,16 @@ pub enum StoreDecision {
     Replaced {
         old_blobs: Vec<BlobKey>,
     },
+    /// A rejection note hid this instance earlier: the new copy is not kept.
+    PreviouslyRejected { reason: RejectionReason },
+}
+
+/// What a rejection note did: the note's own store decision and the instances it hid now
+/// (those it names that were hidden before are not counted again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectionApplied {
+    pub note: StoreDecision,
+    pub hidden: Vec<String>,
 }
 
 /// One instance a correction wrote anew: the file it must still be served from (else it
@@ -115,6 +127,32 @@ pub trait Index: Send + Sync {
     fn delete_instances(&self, uids: &[String]) -> Result<Vec<InstanceRecord>, StorageError>;
     /// Apply a correction in one atomic, durable batch (see [`IndexCorrection`]).
     fn correct_instances(&self, correction: IndexCorrection) -> Result<(), StorageError>;
+    /// Store a rejection note and hide the live instances it names, in one atomic, durable
+    /// batch. `rejected_by` is who sent the note.
+    fn apply_rejection(
+        &self,
+        note_item: NewInstance,
+        note: &RejectionNote,
+        rejected_by: &str,
+        policy: DuplicatePolicy,
+    ) -> Result<RejectionApplied, StorageError>;
+    /// A hidden instance, by SOP Instance UID.
+    fn rejected_instance(
+        &self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<RejectedInstance>, StorageError>;
+    /// Hidden instances in SOP Instance UID order, starting after `after` (paging).
+    fn list_rejected(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RejectedInstance>, StorageError>;
+    /// Put hidden instances back into the live index (unknown UIDs are skipped); returns
+    /// the UIDs restored.
+    fn restore_rejected(&self, uids: &[String]) -> Result<Vec<String>, StorageError>;
+    /// Forget hidden instances for good; returns their records, whose blobs the caller
+    /// then deletes.
+    fn purge_rejected(&self, uids: &[String]) -> Result<Vec<RejectedInstance>, StorageError>;
     fn statistics(&self) -> Result<Statistics, StorageError>;
     fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, StorageError>;
     fn series(&self, series_instance_uid: &str) -> Result<Option<SeriesRecord>, StorageError>;

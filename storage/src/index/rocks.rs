@@ -5,13 +5,14 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::rocks_db::{RocksDb, CF_INSTANCES, CF_PATIENTS, CF_SERIES, CF_STUDIES};
+use super::rocks_db::{RocksDb, CF_INSTANCES, CF_PATIENTS, CF_REJECTED, CF_SERIES, CF_STUDIES};
 use super::rocks_txn::RocksTxn;
-use super::rules;
+use super::{rejection_rules, rules};
 use super::txn::IndexTxn;
 use super::{DuplicatePolicy, Index, Lookup, NewInstance, SecondaryKey, Statistics, StoreDecision};
 use crate::error::StorageError;
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+use crate::rejection::{RejectedInstance, RejectionNote};
 
 pub struct RocksIndex {
     db: RocksDb,
@@ -96,6 +97,55 @@ impl Index for RocksIndex {
     fn correct_instances(&self, correction: super::IndexCorrection) -> Result<(), StorageError> {
         self.write("committing a correction", |txn| {
             rules::correct_instances(txn, correction)
+        })
+    }
+
+    fn apply_rejection(
+        &self,
+        note_item: NewInstance,
+        note: &RejectionNote,
+        rejected_by: &str,
+        policy: DuplicatePolicy,
+    ) -> Result<super::RejectionApplied, StorageError> {
+        let now = crate::ingest::now_ms();
+        self.write("committing a rejection note", |txn| {
+            rejection_rules::apply_rejection(txn, note_item, note, rejected_by, now, policy)
+        })
+    }
+
+    fn rejected_instance(
+        &self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<RejectedInstance>, StorageError> {
+        self.db.get_record(CF_REJECTED, sop_instance_uid)
+    }
+
+    fn list_rejected(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RejectedInstance>, StorageError> {
+        let uids = match self.db.list_keys(CF_REJECTED, after, limit) {
+            // A read-only open of an archive from before rejection notes: nothing hidden.
+            Err(StorageError::MissingColumnFamily(_)) => Vec::new(),
+            other => other?,
+        };
+        let mut out = Vec::new();
+        for uid in uids {
+            out.extend(self.rejected_instance(&uid)?);
+        }
+        Ok(out)
+    }
+
+    fn restore_rejected(&self, uids: &[String]) -> Result<Vec<String>, StorageError> {
+        self.write("restoring rejected instances", |txn| {
+            rejection_rules::restore_rejected(txn, uids)
+        })
+    }
+
+    fn purge_rejected(&self, uids: &[String]) -> Result<Vec<RejectedInstance>, StorageError> {
+        self.write("purging rejected instances", |txn| {
+            rejection_rules::purge_rejected(txn, uids)
         })
     }
 

@@ -30,6 +30,7 @@ pub(crate) const CF_WORKLIST: &str = "worklist";
 pub(crate) const CF_MPPS: &str = "mpps";
 pub(crate) const CF_COMMITMENTS: &str = "commitments";
 pub(crate) const CF_PSEUDONYMS: &str = "pseudonyms";
+pub(crate) const CF_REJECTED: &str = "rejected";
 const ALL_CFS: &[&str] = &[
     CF_PATIENTS,
     CF_STUDIES,
@@ -46,6 +47,7 @@ const ALL_CFS: &[&str] = &[
     CF_MPPS,
     CF_COMMITMENTS,
     CF_PSEUDONYMS,
+    CF_REJECTED,
 ];
 /// Key of the archive-wide statistics in `meta`.
 pub(crate) const STATS_KEY: &[u8] = b"statistics";

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::keys::{instance_keys, patient_keys, series_keys, study_keys};
 use super::rocks_db::{
-    encode, RocksDb, CF_INSTANCES, CF_META, CF_PATIENTS, CF_SECONDARY, CF_SERIES, CF_STUDIES,
-    STATS_KEY,
+    encode, RocksDb, CF_INSTANCES, CF_META, CF_PATIENTS, CF_REJECTED, CF_SECONDARY, CF_SERIES,
+    CF_STUDIES, STATS_KEY,
 };
 use super::rocks_events::{append_events, forget_unstable, touch_unstable, Touched};
 use super::txn::IndexTxn;
@@ -19,6 +19,7 @@ use super::{SecondaryKey, Statistics};
 use crate::error::StorageError;
 use crate::events::NewEvent;
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+use crate::rejection::RejectedInstance;
 
 /// Original and current version of each record of one kind touched by the transaction
 /// (`None` = absent), so that commit writes only what changed and moves secondary keys.
@@ -94,6 +95,7 @@ pub(crate) struct RocksTxn<'a> {
     studies: Overlay<StudyRecord>,
     series: Overlay<SeriesRecord>,
     instances: Overlay<InstanceRecord>,
+    rejected: Overlay<RejectedInstance>,
     stats: Statistics,
     events: Vec<NewEvent>,
     touched: Touched,
@@ -110,6 +112,7 @@ impl<'a> RocksTxn<'a> {
             studies: Overlay::new(CF_STUDIES),
             series: Overlay::new(CF_SERIES),
             instances: Overlay::new(CF_INSTANCES),
+            rejected: Overlay::new(CF_REJECTED),
             stats: db.statistics()?,
             events: Vec::new(),
             touched: Touched::new(),
@@ -125,6 +128,8 @@ impl<'a> RocksTxn<'a> {
         self.studies.write(db, &mut batch, study_keys)?;
         self.series.write(db, &mut batch, series_keys)?;
         self.instances.write(db, &mut batch, instance_keys)?;
+        // Hidden instances are found by their UID or listed whole: no secondary keys.
+        self.rejected.write(db, &mut batch, |_| BTreeSet::new())?;
         append_events(db, &mut batch, self.events)?;
         touch_unstable(db, &mut batch, self.touched)?;
         for study in &self.gone {
@@ -211,6 +216,22 @@ impl IndexTxn for RocksTxn<'_> {
 
     fn delete_instance(&mut self, sop_instance_uid: &str) -> Result<(), StorageError> {
         self.instances.set(self.db, sop_instance_uid, None)
+    }
+
+    fn rejected(
+        &mut self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<RejectedInstance>, StorageError> {
+        self.rejected.get(self.db, sop_instance_uid)
+    }
+
+    fn put_rejected(&mut self, record: RejectedInstance) -> Result<(), StorageError> {
+        let key = record.record.sop_instance_uid.clone();
+        self.rejected.set(self.db, &key, Some(record))
+    }
+
+    fn delete_rejected(&mut self, sop_instance_uid: &str) -> Result<(), StorageError> {
+        self.rejected.set(self.db, sop_instance_uid, None)
     }
 
     fn statistics(&mut self) -> Result<Statistics, StorageError> {

@@ -24,6 +24,13 @@ pub(crate) fn store_instances(
     for item in items {
         let sop = item.record.sop_instance_uid.clone();
         // Read through the transaction: a second copy in the same batch is a duplicate too.
+        if let Some(hidden) = txn.rejected(&sop)? {
+            // A rejected instance sent again stays rejected until an administrator restores it.
+            decisions.push(StoreDecision::PreviouslyRejected {
+                reason: hidden.reason,
+            });
+            continue;
+        }
         let existing = txn.instance(&sop)?;
         if existing.is_some() && policy == DuplicatePolicy::Keep {
             decisions.push(StoreDecision::Duplicate);
@@ -35,17 +42,7 @@ pub(crate) fn store_instances(
             remove_instance(txn, &mut stats, old)?;
         }
         let patient_key = add_instance(txn, &mut stats, item)?;
-        txn.append_event(NewEvent {
-            kind: EventKind::InstanceStored,
-            study_instance_uid: study.clone(),
-            series_instance_uid: Some(series.clone()),
-            sop_instance_uid: Some(sop),
-            patient_key: patient_key.clone(),
-            accession_number: None,
-            previous_study_instance_uid: None,
-            previous_patient_key: None,
-        })?;
-        txn.mark_unstable(&study, &patient_key, &series)?;
+        announce_stored(txn, &study, &series, sop, &patient_key)?;
         decisions.push(match existing {
             Some(old) => StoreDecision::Replaced {
                 old_blobs: old.all_blobs().cloned().collect(),
@@ -55,6 +52,28 @@ pub(crate) fn store_instances(
     }
     txn.put_statistics(stats)?;
     Ok(decisions)
+}
+
+/// An instance (new, replacing or restored) is in the live index: InstanceStored, and its
+/// study's quiet period starts again.
+pub(super) fn announce_stored(
+    txn: &mut dyn IndexTxn,
+    study: &str,
+    series: &str,
+    sop: String,
+    patient_key: &str,
+) -> Result<(), StorageError> {
+    txn.append_event(NewEvent {
+        kind: EventKind::InstanceStored,
+        study_instance_uid: study.to_string(),
+        series_instance_uid: Some(series.to_string()),
+        sop_instance_uid: Some(sop),
+        patient_key: patient_key.to_string(),
+        accession_number: None,
+        previous_study_instance_uid: None,
+        previous_patient_key: None,
+    })?;
+    txn.mark_unstable(study, patient_key, series)
 }
 
 /// Remove instances (unknown UIDs are skipped); returns the records removed. Emits
@@ -72,8 +91,20 @@ pub(crate) fn delete_instances(
             removed.push(rec);
         }
     }
-    refresh_modalities(txn, &removed)?;
-    for r in &removed {
+    announce_removed(txn, &removed)?;
+    txn.put_statistics(stats)?;
+    Ok(removed)
+}
+
+/// After instances left the live index (deleted or hidden): each surviving study's
+/// modalities, InstanceDeleted for each, then StudyDeleted for each study left empty, whose
+/// quiet-period mark is dropped.
+pub(super) fn announce_removed(
+    txn: &mut dyn IndexTxn,
+    removed: &[InstanceRecord],
+) -> Result<(), StorageError> {
+    refresh_modalities(txn, removed)?;
+    for r in removed {
         txn.append_event(NewEvent {
             kind: EventKind::InstanceDeleted,
             study_instance_uid: r.study_instance_uid.clone(),
@@ -104,8 +135,7 @@ pub(crate) fn delete_instances(
             txn.forget_unstable(study)?;
         }
     }
-    txn.put_statistics(stats)?;
-    Ok(removed)
+    Ok(())
 }
 
 /// Replace instances by their corrected versions: all are taken out first (so a study or

@@ -10,6 +10,7 @@ use super::Statistics;
 use crate::error::StorageError;
 use crate::events::NewEvent;
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
+use crate::rejection::RejectedInstance;
 
 pub trait IndexTxn {
     fn patient(&mut self, patient_key: &str) -> Result<Option<PatientRecord>, StorageError>;
@@ -27,6 +28,12 @@ pub trait IndexTxn {
     fn delete_study(&mut self, study_instance_uid: &str) -> Result<(), StorageError>;
     fn delete_series(&mut self, series_instance_uid: &str) -> Result<(), StorageError>;
     fn delete_instance(&mut self, sop_instance_uid: &str) -> Result<(), StorageError>;
+
+    /// An instance hidden by a rejection note (kept apart from the live records).
+    fn rejected(&mut self, sop_instance_uid: &str)
+        -> Result<Option<RejectedInstance>, StorageError>;
+    fn put_rejected(&mut self, record: RejectedInstance) -> Result<(), StorageError>;
+    fn delete_rejected(&mut self, sop_instance_uid: &str) -> Result<(), StorageError>;
 
     /// Archive-wide counts as this transaction left them.
     fn statistics(&mut self) -> Result<Statistics, StorageError>;

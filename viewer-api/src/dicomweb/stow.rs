@@ -21,6 +21,9 @@ const PROCESSING_FAILURE: u16 = 0x0110;
 const OUT_OF_RESOURCES: u16 = 0xA700;
 const DOES_NOT_MATCH: u16 = 0xA900;
 const CANNOT_UNDERSTAND: u16 = 0xC000;
+// IOCM rejection notes, with the codes DIMSE answers (dcm4chee-arc's).
+const PREVIOUSLY_REJECTED: u16 = 0xA771;
+const REJECTION_FAILED: u16 = 0xA772;
 
 /// One part's result.
 enum PartOutcome {
@@ -44,6 +47,8 @@ fn failure_reason(e: &ReceiveError) -> u16 {
     match e {
         IngestError::Unparseable(_) | IngestError::InvalidUid { .. } => CANNOT_UNDERSTAND,
         IngestError::MissingAttribute(_) | IngestError::Mismatch { .. } => DOES_NOT_MATCH,
+        IngestError::PreviouslyRejected { .. } => PREVIOUSLY_REJECTED,
+        IngestError::RejectionRefused(_) => REJECTION_FAILED,
         IngestError::Storage(s) if s.is_out_of_space() => OUT_OF_RESOURCES,
         IngestError::Storage(_) => PROCESSING_FAILURE,
     }
