@@ -120,7 +120,9 @@ pub enum IngestError {
     #[error("rejection note refused: {0}")]
     RejectionRefused(String),
     /// The instance was hidden by a rejection note; a new copy does not bring it back.
-    #[error("instance {sop_instance_uid} was rejected ({reason}); an administrator can restore it")]
+    #[error(
+        "instance {sop_instance_uid} was rejected ({reason}); an administrator can restore it"
+    )]
     PreviouslyRejected {
         sop_instance_uid: String,
         reason: crate::rejection::RejectionReason,

@@ -126,7 +126,13 @@ fn audit_rejection(
         IngestSource::Stow => Interface::Http,
         IngestSource::Import => Interface::Cli,
     };
-    let mut e = AuditEntry::new(interface, source.label(), "", "instance.reject", Outcome::Success);
+    let mut e = AuditEntry::new(
+        interface,
+        source.label(),
+        "",
+        "instance.reject",
+        Outcome::Success,
+    );
     if let IngestSource::Dimse { calling_ae } = source {
         e.ae_title = Some(calling_ae.clone());
     }

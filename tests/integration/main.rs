@@ -25,6 +25,7 @@ mod orders_fhir;
 mod orders_to_worklist;
 mod patient_feed;
 mod pixels;
+mod rejection;
 mod retrieve;
 mod security;
 mod shutdown;

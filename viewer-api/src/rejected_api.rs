@@ -104,10 +104,7 @@ fn describe(r: &RejectedInstance) -> Value {
     })
 }
 
-async fn list(
-    State(s): State<ApiState>,
-    Query(q): Query<ListQuery>,
-) -> Result<Response, ApiError> {
+async fn list(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(LIST_DEFAULT).clamp(1, LIST_MAX);
     let selection = Selection {
         study_instance_uid: q.study,
@@ -139,7 +136,9 @@ async fn restore(
     let study = selection.study_instance_uid.clone();
     let restored = off_runtime(move || rejection_admin::restore(&s.store, &selection)).await?;
     if restored.is_empty() {
-        return Err(ApiError::Missing("rejected instances matching the request".into()));
+        return Err(ApiError::Missing(
+            "rejected instances matching the request".into(),
+        ));
     }
     let mut r = Json(json!({"restored": restored.len(), "instances": restored})).into_response();
     r.extensions_mut().insert(AuditNote {

@@ -83,7 +83,9 @@ pub enum StoreDecision {
         old_blobs: Vec<BlobKey>,
     },
     /// A rejection note hid this instance earlier: the new copy is not kept.
-    PreviouslyRejected { reason: RejectionReason },
+    PreviouslyRejected {
+        reason: RejectionReason,
+    },
 }
 
 /// What a rejection note did: the note's own store decision and the instances it hid now
@@ -238,6 +240,8 @@ pub trait Index: Send + Sync {
 
 #[cfg(test)]
 mod mem_txn;
+#[cfg(all(test, feature = "rocksdb"))]
+mod rejection_rules_tests;
 #[cfg(test)]
 mod rules_tests;
 #[cfg(all(test, feature = "rocksdb"))]

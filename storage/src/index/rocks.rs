@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::rocks_db::{RocksDb, CF_INSTANCES, CF_PATIENTS, CF_REJECTED, CF_SERIES, CF_STUDIES};
 use super::rocks_txn::RocksTxn;
-use super::{rejection_rules, rules};
 use super::txn::IndexTxn;
+use super::{rejection_rules, rules};
 use super::{DuplicatePolicy, Index, Lookup, NewInstance, SecondaryKey, Statistics, StoreDecision};
 use crate::error::StorageError;
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};

@@ -30,8 +30,10 @@ pub trait IndexTxn {
     fn delete_instance(&mut self, sop_instance_uid: &str) -> Result<(), StorageError>;
 
     /// An instance hidden by a rejection note (kept apart from the live records).
-    fn rejected(&mut self, sop_instance_uid: &str)
-        -> Result<Option<RejectedInstance>, StorageError>;
+    fn rejected(
+        &mut self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<RejectedInstance>, StorageError>;
     fn put_rejected(&mut self, record: RejectedInstance) -> Result<(), StorageError>;
     fn delete_rejected(&mut self, sop_instance_uid: &str) -> Result<(), StorageError>;
 
