@@ -383,8 +383,28 @@ fn rejection_notes_hide_instances_everywhere_until_restored_or_purged() {
     let _ = storescp.wait();
     assert_eq!(
         studies(&server, &format!("StudyInstanceUID={study}")),
-        [study]
+        [study.clone()]
     );
+
+    // Deleting the study takes what is hidden in it too.
+    let last = notes.join("last.dcm");
+    make_note(&last, "113037", &[&files[1]], &[]);
+    let (statuses, log) = storescu_statuses(&server, &[&last]);
+    assert_eq!(statuses, ["Success"], "{log}");
+    assert_eq!(rejected_list(&server, "").len(), 1);
+    let r = curl(
+        &format!(
+            "http://127.0.0.1:{}/dicom-web/studies/{study}",
+            server.http_port
+        ),
+        "DELETE",
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(rejected_list(&server, "").is_empty());
+    assert!(studies(&server, &format!("StudyInstanceUID={study}")).is_empty());
+    assert_eq!(stats_tuple(&server.statistics()), (0, 0, 0, 0));
 }
 
 #[test]

@@ -8,6 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use pacs_storage::rejection_admin::{self, Selection};
+
 use super::wado::{resolve, Resource};
 use crate::error::ApiError;
 use crate::{blocking, ApiState};
@@ -20,9 +22,23 @@ pub async fn delete(
     let resource = Resource::from_path_any_key(&p)?;
     let store = s.store.clone();
     let thumbnails = s.thumbnails.clone();
+    // A whole study goes with the instances rejection notes hid in it.
+    let whole_study = resource.series.is_none() && resource.instance.is_none();
     let removed = blocking(move || {
         Ok((|| {
-            let records = resolve(store.index.as_ref(), &resource)?;
+            let hidden = if whole_study {
+                let selection = Selection {
+                    study_instance_uid: Some(resource.study.clone()),
+                    ..Selection::default()
+                };
+                rejection_admin::purge(&store, &selection)?.len()
+            } else {
+                0
+            };
+            let records = match resolve(store.index.as_ref(), &resource) {
+                Err(ApiError::NotFound(_)) if hidden > 0 => Vec::new(),
+                other => other?,
+            };
             let uids: Vec<String> = records.into_iter().map(|r| r.sop_instance_uid).collect();
             let removed = store.index.delete_instances(&uids)?;
             thumbnails.evict(&uids);
@@ -31,7 +47,7 @@ pub async fn delete(
                     tracing::warn!(%blob, error = %e, "deleted instance's file not removed");
                 }
             }
-            Ok::<_, ApiError>(removed.len())
+            Ok::<_, ApiError>(removed.len() + hidden)
         })())
     })
     .await??;
