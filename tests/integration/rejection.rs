@@ -383,7 +383,7 @@ fn rejection_notes_hide_instances_everywhere_until_restored_or_purged() {
     let _ = storescp.wait();
     assert_eq!(
         studies(&server, &format!("StudyInstanceUID={study}")),
-        [study.clone()]
+        std::slice::from_ref(&study)
     );
 
     // Deleting the study takes what is hidden in it too.
