@@ -154,6 +154,9 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     /// HL7 v2 order intake over MLLP (off without a port).
     pub hl7: Option<crate::hl7_intake::Hl7Config>,
+    /// Forwarding rules (`[[routes]]`).
+    #[serde(default)]
+    pub routes: Vec<crate::workers::route_settings::RouteConfig>,
     /// IHE IOCM rejection notes: what happens to the instances they hide.
     #[serde(default)]
     pub rejection_notes: RejectionNotesConfig,
@@ -336,6 +339,8 @@ pub struct ServeSettings {
     pub users_file: PathBuf,
     /// The HL7 listener, when a port is configured.
     pub hl7: Option<crate::hl7_intake::Hl7Settings>,
+    /// Forwarding rules, checked against the nodes and profiles.
+    pub routes: Vec<crate::workers::route_settings::RouteConfig>,
     /// How long rejected instances are kept before the purge (None: until an admin purges).
     pub rejected_purge_after: Option<Duration>,
 }
@@ -502,6 +507,8 @@ impl ServeArgs {
             .clone()
             .unwrap_or_default()
             .resolve(self.hl7_port, dicom_bind)?;
+        let deid_profiles = deid_profiles(file.deid_profiles)?;
+        let routes = checked_routes(file.routes, &file.nodes, &deid_profiles)?;
         Ok(ServeSettings {
             store,
             ae_title,
@@ -522,7 +529,8 @@ impl ServeArgs {
             max_stow_bytes: file.max_stow_bytes.unwrap_or(4 << 30),
             render_threads: file.render_threads.unwrap_or(0),
             thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
-            deid_profiles: deid_profiles(file.deid_profiles)?,
+            deid_profiles,
+            routes,
             workers: {
                 let mut w = file.workers.checked()?;
                 w.quality.get_or_insert(true);
@@ -564,6 +572,27 @@ impl ServeArgs {
 }
 
 /// The configured profiles, names unique, with the built-in "basic" unless replaced.
+/// Routes that can work: each checked, names unique.
+fn checked_routes(
+    routes: Vec<crate::workers::route_settings::RouteConfig>,
+    nodes: &[RemoteNode],
+    profiles: &[pacs_deid::Profile],
+) -> Result<Vec<crate::workers::route_settings::RouteConfig>, ConfigError> {
+    let node_aes: Vec<String> = nodes.iter().map(|n| n.ae_title.clone()).collect();
+    let profile_names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    let mut names = std::collections::BTreeSet::new();
+    for r in &routes {
+        r.check(&node_aes, &profile_names)?;
+        if !names.insert(r.name.clone()) {
+            return Err(ConfigError::Invalid(format!(
+                "routes: the name {:?} is used twice",
+                r.name
+            )));
+        }
+    }
+    Ok(routes)
+}
+
 fn deid_profiles(
     mut profiles: Vec<pacs_deid::Profile>,
 ) -> Result<Vec<pacs_deid::Profile>, ConfigError> {

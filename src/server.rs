@@ -190,6 +190,17 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }
+    for route in settings.routes.iter().filter(|r| r.enabled) {
+        let worker = route_worker(&settings, route, &store, &share_secret, &shutdown)?;
+        start_route_at_head(&store, &route.worker_name()).await?;
+        let dispatcher = crate::workers::dispatch::Dispatcher::new(
+            Arc::new(worker),
+            store.clone(),
+            &route.target(),
+        )?;
+        tracing::info!(worker = dispatcher.worker.name(), "route enabled");
+        worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    }
     let hl7_task = hl7.map(|(listener, mllp)| {
         let handler = Arc::new(crate::hl7_intake::IntakeHandler {
             store: store.clone(),
@@ -376,4 +387,70 @@ impl Signals {
             }
         }
     }
+}
+
+/// The worker of one checked `[[routes]]` entry.
+fn route_worker(
+    settings: &ServeSettings,
+    route: &crate::workers::route_settings::RouteConfig,
+    store: &Arc<pacs_storage::Store>,
+    share_secret: &[u8],
+    shutdown: &CancellationToken,
+) -> Result<crate::workers::route::RouteWorker, AppError> {
+    use crate::workers::route::{Destination, RouteWorker};
+    let destination = match (&route.to, &route.stow) {
+        (Some(ae), _) => Destination::Node(
+            settings
+                .nodes
+                .iter()
+                .find(|n| &n.ae_title == ae)
+                .cloned()
+                .ok_or_else(|| AppError::Internal(format!("route node {ae} vanished")))?,
+        ),
+        (None, Some(url)) => Destination::Stow(pacs_viewer_api::ExportTarget {
+            stow: url.clone(),
+            token: route.token.clone(),
+        }),
+        (None, None) => return Err(AppError::Internal("route without a target".into())),
+    };
+    let deid = match &route.profile {
+        Some(name) => Some(pacs_viewer_api::Deidentify {
+            profile: settings
+                .deid_profiles
+                .iter()
+                .find(|p| &p.name == name)
+                .cloned()
+                .ok_or_else(|| AppError::Internal(format!("profile {name} vanished")))?,
+            project: route.project.clone().unwrap_or_else(|| "default".into()),
+            secret: share_secret.to_vec(),
+        }),
+        None => None,
+    };
+    RouteWorker::new(
+        route,
+        destination,
+        deid,
+        &settings.ae_title,
+        settings.max_pdu,
+        store.clone(),
+        shutdown.clone(),
+    )
+    .map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// A route seen for the first time starts with what arrives from now on: adding a rule to
+/// an archive must not send its whole history (the other workers catch up from the start,
+/// which is what an EHR or billing system being connected wants).
+async fn start_route_at_head(store: &Arc<Store>, worker: &str) -> Result<(), AppError> {
+    let (store, worker) = (store.clone(), worker.to_string());
+    tokio::task::spawn_blocking(move || {
+        if store.outbox.cursor(&worker)? == 0 {
+            let head = store.outbox.last_seq()?;
+            store.outbox.advance(&worker, head, &[])?;
+        }
+        Ok::<_, pacs_storage::StorageError>(())
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    Ok(())
 }

@@ -246,21 +246,43 @@ impl StoreScu {
         )
     }
 
-    /// Send one stored instance and return the response status.
+    /// The accepted context for exactly this class and transfer syntax.
+    pub fn accepted_context(&self, sop_class: &str, transfer_syntax: &str) -> Option<u8> {
+        self.accepted
+            .iter()
+            .find(|(_, a, t)| a == sop_class && t == transfer_syntax)
+            .map(|(id, _, _)| *id)
+    }
+
+    /// Send one stored instance and return the response status; `move_originator` for a
+    /// C-MOVE sub-operation.
     pub async fn store(
         &mut self,
         plan: &SendPlan,
         sop_class: &str,
         sop_instance: &str,
         blob: &Path,
-        move_originator: (&str, u16),
+        move_originator: Option<(&str, u16)>,
     ) -> Result<u16, ScuError> {
-        let context_id = plan.context_id;
         // Decode or re-encode first: a failure must not leave a C-STORE-RQ without its data set.
         let payload = prepare(plan, blob).await?;
+        self.store_payload(plan.context_id, sop_class, sop_instance, payload, move_originator)
+            .await
+    }
+
+    /// Send a data set already in the context's transfer syntax (e.g. a de-identified copy)
+    /// and return the response status.
+    pub async fn store_payload(
+        &mut self,
+        context_id: u8,
+        sop_class: &str,
+        sop_instance: &str,
+        payload: Payload,
+        move_originator: Option<(&str, u16)>,
+    ) -> Result<u16, ScuError> {
         let message_id = self.next_message_id;
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
-        let command = store_request(message_id, sop_class, sop_instance, Some(move_originator))?;
+        let command = store_request(message_id, sop_class, sop_instance, move_originator)?;
         let peer_max = self.peer_max_pdu;
         self.pdus
             .send_message_part(context_id, PDataValueType::Command, &command, peer_max)

@@ -18,6 +18,8 @@ pub enum WorkerError {
     },
     #[error("preparing the delivery failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Route(#[from] super::route_send::RouteError),
 }
 
 /// Sending a request failed (the attempt counts as failed and is retried).

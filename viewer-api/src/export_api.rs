@@ -18,7 +18,7 @@ use dicom_object::{FileDicomObject, InMemDicomObject};
 use pacs_deid::{deidentify_file, HashedPseudonyms, MappingKind, Profile};
 use pacs_storage::audit::Interface;
 use pacs_storage::pseudonyms::PseudonymEntry;
-use pacs_storage::InstanceRecord;
+use pacs_storage::{InstanceRecord, Store};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -131,13 +131,13 @@ fn write_zip(
         .large_file(true);
     let mut pseudonyms = HashedPseudonyms::new(project, &s.config.share_secret);
     for rec in &instances {
-        let (name, obj) = deidentified(s, rec, profile, &mut pseudonyms)?;
+        let (name, obj) = deidentified(store, rec, profile, &mut pseudonyms)?;
         zip.start_file(name, options).map_err(zip_error)?;
         obj.write_all(&mut zip)
             .map_err(|e| ApiError::Internal(format!("writing {}: {e}", rec.sop_instance_uid)))?;
     }
     // In the table before anything leaves, so whatever comes back can be re-identified.
-    record_pseudonyms(s, project, &mut pseudonyms)?;
+    record_pseudonyms(store, project, &mut pseudonyms)?;
     let mut file = zip.finish().map_err(zip_error)?;
     file.flush()
         .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
@@ -147,13 +147,13 @@ fn write_zip(
 
 /// One stored instance de-identified: its path in an export (`STUDY/SERIES/SOP.dcm`, new
 /// UIDs) and the file.
-pub(crate) fn deidentified(
-    s: &ApiState,
+pub fn deidentified(
+    store: &Store,
     rec: &InstanceRecord,
     profile: &Profile,
     pseudonyms: &mut HashedPseudonyms,
 ) -> Result<(String, FileDicomObject<InMemDicomObject>), ApiError> {
-    let mut obj = s.store.read_verified(rec, Interface::Http)?;
+    let mut obj = store.read_verified(rec, Interface::Http)?;
     pacs_storage::un_vr::resolve_un(&mut obj);
     deidentify_file(&mut obj, profile, pseudonyms)
         .map_err(|e| ApiError::Internal(format!("de-identifying {}: {e}", rec.sop_instance_uid)))?;
@@ -175,8 +175,8 @@ pub(crate) fn deidentified(
 }
 
 /// Keep what the de-identification replaced in the index's pseudonym table.
-pub(crate) fn record_pseudonyms(
-    s: &ApiState,
+pub fn record_pseudonyms(
+    store: &Store,
     project: &str,
     pseudonyms: &mut HashedPseudonyms,
 ) -> Result<(), ApiError> {
@@ -195,6 +195,6 @@ pub(crate) fn record_pseudonyms(
             replacement: m.replacement,
         })
         .collect();
-    s.store.pseudonyms.put_pseudonyms(&entries)?;
+    store.pseudonyms.put_pseudonyms(&entries)?;
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! many instances the endpoint stored; the first batch it refuses stops the export with 502 and
 //! the endpoint's own words.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pacs_deid::{HashedPseudonyms, Profile};
-use pacs_storage::InstanceRecord;
+use pacs_storage::audit::Interface;
+use pacs_storage::{InstanceRecord, Store};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -22,7 +24,7 @@ const BATCH_DEADLINE: Duration = Duration::from_secs(120);
 /// Where the export goes, from the request body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ExportTarget {
+pub struct ExportTarget {
     /// DICOMweb base URL (`https://host/dicom-web`).
     pub stow: String,
     /// Bearer token for the endpoint, if it wants one.
@@ -31,7 +33,7 @@ pub(crate) struct ExportTarget {
 }
 
 impl ExportTarget {
-    pub(crate) fn check(&self) -> Result<(), ApiError> {
+    pub fn check(&self) -> Result<(), ApiError> {
         let url = reqwest::Url::parse(&self.stow)
             .map_err(|e| ApiError::BadRequest(format!("stow {:?}: {e}", self.stow)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -62,6 +64,33 @@ pub(crate) async fn send(
     if instances.is_empty() {
         return Err(ApiError::NotFound("study"));
     }
+    let deid = Deidentify {
+        profile,
+        project: project.to_string(),
+        secret: s.config.share_secret.clone(),
+    };
+    stow_records(s.store.clone(), target, &instances, Some(Arc::new(deid))).await
+}
+
+/// How instances are de-identified on their way out.
+#[derive(Debug, Clone)]
+pub struct Deidentify {
+    pub profile: Profile,
+    pub project: String,
+    /// The archive's secret (the share-link key): new UIDs and pseudonyms derive from it.
+    pub secret: Vec<u8>,
+}
+
+/// STOW-RS of stored instances to `target` in batches of 50, each read (and de-identified
+/// when `deid` says so) off the async workers; the number stored. The first batch the
+/// endpoint refuses, stores only in part (202) or does not answer stops the send with
+/// [`ApiError::BadGateway`] naming the endpoint's words and what was stored before.
+pub async fn stow_records(
+    store: Arc<Store>,
+    target: &ExportTarget,
+    instances: &[InstanceRecord],
+    deid: Option<Arc<Deidentify>>,
+) -> Result<usize, ApiError> {
     let client = reqwest::Client::builder()
         .timeout(BATCH_DEADLINE)
         .build()
@@ -69,14 +98,13 @@ pub(crate) async fn send(
     let boundary = format!("pacs-export-{}", uuid::Uuid::new_v4().simple());
     let mut sent = 0;
     for batch in instances.chunks(BATCH) {
-        let (st, records, profile, project, b) = (
-            s.clone(),
+        let (st, records, deid, b) = (
+            store.clone(),
             batch.to_vec(),
-            profile.clone(),
-            project.to_string(),
+            deid.clone(),
             boundary.clone(),
         );
-        let body = off_runtime(move || multipart(&st, &records, &profile, &project, &b)).await?;
+        let body = off_runtime(move || multipart(&st, &records, deid.as_deref(), &b)).await?;
         let mut request = client
             .post(target.studies_url())
             .header(
@@ -117,26 +145,38 @@ pub(crate) async fn send(
     Ok(sent)
 }
 
-/// One STOW-RS body: the batch de-identified, each part an application/dicom file.
+/// One STOW-RS body: each part an application/dicom file, as stored or de-identified.
 fn multipart(
-    s: &ApiState,
+    store: &Store,
     batch: &[InstanceRecord],
-    profile: &Profile,
-    project: &str,
+    deid: Option<&Deidentify>,
     boundary: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut pseudonyms = HashedPseudonyms::new(project, &s.config.share_secret);
     let mut body = Vec::new();
+    let mut pseudonyms = deid.map(|d| HashedPseudonyms::new(&d.project, &d.secret));
     for rec in batch {
-        let (_, obj) = deidentified(s, rec, profile, &mut pseudonyms)?;
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes(),
         );
-        obj.write_all(&mut body)
-            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", rec.sop_instance_uid)))?;
+        match (deid, pseudonyms.as_mut()) {
+            (Some(d), Some(p)) => {
+                let (_, obj) = deidentified(store, rec, &d.profile, p)?;
+                obj.write_all(&mut body).map_err(|e| {
+                    ApiError::Internal(format!("writing {}: {e}", rec.sop_instance_uid))
+                })?;
+            }
+            _ => {
+                let mut blob = store.open_verified(rec, Interface::Http)?;
+                std::io::copy(&mut blob, &mut body).map_err(|e| {
+                    ApiError::Internal(format!("reading {}: {e}", rec.sop_instance_uid))
+                })?;
+            }
+        }
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    record_pseudonyms(s, project, &mut pseudonyms)?;
+    if let (Some(d), Some(p)) = (deid, pseudonyms.as_mut()) {
+        record_pseudonyms(store, &d.project, p)?;
+    }
     Ok(body)
 }

@@ -34,6 +34,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
+pub use export_api::{deidentified, record_pseudonyms};
+pub use export_stow::{stow_records, Deidentify, ExportTarget};
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]

@@ -394,7 +394,7 @@ async fn store_to_node(
             &rec.sop_class_uid,
             &rec.sop_instance_uid,
             local.path(),
-            originator,
+            Some(originator),
         )
         .await?;
     Ok(status)
