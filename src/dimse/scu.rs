@@ -266,8 +266,14 @@ impl StoreScu {
     ) -> Result<u16, ScuError> {
         // Decode or re-encode first: a failure must not leave a C-STORE-RQ without its data set.
         let payload = prepare(plan, blob).await?;
-        self.store_payload(plan.context_id, sop_class, sop_instance, payload, move_originator)
-            .await
+        self.store_payload(
+            plan.context_id,
+            sop_class,
+            sop_instance,
+            payload,
+            move_originator,
+        )
+        .await
     }
 
     /// Send a data set already in the context's transfer syntax (e.g. a de-identified copy)

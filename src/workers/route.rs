@@ -12,7 +12,7 @@ use pacs_storage::{Event, EventKind, Store};
 use pacs_viewer_api::{Deidentify, ExportTarget};
 use tokio_util::sync::CancellationToken;
 
-use super::route_send::{stow, store_to_node, NodeSend, RouteError};
+use super::route_send::{store_to_node, stow, NodeSend, RouteError};
 use super::route_settings::{RouteConfig, RouteTrigger};
 use super::{Prepared, Worker, WorkerError};
 use crate::dimse::access::RemoteNode;
@@ -93,7 +93,10 @@ impl RouteWorker {
                 for uid in store.index.series_uids(&study.study_instance_uid)? {
                     series.extend(store.index.series(&uid)?);
                 }
-                (series, store.index.study_instances(&study.study_instance_uid)?)
+                (
+                    series,
+                    store.index.study_instances(&study.study_instance_uid)?,
+                )
             }
         };
         if records.is_empty() {

@@ -139,11 +139,13 @@ async fn send_all(
 /// or decoded to it as needed), else the stored one, else a native one.
 fn plan(scu: &StoreScu, send: &NodeSend<'_>, rec: &InstanceRecord) -> Result<SendPlan, RouteError> {
     let found = match send.transfer_syntax {
-        Some(ts) => scu.accepted_context(&rec.sop_class_uid, ts).map(|id| SendPlan {
-            context_id: id,
-            stored_ts: rec.transfer_syntax_uid.clone(),
-            transcode_to: (ts != rec.transfer_syntax_uid).then(|| ts.to_string()),
-        }),
+        Some(ts) => scu
+            .accepted_context(&rec.sop_class_uid, ts)
+            .map(|id| SendPlan {
+                context_id: id,
+                stored_ts: rec.transfer_syntax_uid.clone(),
+                transcode_to: (ts != rec.transfer_syntax_uid).then(|| ts.to_string()),
+            }),
         None => scu.plan(&rec.sop_class_uid, &rec.transfer_syntax_uid),
     };
     found.ok_or_else(|| RouteError::NoContext {

@@ -94,7 +94,14 @@ impl RouteConfig {
     pub fn tag_conditions(&self) -> Result<Vec<(String, String)>, SettingsError> {
         self.tags
             .iter()
-            .map(|(k, v)| Ok((tag_key(k).ok_or_else(|| self.error(format!("tags: {k:?} is neither a keyword nor GGGGEEEE")))?, v.clone())))
+            .map(|(k, v)| {
+                Ok((
+                    tag_key(k).ok_or_else(|| {
+                        self.error(format!("tags: {k:?} is neither a keyword nor GGGGEEEE"))
+                    })?,
+                    v.clone(),
+                ))
+            })
             .collect()
     }
 
@@ -104,11 +111,7 @@ impl RouteConfig {
 
     /// What cannot work, checked at start: names, exactly one target, known node and
     /// profile, bounds.
-    pub fn check(
-        &self,
-        nodes: &[String],
-        profiles: &[String],
-    ) -> Result<(), SettingsError> {
+    pub fn check(&self, nodes: &[String], profiles: &[String]) -> Result<(), SettingsError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 32
             && self
@@ -116,13 +119,13 @@ impl RouteConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok {
-            return Err(self.error(
-                "name must be 1 to 32 letters, digits, '-' or '_'".into(),
-            ));
+            return Err(self.error("name must be 1 to 32 letters, digits, '-' or '_'".into()));
         }
         match (&self.to, &self.stow) {
             (Some(ae), None) if !nodes.contains(ae) => {
-                return Err(self.error(format!("to {ae:?} is not the AE title of a [[nodes]] entry")))
+                return Err(self.error(format!(
+                    "to {ae:?} is not the AE title of a [[nodes]] entry"
+                )))
             }
             (None, Some(url)) => {
                 let parsed = reqwest::Url::parse(url)
@@ -203,14 +206,32 @@ mod tests {
             ("name = \"a b\"\nto = \"READING\"", "name"),
             ("name = \"x\"\nto = \"ELSEWHERE\"", "[[nodes]]"),
             ("name = \"x\"", "exactly one"),
-            ("name = \"x\"\nto = \"READING\"\nstow = \"http://h/d\"", "exactly one"),
+            (
+                "name = \"x\"\nto = \"READING\"\nstow = \"http://h/d\"",
+                "exactly one",
+            ),
             ("name = \"x\"\nstow = \"ftp://h/d\"", "http(s)"),
-            ("name = \"x\"\nto = \"READING\"\nprofile = \"research\"", "profile"),
-            ("name = \"x\"\nstow = \"http://h/\"\ntransfer_syntax = \"1.2.840.10008.1.2\"", "C-STORE"),
-            ("name = \"x\"\nto = \"READING\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.50\"", "uncompressed"),
-            ("name = \"x\"\nto = \"READING\"\ntags = { NoSuchKeyword = \"1\" }", "keyword"),
+            (
+                "name = \"x\"\nto = \"READING\"\nprofile = \"research\"",
+                "profile",
+            ),
+            (
+                "name = \"x\"\nstow = \"http://h/\"\ntransfer_syntax = \"1.2.840.10008.1.2\"",
+                "C-STORE",
+            ),
+            (
+                "name = \"x\"\nto = \"READING\"\ntransfer_syntax = \"1.2.840.10008.1.2.4.50\"",
+                "uncompressed",
+            ),
+            (
+                "name = \"x\"\nto = \"READING\"\ntags = { NoSuchKeyword = \"1\" }",
+                "keyword",
+            ),
         ] {
-            let e = route(bad).check(&nodes, &profiles).expect_err(bad).to_string();
+            let e = route(bad)
+                .check(&nodes, &profiles)
+                .expect_err(bad)
+                .to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
     }

@@ -27,6 +27,7 @@ mod patient_feed;
 mod pixels;
 mod rejection;
 mod retrieve;
+mod routing;
 mod security;
 mod shutdown;
 mod store;
