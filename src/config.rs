@@ -154,6 +154,8 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     /// HL7 v2 order intake over MLLP (off without a port).
     pub hl7: Option<crate::hl7_intake::Hl7Config>,
+    /// Fetch priors from an older archive (`[priors]`).
+    pub priors: Option<crate::workers::priors::PriorsConfig>,
     /// Forwarding rules (`[[routes]]`).
     #[serde(default)]
     pub routes: Vec<crate::workers::route_settings::RouteConfig>,
@@ -339,6 +341,8 @@ pub struct ServeSettings {
     pub users_file: PathBuf,
     /// The HL7 listener, when a port is configured.
     pub hl7: Option<crate::hl7_intake::Hl7Settings>,
+    /// Where priors are fetched from, checked against the nodes.
+    pub priors: Option<crate::workers::priors::PriorsConfig>,
     /// Forwarding rules, checked against the nodes and profiles.
     pub routes: Vec<crate::workers::route_settings::RouteConfig>,
     /// How long rejected instances are kept before the purge (None: until an admin purges).
@@ -509,6 +513,10 @@ impl ServeArgs {
             .resolve(self.hl7_port, dicom_bind)?;
         let deid_profiles = deid_profiles(file.deid_profiles)?;
         let routes = checked_routes(file.routes, &file.nodes, &deid_profiles)?;
+        if let Some(p) = &file.priors {
+            let aes: Vec<String> = file.nodes.iter().map(|n| n.ae_title.clone()).collect();
+            p.check(&aes)?;
+        }
         Ok(ServeSettings {
             store,
             ae_title,
@@ -531,6 +539,7 @@ impl ServeArgs {
             thumbnail_cache_entries: file.thumbnail_cache_entries.unwrap_or(4096),
             deid_profiles,
             routes,
+            priors: file.priors,
             workers: {
                 let mut w = file.workers.checked()?;
                 w.quality.get_or_insert(true);

@@ -12,6 +12,8 @@
 //! - [`hl7_intake`]: HL7 v2 over MLLP (`pacs_hl7`): orders applied to the store's orders,
 //!   patient merges and updates handed to [`hl7_patients`].
 //! - [`hl7_patients`]: ADT A40/A08 applied as corrections.
+//! - [`remote`]: query/retrieve against other archives (C-FIND, C-MOVE to us) for the API
+//!   and the priors worker.
 //! - [`config`]: the file, environment and flags, turned into each part's settings.
 //! - The other commands: [`import`], [`verify`], [`users_cli`], [`audit_cli`].
 //! - [`error`]: the commands' error type.
@@ -30,6 +32,7 @@ pub mod hl7_patients;
 pub mod http_listener;
 #[cfg(feature = "embedded")]
 pub mod import;
+pub mod remote;
 #[cfg(feature = "embedded")]
 pub mod server;
 pub mod tls;

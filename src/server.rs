@@ -156,6 +156,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     )
     .map_err(|e| AppError::Internal(e.to_string()))?;
     api.login_throttle = login_throttle;
+    let remotes = Arc::new(crate::remote::DimseRemotes {
+        nodes: settings.nodes.clone(),
+        our_ae: settings.ae_title.clone(),
+        max_pdu: settings.max_pdu,
+    });
+    api.remote = Some(remotes.clone());
     let app = pacs_viewer_api::router(api);
     if !auth_required {
         tracing::warn!(
@@ -190,9 +196,20 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
     }
+    if let Some(priors) = &settings.priors {
+        let worker = crate::workers::priors::PriorsWorker::new(priors, remotes.clone());
+        let dispatcher = crate::workers::dispatch::Dispatcher::new(
+            Arc::new(worker),
+            store.clone(),
+            &priors.target(),
+        )?;
+        start_at_head(&store, "priors").await?;
+        tracing::info!(from = %priors.from, "fetching priors");
+        worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+    }
     for route in settings.routes.iter().filter(|r| r.enabled) {
         let worker = route_worker(&settings, route, &store, &share_secret, &shutdown)?;
-        start_route_at_head(&store, &route.worker_name()).await?;
+        start_at_head(&store, &route.worker_name()).await?;
         let dispatcher = crate::workers::dispatch::Dispatcher::new(
             Arc::new(worker),
             store.clone(),
@@ -438,10 +455,11 @@ fn route_worker(
     .map_err(|e| AppError::Internal(e.to_string()))
 }
 
-/// A route seen for the first time starts with what arrives from now on: adding a rule to
-/// an archive must not send its whole history (the other workers catch up from the start,
-/// which is what an EHR or billing system being connected wants).
-async fn start_route_at_head(store: &Arc<Store>, worker: &str) -> Result<(), AppError> {
+/// A route (or the priors worker) seen for the first time starts with what arrives from now
+/// on: adding a rule to an archive must not send, or fetch for, its whole history (the
+/// other workers catch up from the start, which is what an EHR or billing system being
+/// connected wants).
+async fn start_at_head(store: &Arc<Store>, worker: &str) -> Result<(), AppError> {
     let (store, worker) = (store.clone(), worker.to_string());
     tokio::task::spawn_blocking(move || {
         if store.outbox.cursor(&worker)? == 0 {

@@ -279,6 +279,65 @@ pub fn find_request(message_id: u16, sop_class_uid: &str) -> Result<Vec<u8>, Com
     encode_with_group_length(&request(field::C_FIND_RQ, message_id, sop_class_uid))
 }
 
+/// A C-MOVE-RQ (PS3.7 9.1.4.1) to `destination`, an identifier following.
+pub fn move_request(
+    message_id: u16,
+    sop_class_uid: &str,
+    destination: &str,
+) -> Result<Vec<u8>, CommandError> {
+    let mut obj = request(field::C_MOVE_RQ, message_id, sop_class_uid);
+    obj.put(DataElement::new(
+        tags::MOVE_DESTINATION,
+        VR::AE,
+        PrimitiveValue::from(destination),
+    ));
+    encode_with_group_length(&obj)
+}
+
+/// A C-CANCEL-RQ (PS3.7 9.3.2.3) for the request `message_id`.
+pub fn cancel_request(message_id: u16) -> Result<Vec<u8>, CommandError> {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(field::C_CANCEL_RQ),
+    ));
+    obj.put(DataElement::new(
+        tags::MESSAGE_ID_BEING_RESPONDED_TO,
+        VR::US,
+        PrimitiveValue::from(message_id),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(NO_DATASET),
+    ));
+    encode_with_group_length(&obj)
+}
+
+/// What a final C-MOVE/C-GET response says beside its status: the sub-operation counts
+/// and the error comment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinalCounts {
+    pub completed: u16,
+    pub failed: u16,
+    pub warning: u16,
+    pub comment: Option<String>,
+}
+
+/// The counts of a response command set (absent counts are 0).
+pub fn sub_operation_counts(bytes: &[u8]) -> Result<FinalCounts, CommandError> {
+    check_element_lengths(bytes)?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| CommandError::Decode(Box::new(e)))?;
+    Ok(FinalCounts {
+        completed: uint(&obj, tags::NUMBER_OF_COMPLETED_SUBOPERATIONS).unwrap_or(0),
+        failed: uint(&obj, tags::NUMBER_OF_FAILED_SUBOPERATIONS).unwrap_or(0),
+        warning: uint(&obj, tags::NUMBER_OF_WARNING_SUBOPERATIONS).unwrap_or(0),
+        comment: text(&obj, tags::ERROR_COMMENT),
+    })
+}
+
 /// An N-EVENT-REPORT-RQ (PS3.7 10.1.1.1) about `instance` of `class`, a data set following.
 pub fn event_report_request(
     message_id: u16,

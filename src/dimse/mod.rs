@@ -12,6 +12,7 @@ pub mod local_blob;
 pub mod negotiation;
 pub mod pdu_io;
 pub mod peer;
+pub mod qr_scu;
 pub mod scu;
 pub mod services;
 pub mod session;

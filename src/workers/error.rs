@@ -20,6 +20,14 @@ pub enum WorkerError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Route(#[from] super::route_send::RouteError),
+    #[error(transparent)]
+    Remote(#[from] pacs_viewer_api::RemoteError),
+    #[error("{node} did not send {failed} instances of prior {study}")]
+    PriorIncomplete {
+        node: String,
+        study: String,
+        failed: u16,
+    },
 }
 
 /// Sending a request failed (the attempt counts as failed and is retried).

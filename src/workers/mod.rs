@@ -11,6 +11,7 @@ pub mod error;
 pub mod order_link;
 pub mod pharmacy;
 pub mod portal;
+pub mod priors;
 pub mod quality;
 mod queue;
 pub mod rejected_purge;

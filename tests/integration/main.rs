@@ -26,6 +26,7 @@ mod orders_to_worklist;
 mod patient_feed;
 mod pixels;
 mod rejection;
+mod remote;
 mod retrieve;
 mod routing;
 mod security;

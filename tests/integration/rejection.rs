@@ -294,13 +294,7 @@ fn rejection_notes_hide_instances_everywhere_until_restored_or_purged() {
     let (statuses, log) = storescu_statuses(&server, &[&files[3]]);
     // dcmtk names the 0xA7xx range "Refused: OutOfResources"; the comment says why.
     assert_eq!(statuses, ["Refused: OutOfResources"], "{log}");
-    assert!(
-        server
-            .log()
-            .contains("was rejected (113001 Rejected for Quality Reasons)"),
-        "{}",
-        server.log()
-    );
+    server.wait_for_log("was rejected (113001 Rejected for Quality Reasons)");
     assert_eq!(stats_tuple(&server.statistics()).3, 3);
 
     // A note naming an instance the archive does not hold: refused whole over C-STORE and
@@ -309,11 +303,7 @@ fn rejection_notes_hide_instances_everywhere_until_restored_or_purged() {
     make_note(&bad, "113037", &[&files[1]], &["--unknown", "2.25.1234567"]);
     let (statuses, log) = storescu_statuses(&server, &[&bad]);
     assert_eq!(statuses, ["Refused: OutOfResources"], "{log}");
-    assert!(
-        server.log().contains("not in the archive"),
-        "{}",
-        server.log()
-    );
+    server.wait_for_log("not in the archive");
     let r = stow_file(&server, &bad);
     assert_eq!(r.status, 409, "{}", r.text());
     let reason = &r.json()["00081198"]["Value"][0]["00081197"]["Value"][0];
@@ -329,11 +319,7 @@ fn rejection_notes_hide_instances_everywhere_until_restored_or_purged() {
     let r = stow_file(&server, &wrong);
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("rejection note refused"), "{}", r.text());
-    assert!(
-        server.log().contains("holds it in study"),
-        "{}",
-        server.log()
-    );
+    server.wait_for_log("holds it in study");
     assert_eq!(qido_instances(&server, &study), live);
 
     // The administrator's view, a restore, a purge.

@@ -14,14 +14,14 @@ use crate::corrections::{fetch, studies};
 use crate::security::curl;
 use crate::support::*;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
 
-struct Peer(Child);
+pub(crate) struct Peer(Child);
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -30,7 +30,7 @@ impl Drop for Peer {
     }
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub(crate) fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
@@ -53,7 +53,7 @@ fn storescp(dir: &Path, port: u16) -> Peer {
 }
 
 /// Poll until `check` holds (60 s at most).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "not within 60 s: {what}");
@@ -61,7 +61,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn deliveries(server: &Server, worker: &str) -> Vec<Value> {
+pub(crate) fn deliveries(server: &Server, worker: &str) -> Vec<Value> {
     let r = fetch(server, &format!("/api/events?worker={worker}&limit=100"));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
@@ -70,7 +70,7 @@ fn deliveries(server: &Server, worker: &str) -> Vec<Value> {
         .expect("an array of deliveries")
 }
 
-fn states(server: &Server, worker: &str) -> Vec<String> {
+pub(crate) fn states(server: &Server, worker: &str) -> Vec<String> {
     deliveries(server, worker)
         .iter()
         .map(|d| d["state"].as_str().unwrap_or_default().to_string())
@@ -272,13 +272,21 @@ backoff_ms = 100
     drop(target_tmp);
 }
 
-struct Orthanc {
+pub(crate) struct Orthanc {
     _peer: Peer,
-    http: u16,
+    pub http: u16,
+    pub dicom: u16,
 }
 
-fn orthanc(dir: &Path) -> Orthanc {
-    let (http, dicom) = (free_port(), free_port());
+/// Debian's Orthanc on loopback with its own storage in `dir`, knowing `modalities`
+/// (its DicomModalities: name -> [AE, host, port]).
+pub(crate) fn orthanc(dir: &Path, modalities: Value) -> Orthanc {
+    orthanc_on(dir, modalities, free_port())
+}
+
+/// As [`orthanc`], its DICOM port given.
+pub(crate) fn orthanc_on(dir: &Path, modalities: Value, dicom: u16) -> Orthanc {
+    let http = free_port();
     let storage = dir.join("orthanc-storage");
     std::fs::create_dir_all(&storage).expect("mkdir");
     let config = dir.join("orthanc.json");
@@ -292,6 +300,7 @@ fn orthanc(dir: &Path) -> Orthanc {
         "RemoteAccessAllowed": false,
         "AuthenticationEnabled": false,
         "DicomCheckCalledAet": false,
+        "DicomModalities": modalities,
         "Plugins": [],
     });
     std::fs::write(&config, json.to_string()).expect("orthanc.json");
@@ -304,11 +313,14 @@ fn orthanc(dir: &Path) -> Orthanc {
     let peer = Peer(child);
     wait_for_port(http, "Orthanc HTTP");
     wait_for_port(dicom, "Orthanc DICOM");
-    std::fs::write(dir.join("orthanc.dicom-port"), dicom.to_string()).expect("port");
-    Orthanc { _peer: peer, http }
+    Orthanc {
+        _peer: peer,
+        http,
+        dicom,
+    }
 }
 
-fn orthanc_get(o: &Orthanc, path: &str) -> Value {
+pub(crate) fn orthanc_get(o: &Orthanc, path: &str) -> Value {
     let r = curl(
         &format!("http://127.0.0.1:{}{path}", o.http),
         "GET",
@@ -322,11 +334,8 @@ fn orthanc_get(o: &Orthanc, path: &str) -> Value {
 #[test]
 fn a_de_identified_route_delivers_to_orthanc() {
     let (tmp, data) = data_dir();
-    let o = orthanc(tmp.path());
-    let dicom_port: u16 = std::fs::read_to_string(tmp.path().join("orthanc.dicom-port"))
-        .expect("port")
-        .parse()
-        .expect("number");
+    let o = orthanc(tmp.path(), serde_json::json!({}));
+    let dicom_port = o.dicom;
     let config = tmp.path().join("pacs.toml");
     std::fs::write(
         &config,

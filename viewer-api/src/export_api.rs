@@ -45,13 +45,12 @@ async fn export(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // No body: a zip download. A JSON body names another target.
-    let target: Option<ExportTarget> = if body.iter().all(u8::is_ascii_whitespace) {
+    let target: Option<Target> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let t: ExportTarget = serde_json::from_slice(&body)
+        let b: TargetBody = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("export target: {e}")))?;
-        t.check()?;
-        Some(t)
+        Some(b.target()?)
     };
     let name = q.profile.unwrap_or_else(|| "basic".into());
     let profile = s
@@ -75,14 +74,22 @@ async fn export(
     let project = q.project.unwrap_or_else(|| "default".into());
     let detail = format!("profile {name}, project {project}");
     if let Some(target) = target {
-        let count = crate::export_stow::send(&s, &study, profile, &project, &target).await?;
-        let mut r = Json(json!({"stored": count, "stow": target.stow})).into_response();
+        let (count, to, answer) = match &target {
+            Target::Stow(t) => {
+                let n = crate::export_stow::send(&s, &study, profile, &project, t).await?;
+                (n, t.stow.clone(), json!({"stored": n, "stow": t.stow}))
+            }
+            Target::Node(ae) => {
+                let n = send_to_node(&s, &study, profile, &project, ae).await?;
+                (n, ae.clone(), json!({"stored": n, "to": ae}))
+            }
+        };
+        let mut r = Json(answer).into_response();
         r.extensions_mut().insert(AuditNote {
             action: Some("study.export"),
             study_uid: Some(study),
             detail: Some(format!(
-                "{detail}, {count} instances de-identified and sent to {}",
-                target.stow
+                "{detail}, {count} instances de-identified and sent to {to}"
             )),
             ..AuditNote::default()
         });
@@ -107,6 +114,68 @@ async fn export(
         ..AuditNote::default()
     });
     Ok(r)
+}
+
+/// Where a JSON body sends the export: `{"stow": URL[, "token"]}` or `{"to": AE}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetBody {
+    stow: Option<String>,
+    token: Option<String>,
+    to: Option<String>,
+}
+
+enum Target {
+    Stow(ExportTarget),
+    /// A `[[nodes]]` entry, by C-STORE.
+    Node(String),
+}
+
+impl TargetBody {
+    fn target(self) -> Result<Target, ApiError> {
+        match (self.stow, self.to) {
+            (Some(stow), None) => {
+                let t = ExportTarget {
+                    stow,
+                    token: self.token,
+                };
+                t.check()?;
+                Ok(Target::Stow(t))
+            }
+            (None, Some(ae)) if self.token.is_none() => Ok(Target::Node(ae)),
+            _ => Err(ApiError::BadRequest(
+                "export target: give either {\"stow\": URL[, \"token\"]} or {\"to\": AE title}"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// C-STORE of the de-identified study to a configured node; the number stored.
+async fn send_to_node(
+    s: &ApiState,
+    study: &str,
+    profile: Profile,
+    project: &str,
+    ae: &str,
+) -> Result<usize, ApiError> {
+    let remote = s
+        .remote
+        .clone()
+        .ok_or_else(|| ApiError::Missing("export to DICOM nodes".into()))?;
+    let (st, uid) = (s.clone(), study.to_string());
+    let instances = off_runtime(move || st.store.index.study_instances(&uid)).await?;
+    if instances.is_empty() {
+        return Err(ApiError::NotFound("study"));
+    }
+    let deid = crate::export_stow::Deidentify {
+        profile,
+        project: project.to_string(),
+        secret: s.config.share_secret.clone(),
+    };
+    Ok(remote
+        .send_to_node(ae, s.store.clone(), instances, Some(deid))
+        .await?)
 }
 
 /// The de-identified study as a zip in an unnamed temporary file, rewound; and its size in

@@ -17,6 +17,7 @@ mod flags_api;
 mod orders_api;
 mod pseudonyms_api;
 mod rejected_api;
+mod remote_api;
 pub mod render;
 mod share_api;
 mod viewer;
@@ -36,6 +37,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use error::ApiError;
 pub use export_api::{deidentified, record_pseudonyms};
 pub use export_stow::{stow_records, Deidentify, ExportTarget};
+pub use remote_api::{RemoteArchives, RemoteError, RemoteFuture, RetrieveCounts};
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]
@@ -78,6 +80,8 @@ pub struct ApiState {
     pub thumbnails: Arc<render::thumbnails::ThumbnailCache>,
     pub auth: Arc<access::authn::Authenticator>,
     pub login_throttle: Arc<access::login_api::Throttle>,
+    /// Query/retrieve against other archives (the server's DIMSE SCU); None: not offered.
+    pub remote: Option<Arc<dyn remote_api::RemoteArchives>>,
 }
 
 impl ApiState {
@@ -98,6 +102,7 @@ impl ApiState {
             thumbnails,
             auth: Arc::new(auth),
             login_throttle: Arc::default(),
+            remote: None,
         })
     }
 }
@@ -163,6 +168,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(fhir_merge::routes())
         .merge(pseudonyms_api::routes())
         .merge(rejected_api::routes())
+        .merge(remote_api::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())
         .merge(worklist_api::routes())
