@@ -40,8 +40,8 @@ pub struct RouteConfig {
     pub calling_ae: Vec<String>,
     /// Attribute (keyword or `GGGGEEEE`) → value with `*` and `?` wildcards, compared
     /// case-insensitively with the study's attributes or those of one of its series.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, alias = "tags")]
+    pub tag: BTreeMap<String, String>,
     /// The AE title of a `[[nodes]]` entry: sent by C-STORE.
     pub to: Option<String>,
     /// A DICOMweb base URL: sent by STOW-RS.
@@ -92,12 +92,12 @@ impl RouteConfig {
 
     /// The attribute conditions with their tags as 8 hex digits.
     pub fn tag_conditions(&self) -> Result<Vec<(String, String)>, SettingsError> {
-        self.tags
+        self.tag
             .iter()
             .map(|(k, v)| {
                 Ok((
                     tag_key(k).ok_or_else(|| {
-                        self.error(format!("tags: {k:?} is neither a keyword nor GGGGEEEE"))
+                        self.error(format!("tag: {k:?} is neither a keyword nor GGGGEEEE"))
                     })?,
                     v.clone(),
                 ))
@@ -193,7 +193,7 @@ mod tests {
     fn routes_are_checked_at_start() {
         let nodes = vec!["READING".to_string()];
         let profiles = vec!["basic".to_string()];
-        let ok = route("name = \"ct\"\nto = \"READING\"\nmodality = [\"CT\"]\ntags = { StudyDescription = \"*HEAD*\", \"00180015\" = \"HEAD\" }");
+        let ok = route("name = \"ct\"\nto = \"READING\"\nmodality = [\"CT\"]\ntag = { StudyDescription = \"*HEAD*\", \"00180015\" = \"HEAD\" }");
         ok.check(&nodes, &profiles).expect("valid");
         assert_eq!(
             ok.tag_conditions().expect("tags"),
@@ -224,7 +224,7 @@ mod tests {
                 "uncompressed",
             ),
             (
-                "name = \"x\"\nto = \"READING\"\ntags = { NoSuchKeyword = \"1\" }",
+                "name = \"x\"\nto = \"READING\"\ntag = { NoSuchKeyword = \"1\" }",
                 "keyword",
             ),
         ] {

@@ -39,9 +39,13 @@ pub(crate) fn wait_for_port(port: u16, what: &str) {
 }
 
 fn storescp(dir: &Path, port: u16) -> Peer {
+    storescp_as(dir, port, "DEST")
+}
+
+fn storescp_as(dir: &Path, port: u16, ae: &str) -> Peer {
     std::fs::create_dir_all(dir).expect("mkdir");
     let child = dcmtk("storescp")
-        .args(["+xa", "-aet", "DEST", "-od"])
+        .args(["+xa", "-aet", ae, "-od"])
         .arg(dir)
         .arg(port.to_string())
         .stdout(Stdio::null())
@@ -146,7 +150,7 @@ project = "research"
 [[routes]]
 name = "flair-uncompressed"
 to = "RAW"
-tags = {{ SeriesDescription = "*flair*" }}
+tag = {{ SeriesDescription = "*flair*" }}
 transfer_syntax = "1.2.840.10008.1.2.1"
 
 [[routes]]
@@ -269,6 +273,36 @@ backoff_ms = 100
             .contains("cannot connect"),
         "{dead}"
     );
+    // Nothing lost: the node comes back, the dead letter is retried and delivered.
+    let down_dir = tmp.path().join("down");
+    let _down = storescp_as(&down_dir, down_port, "DOWN");
+    let seq = dead["seq"].as_u64().expect("seq");
+    let r = curl(
+        &format!(
+            "http://127.0.0.1:{}/api/events/route-down/{seq}/retry",
+            server.http_port
+        ),
+        "POST",
+        None,
+        &[],
+    );
+    assert!(r.status < 300, "{}", r.text());
+    eventually("the retried delivery", || {
+        deliveries(&server, "route-down")
+            .iter()
+            .any(|d| d["seq"] == seq && d["state"] == "delivered")
+    });
+    let study = dead["study_instance_uid"].as_str().expect("study");
+    let stored = fetch(&server, &format!("/dicom-web/studies/{study}/instances")).json();
+    let mut expected: Vec<String> = stored
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| i["00080018"]["Value"][0].as_str().expect("uid").to_string())
+        .collect();
+    expected.sort();
+    let got: Vec<String> = received(&down_dir).into_iter().map(|(sop, _)| sop).collect();
+    assert_eq!(got, expected, "the dead letter's study, whole");
     drop(target_tmp);
 }
 
