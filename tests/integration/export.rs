@@ -198,3 +198,107 @@ fn a_study_exports_de_identified_to_a_dicomweb_endpoint() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("0 of 4"), "{}", r.text());
 }
+
+#[test]
+fn a_research_link_downloads_its_study_de_identified_and_nothing_else() {
+    use crate::security::{add_user, get, session};
+    let (tmp, data) = data_dir();
+    import_two_patients(&data, 16);
+    let config = tmp.path().join("pacs.toml");
+    std::fs::write(&config, format!("data = {data:?}\n[auth]\n")).expect("config");
+    add_user(&config, "admin", "admin", &[]);
+    add_user(&config, "rad", "radiologist", &[]);
+    let server = Server::start_with_config(&data, &config);
+    let admin = session(&server, "admin");
+    let rad = session(&server, "rad");
+    let studies = get(&server, "/api/studies", Some(&admin)).json();
+    let study = studies[0].as_str().expect("study").to_string();
+    let base = format!("http://127.0.0.1:{}", server.http_port);
+    let make = |token: &str, query: &str| {
+        curl(
+            &format!("{base}/api/studies/{study}/share{query}"),
+            "POST",
+            Some(token),
+            &[],
+        )
+    };
+
+    // Only an admin makes one; bad parameters are refused.
+    assert_eq!(make(&rad, "?profile=basic").status, 403);
+    assert_eq!(make(&admin, "?profile=nonesuch").status, 400);
+    assert_eq!(make(&admin, "?hours=0").status, 400);
+    let r = make(&admin, "?profile=basic&project=cohort-1&hours=2");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let url = r.json()["url"].as_str().expect("url").to_string();
+    assert!(url.starts_with(&format!("{base}/api/research/")), "{url}");
+
+    // The link, with no credentials: the study de-identified, as the export gives it.
+    let link = curl(&url, "GET", None, &[]);
+    assert_eq!(link.status, 200, "{}", link.text());
+    let zip = tmp.path().join("research.zip");
+    std::fs::write(&zip, &link.body).expect("write");
+    let files = read_zip(&zip);
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(files
+        .iter()
+        .all(|f| f["removed"] == "YES" && f["study"] != study.as_str()));
+    let export = curl(
+        &format!("{base}/api/studies/{study}/export?profile=basic&project=cohort-1"),
+        "POST",
+        Some(&admin),
+        &[],
+    );
+    let exported = tmp.path().join("export.zip");
+    std::fs::write(&exported, &export.body).expect("write");
+    assert_eq!(
+        read_zip(&exported)[0]["study"],
+        files[0]["study"],
+        "same project, same UIDs"
+    );
+
+    // It opens nothing else: not the portal summary, not an altered token, not another path.
+    let token = url
+        .split("/api/research/")
+        .nth(1)
+        .and_then(|t| t.strip_suffix("/study.zip"))
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        get(&server, &format!("/api/share/{token}"), None).status,
+        403
+    );
+    let first = if token.starts_with('A') { "B" } else { "A" };
+    let altered = format!("{first}{}", &token[1..]);
+    assert_eq!(
+        get(&server, &format!("/api/research/{altered}/study.zip"), None).status,
+        403
+    );
+    assert_eq!(
+        get(
+            &server,
+            &format!("/api/research/{token}/study.zip"),
+            Some(&admin)
+        )
+        .status,
+        200,
+        "the link is the credential, whoever sends it"
+    );
+    let audit = get(
+        &server,
+        "/api/audit?action=study.export&limit=20",
+        Some(&admin),
+    )
+    .json();
+    let research = audit["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| {
+            r["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("research link")
+        })
+        .count();
+    assert_eq!(research, 2, "{audit}");
+}

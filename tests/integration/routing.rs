@@ -301,7 +301,10 @@ backoff_ms = 100
         .map(|i| i["00080018"]["Value"][0].as_str().expect("uid").to_string())
         .collect();
     expected.sort();
-    let got: Vec<String> = received(&down_dir).into_iter().map(|(sop, _)| sop).collect();
+    let got: Vec<String> = received(&down_dir)
+        .into_iter()
+        .map(|(sop, _)| sop)
+        .collect();
     assert_eq!(got, expected, "the dead letter's study, whole");
     drop(target_tmp);
 }

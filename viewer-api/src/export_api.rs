@@ -53,24 +53,7 @@ async fn export(
         Some(b.target()?)
     };
     let name = q.profile.unwrap_or_else(|| "basic".into());
-    let profile = s
-        .config
-        .deid_profiles
-        .iter()
-        .find(|p| p.name == name)
-        .cloned()
-        .ok_or_else(|| {
-            let known: Vec<&str> = s
-                .config
-                .deid_profiles
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
-            ApiError::BadRequest(format!(
-                "no de-identification profile {name:?}; configured: {}",
-                known.join(", ")
-            ))
-        })?;
+    let profile = profile_named(&s, &name)?;
     let project = q.project.unwrap_or_else(|| "default".into());
     let detail = format!("profile {name}, project {project}");
     if let Some(target) = target {
@@ -95,7 +78,24 @@ async fn export(
         });
         return Ok(r);
     }
-    let (file, count) = off_runtime(move || write_zip(&s, &study, &profile, &project)).await?;
+    let (mut r, count) = zip_download(&s, &study, profile, &project).await?;
+    r.extensions_mut().insert(AuditNote {
+        action: Some("study.export"),
+        detail: Some(format!("{detail}, {count} instances de-identified")),
+        ..AuditNote::default()
+    });
+    Ok(r)
+}
+
+/// The de-identified study as a streamed `application/zip` answer, and its size in instances.
+pub(crate) async fn zip_download(
+    s: &ApiState,
+    study: &str,
+    profile: Profile,
+    project: &str,
+) -> Result<(Response, usize), ApiError> {
+    let (st, uid, project) = (s.clone(), study.to_string(), project.to_string());
+    let (file, count) = off_runtime(move || write_zip(&st, &uid, &profile, &project)).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(file),
     ));
@@ -108,12 +108,28 @@ async fn export(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_static("attachment; filename=\"study-deidentified.zip\""),
     );
-    r.extensions_mut().insert(AuditNote {
-        action: Some("study.export"),
-        detail: Some(format!("{detail}, {count} instances de-identified")),
-        ..AuditNote::default()
-    });
-    Ok(r)
+    Ok((r, count))
+}
+
+/// The configured profile of this name, or a 400 naming the configured ones.
+pub(crate) fn profile_named(s: &ApiState, name: &str) -> Result<Profile, ApiError> {
+    s.config
+        .deid_profiles
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| {
+            let known: Vec<&str> = s
+                .config
+                .deid_profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            ApiError::BadRequest(format!(
+                "no de-identification profile {name:?}; configured: {}",
+                known.join(", ")
+            ))
+        })
 }
 
 /// Where a JSON body sends the export: `{"stow": URL[, "token"]}` or `{"to": AE}`.

@@ -19,6 +19,7 @@ mod pseudonyms_api;
 mod rejected_api;
 mod remote_api;
 pub mod render;
+mod research_api;
 mod share_api;
 mod viewer;
 mod worklist_api;
@@ -169,6 +170,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(pseudonyms_api::routes())
         .merge(rejected_api::routes())
         .merge(remote_api::routes())
+        .merge(research_api::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())
         .merge(worklist_api::routes())

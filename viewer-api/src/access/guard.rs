@@ -119,8 +119,15 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
             entry.action = action.audit_name().into();
             entry.user = "share-link".into();
             let token = param("token").unwrap_or_default();
-            match share::verify(&s.config.share_secret, &token, now_secs()) {
-                Ok(study) => (Principal::share_link(study), Some(action)),
+            let (secret, now) = (&s.config.share_secret, now_secs());
+            let verified = if action == super::policy::Action::ResearchDownload {
+                share::verify_research(secret, &token, now)
+                    .map(|grant| Principal::research_link(grant.study))
+            } else {
+                share::verify(secret, &token, now).map(Principal::share_link)
+            };
+            match verified {
+                Ok(principal) => (principal, Some(action)),
                 Err(e) => return deny(&s, entry, StatusCode::FORBIDDEN, &e.to_string()),
             }
         }
@@ -139,7 +146,10 @@ pub async fn guard(State(s): State<ApiState>, mut req: Request, next: Next) -> R
     };
     entry.user = principal.name.clone();
     entry.role = Some(principal.role.to_string());
-    if principal.method == AuthMethod::ShareLink {
+    if matches!(
+        principal.method,
+        AuthMethod::ShareLink | AuthMethod::ResearchLink
+    ) {
         entry.study_uid = principal.share_study.clone();
     }
     let scope = match action {

@@ -49,6 +49,8 @@ pub enum Action {
     Audit,
     /// Viewing what a share link opens.
     ShareView,
+    /// Downloading the de-identified study a research link names.
+    ResearchDownload,
     /// Merging two patients (the EHR as the patient master, or an admin).
     MergePatients,
     /// Placing, changing and cancelling orders (FHIR ServiceRequest create/update).
@@ -82,6 +84,7 @@ impl Action {
             Action::IndexAdmin => "admin.index",
             Action::Audit => "audit.read",
             Action::ShareView => "share.view",
+            Action::ResearchDownload => "study.export",
             Action::PlaceOrder => "order.place",
             Action::MergePatients => "patient.merge",
             Action::ReadOrders => "order.read",
@@ -238,6 +241,19 @@ fn role_may(role: Role, action: Action) -> bool {
 
 /// May `principal` take `action`, and over which studies.
 pub fn authorize(principal: &Principal, action: Action) -> Result<Scope, Denied> {
+    if principal.method == super::AuthMethod::ResearchLink {
+        // A research link downloads its one study de-identified, nothing else.
+        return match (&principal.share_study, action) {
+            (Some(study), Action::ResearchDownload) => Ok(Scope::Study(study.clone())),
+            _ => Err(Denied(format!(
+                "a research link does not allow {}",
+                action.audit_name()
+            ))),
+        };
+    }
+    if action == Action::ResearchDownload {
+        return Err(Denied("a research link is required".into()));
+    }
     if let Some(study) = &principal.share_study {
         // A share link opens one study's summary and thumbnails, nothing else.
         return match action {
@@ -363,6 +379,25 @@ mod tests {
         assert!(authorize(&s, Action::Retrieve).is_err());
         assert!(authorize(&s, Action::Search).is_err());
         assert!(authorize(&who(Role::Admin, &[]), Action::ShareView).is_err());
+        assert!(authorize(&s, Action::ResearchDownload).is_err());
+    }
+
+    #[test]
+    fn research_links_download_their_study_only() {
+        let r = Principal::research_link("1.2.3".into());
+        assert_eq!(
+            authorize(&r, Action::ResearchDownload),
+            Ok(Scope::Study("1.2.3".into()))
+        );
+        for action in [
+            Action::ShareView,
+            Action::Thumbnail,
+            Action::Retrieve,
+            Action::Search,
+        ] {
+            assert!(authorize(&r, action).is_err(), "{action:?}");
+        }
+        assert!(authorize(&who(Role::Admin, &[]), Action::ResearchDownload).is_err());
     }
 
     #[test]

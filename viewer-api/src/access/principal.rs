@@ -17,6 +17,8 @@ pub enum AuthMethod {
     ClientCertificate,
     /// Patient-portal share link (one study, until it expires).
     ShareLink,
+    /// Research link (one study, de-identified, until it expires).
+    ResearchLink,
     /// Public route (login, health, viewer files): no identity.
     None,
     /// DICOM User Identity negotiation (username and password, or a JWT) on an association.
@@ -32,6 +34,7 @@ impl AuthMethod {
             AuthMethod::Jwt => "jwt",
             AuthMethod::ClientCertificate => "client-certificate",
             AuthMethod::ShareLink => "share-link",
+            AuthMethod::ResearchLink => "research-link",
             AuthMethod::None => "none",
             AuthMethod::DicomUserIdentity => "dicom-user-identity",
         }
@@ -69,6 +72,17 @@ impl Principal {
             patient_ids: Vec::new(),
             share_study: Some(study),
             method: AuthMethod::ShareLink,
+        }
+    }
+
+    /// The holder of a valid research link: no role beyond what the link names.
+    pub fn research_link(study: String) -> Principal {
+        Principal {
+            name: "research-link".into(),
+            role: Role::Patient,
+            patient_ids: Vec::new(),
+            share_study: Some(study),
+            method: AuthMethod::ResearchLink,
         }
     }
 }

@@ -35,6 +35,9 @@ pub fn classify(method: &Method, pattern: &str) -> RouteKind {
         "/api/whoami" => return RouteKind::Authenticated("auth.whoami"),
         _ => {}
     }
+    if pattern.starts_with("/api/research/{token}") {
+        return RouteKind::Share(ResearchDownload);
+    }
     if let Some(rest) = pattern.strip_prefix("/api/share/{token}") {
         return RouteKind::Share(if rest.ends_with("/thumbnail") {
             Thumbnail
