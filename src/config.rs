@@ -513,6 +513,13 @@ impl ServeArgs {
             .resolve(self.hl7_port, dicom_bind)?;
         let deid_profiles = deid_profiles(file.deid_profiles)?;
         let routes = checked_routes(file.routes, &file.nodes, &deid_profiles)?;
+        if let Some(name) = file.workers.ai.as_ref().and_then(|t| t.profile.as_ref()) {
+            if !deid_profiles.iter().any(|p| &p.name == name) {
+                return Err(ConfigError::Invalid(format!(
+                    "workers.ai.profile {name:?} is not a configured de-identification profile"
+                )));
+            }
+        }
         if let Some(p) = &file.priors {
             let aes: Vec<String> = file.nodes.iter().map(|n| n.ae_title.clone()).collect();
             p.check(&aes)?;

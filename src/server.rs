@@ -151,6 +151,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             thumbnail_cache_entries: settings.thumbnail_cache_entries,
             share_secret: share_secret.clone(),
             deid_profiles: settings.deid_profiles.clone(),
+            ai_project: settings
+                .workers
+                .ai
+                .as_ref()
+                .filter(|t| t.enabled && t.profile.is_some())
+                .map(|t| t.project.clone().unwrap_or_else(|| "ai".into())),
         },
         authenticator,
     )
@@ -191,7 +197,12 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         secret: share_secret.clone(),
         ttl_secs: settings.share_link_ttl.as_secs().max(1),
     };
-    for (target, worker) in crate::workers::configured(&settings.workers, &public_base, &share) {
+    for (target, worker) in crate::workers::configured(
+        &settings.workers,
+        &public_base,
+        &share,
+        &settings.deid_profiles,
+    ) {
         let dispatcher = crate::workers::dispatch::Dispatcher::new(worker, store.clone(), &target)?;
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
         worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));

@@ -22,6 +22,8 @@ pub enum WorkerError {
     Route(#[from] super::route_send::RouteError),
     #[error(transparent)]
     Remote(#[from] pacs_viewer_api::RemoteError),
+    #[error("de-identifying: {0}")]
+    Deidentify(String),
     #[error("{node} did not send {failed} instances of prior {study}")]
     PriorIncomplete {
         node: String,

@@ -67,6 +67,7 @@ pub fn configured(
     config: &settings::WorkersConfig,
     public_base: &str,
     share: &ShareSettings,
+    profiles: &[pacs_deid::Profile],
 ) -> Vec<(settings::TargetConfig, std::sync::Arc<dyn Worker>)> {
     let wado_base = format!("{public_base}/dicom-web");
     let enabled = |t: &Option<settings::TargetConfig>| t.clone().filter(|t| t.enabled);
@@ -97,9 +98,18 @@ pub fn configured(
         out.push((t, std::sync::Arc::new(w)));
     }
     if let Some(t) = enabled(&config.ai) {
+        let deid = t.profile.as_ref().and_then(|name| {
+            let profile = profiles.iter().find(|p| &p.name == name)?.clone();
+            Some(pacs_viewer_api::Deidentify {
+                profile,
+                project: t.project.clone().unwrap_or_else(|| "ai".into()),
+                secret: share.secret.clone(),
+            })
+        });
         let w = ai::AiWorker {
             url: t.url.clone(),
             bearer: t.token.clone(),
+            deid,
         };
         out.push((t, std::sync::Arc::new(w)));
     }
@@ -114,6 +124,8 @@ pub fn configured(
             max_backoff_ms: Some(10_000),
             timeout_secs: None,
             max_in_flight: Some(2),
+            profile: None,
+            project: None,
         };
         out.push((t, std::sync::Arc::new(quality::QualityWorker)));
     }

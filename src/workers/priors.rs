@@ -79,6 +79,8 @@ impl PriorsConfig {
             max_backoff_ms: self.max_backoff_ms,
             timeout_secs: None,
             max_in_flight: Some(2),
+            profile: None,
+            project: None,
         }
     }
 }

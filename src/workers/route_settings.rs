@@ -87,6 +87,8 @@ impl RouteConfig {
             max_backoff_ms: self.max_backoff_ms,
             timeout_secs: self.timeout_secs,
             max_in_flight: self.max_in_flight.or(Some(2)),
+            profile: None,
+            project: None,
         }
     }
 

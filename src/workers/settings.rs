@@ -45,6 +45,11 @@ pub struct TargetConfig {
     /// Deliveries of different studies sent at once (a study's own are always one at a
     /// time, in order) [default: 8].
     pub max_in_flight: Option<usize>,
+    /// AI only: de-identify what is sent with this `[[deid_profiles]]` profile, and put back
+    /// what returns (results by STOW-RS, flags) through the pseudonym table.
+    pub profile: Option<String>,
+    /// AI only: the pseudonym project of those sends [default: "ai"].
+    pub project: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -80,6 +85,11 @@ impl WorkersConfig {
             {
                 return Err(SettingsError(format!(
                     "workers.{name}.timeout_secs must be more than 0 and at most 86400"
+                )));
+            }
+            if name != "ai" && (t.profile.is_some() || t.project.is_some()) {
+                return Err(SettingsError(format!(
+                    "workers.{name}: profile and project apply to workers.ai only"
                 )));
             }
             if t.max_in_flight == Some(0) {

@@ -14,6 +14,9 @@ use crate::store::Store;
 /// Bytes buffered before a write to the staged file.
 const WRITE_BUFFER: usize = 256 * 1024;
 
+/// A change made to a staged file before it is ingested.
+pub type Rewrite<'a> = dyn Fn(&std::path::Path) -> Result<(), IngestError> + 'a;
+
 /// Why an instance could not be received.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
@@ -84,6 +87,18 @@ impl Receiver {
         source: &IngestSource,
         expected: &Expected,
     ) -> Result<Ingested, ReceiveError> {
+        self.finish_rewritten(store, source, expected, None)
+    }
+
+    /// As [`Receiver::finish`], with `rewrite` applied to the staged file first (in place:
+    /// e.g. re-identifying what an AI service returns); its refusal discards the instance.
+    pub fn finish_rewritten(
+        self,
+        store: &Store,
+        source: &IngestSource,
+        expected: &Expected,
+        rewrite: Option<&Rewrite<'_>>,
+    ) -> Result<Ingested, ReceiveError> {
         let Receiver { key, path, out } = self;
         let file = match out.into_inner() {
             Ok(file) => file,
@@ -94,6 +109,12 @@ impl Receiver {
                 return Err(ReceiveError::Write(e));
             }
         };
+        if let Some(rewrite) = rewrite {
+            if let Err(e) = rewrite(&path) {
+                store.blobs.discard(StagedBlob { path, file, key });
+                return Err(e.into());
+            }
+        }
         let ingested = store
             .ingestor
             .ingest(StagedBlob { path, file, key }, source, expected)?;

@@ -2,6 +2,7 @@
 //! they send, retries when the receiver fails, and delivery after kill -9 with the same
 //! idempotency key.
 
+mod ai_deid;
 mod clinical;
 mod corrections;
 mod delivery;
@@ -377,7 +378,7 @@ fn billing_charges_or_holds_and_pharmacy_records_contrast_with_allergy_alerts() 
 
 /// The parts of a STOW-RS request (multipart/related; type="application/dicom"), parsed with
 /// multer; each must say it is application/dicom.
-fn stow_parts(r: &Received) -> Vec<Vec<u8>> {
+pub(super) fn stow_parts(r: &Received) -> Vec<Vec<u8>> {
     assert!(
         r.content_type
             .starts_with("multipart/related; type=\"application/dicom\""),

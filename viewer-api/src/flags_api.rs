@@ -79,9 +79,30 @@ async fn add(
         check_uid(uid)?;
     }
     let store = s.store.clone();
+    let project = s.config.ai_project.clone();
     let flag = blocking(move || {
+        let (mut study, mut new) = (study, new);
         if store.index.study(&study)?.is_none() {
-            return Ok(None);
+            // A finding on what the AI service was sent de-identified: the original study.
+            let Some(project) = project else {
+                return Ok(None);
+            };
+            let mut back = crate::reidentify::Reidentifier::new(&store, &project);
+            let Some(original) = back.uid(&study)? else {
+                return Ok(None);
+            };
+            study = original;
+            for uid in [&mut new.series_instance_uid, &mut new.sop_instance_uid]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(original) = back.uid(uid)? {
+                    *uid = original;
+                }
+            }
+            if store.index.study(&study)?.is_none() {
+                return Ok(None);
+            }
         }
         let flag = Flag {
             id: uuid::Uuid::new_v4().to_string(),

@@ -16,6 +16,7 @@ mod fhir_outcome;
 mod flags_api;
 mod orders_api;
 mod pseudonyms_api;
+pub mod reidentify;
 mod rejected_api;
 mod remote_api;
 pub mod render;
@@ -62,6 +63,9 @@ pub struct ApiConfig {
     pub deid_profiles: Vec<pacs_deid::Profile>,
     /// `host:port` the HTTP listener is bound to (for URLs when a request names no host).
     pub local_addr: String,
+    /// The pseudonym project of the AI worker's de-identified sends: what the AI service
+    /// returns (STOW-RS results, flags) is re-identified through it. None: sent as stored.
+    pub ai_project: Option<String>,
 }
 
 /// Who is at the other end of an HTTP connection (from the listener, for every request).

@@ -39,6 +39,9 @@ pub struct Ctx {
     /// Absolute base URL of the service for this request (RetrieveURL, BulkDataURI).
     pub base: String,
     pub max_stow_bytes: u64,
+    /// STOW-RS from the AI service when its sends are de-identified: the pseudonym project
+    /// whose UIDs and patients are put back before storing.
+    pub reidentify: Option<String>,
 }
 
 impl Ctx {
@@ -51,6 +54,7 @@ impl Ctx {
                 &s.config.local_addr,
             ),
             max_stow_bytes: s.config.max_stow_bytes,
+            reidentify: None,
         }
     }
 }

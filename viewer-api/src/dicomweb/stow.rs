@@ -11,9 +11,14 @@ use futures_util::TryStreamExt;
 use pacs_storage::{Expected, IngestError, IngestSource, Ingested, ReceiveError, Receiver};
 use serde_json::{json, Map, Value as Json};
 
+use axum::Extension;
+use pacs_auth::role::Role;
+
 use super::media::parse_content_type;
 use super::{check_uid, dicom_json_response, Ctx};
+use crate::access::guard::Grant;
 use crate::error::ApiError;
+use crate::reidentify::{reidentify_file, Reidentifier};
 use crate::ApiState;
 
 // Failure reasons (PS3.18 Table 10.5.3-2 / PS3.4 Annex B).
@@ -133,12 +138,38 @@ async fn store_part(
         return Err(e);
     }
     let store = ctx.store.clone();
-    let expected = Expected {
-        study_instance_uid: expected_study.map(str::to_string),
-        ..Expected::default()
-    };
+    let expected_study = expected_study.map(str::to_string);
+    let project = ctx.reidentify.clone();
     let result = tokio::task::spawn_blocking(move || {
-        receiver.finish(&store, &IngestSource::Stow, &expected)
+        let Some(project) = project else {
+            let expected = Expected {
+                study_instance_uid: expected_study,
+                ..Expected::default()
+            };
+            return receiver.finish(&store, &IngestSource::Stow, &expected);
+        };
+        // A result on the pseudonymous study: the original study is the one to match.
+        let study = match expected_study {
+            Some(uid) => Some(
+                Reidentifier::new(&store, &project)
+                    .uid(&uid)
+                    .map_err(IngestError::from)?
+                    .unwrap_or(uid),
+            ),
+            None => None,
+        };
+        let expected = Expected {
+            study_instance_uid: study,
+            ..Expected::default()
+        };
+        let rewrite = |path: &std::path::Path| {
+            reidentify_file(&store, &project, path).map(|changed| {
+                if changed {
+                    tracing::info!(project = %project, "AI result re-identified");
+                }
+            })
+        };
+        receiver.finish_rewritten(&store, &IngestSource::Stow, &expected, Some(&rewrite))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -233,6 +264,7 @@ fn response_body(ctx: &Ctx, outcomes: &[PartOutcome], study: Option<&str>) -> (S
 /// `POST /studies` and `POST /studies/{study}`.
 pub async fn store(
     State(s): State<ApiState>,
+    Extension(grant): Extension<Grant>,
     Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
@@ -242,7 +274,10 @@ pub async fn store(
         check_uid(uid)?;
     }
     let boundary = boundary_of(&headers)?;
-    let ctx = Ctx::new(&s, &headers);
+    let mut ctx = Ctx::new(&s, &headers);
+    if grant.principal.role == Role::AiService {
+        ctx.reidentify = s.config.ai_project.clone();
+    }
     let limit = ctx.max_stow_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
