@@ -10,7 +10,7 @@ use pacs_hl7::adt::{PatientChange, PatientRef};
 use pacs_hl7::nak::{AckCode, ErrorCode, Refusal};
 use pacs_storage::audit::Interface;
 use pacs_storage::corrections::{self, AttributeEdits, Corrected, CorrectionError};
-use pacs_storage::orders::{OrderChange, OrderPatient};
+use pacs_storage::orders::OrderPatient;
 use pacs_storage::records::patient_key;
 use pacs_storage::{StorageError, Store};
 use serde_json::{json, Map, Value};
@@ -90,7 +90,17 @@ pub fn apply(store: &Store, change: &PatientChange) -> Result<Applied, Correctio
     match change {
         PatientChange::Merge { prior, surviving } => {
             let applied = merge(store, prior, surviving)?;
-            follow_orders(store, prior, surviving, crate::hl7_intake::now_ms())?;
+            // A merge of stored patients moved the orders itself; a rename or a patient
+            // never imaged still has orders to move.
+            if !matches!(applied, Applied::Merged(_)) {
+                corrections::follow_orders(
+                    store,
+                    &prior.id,
+                    &prior.issuer,
+                    surviving,
+                    crate::hl7_intake::now_ms(),
+                )?;
+            }
             Ok(applied)
         }
         PatientChange::Update(p) => {
@@ -125,53 +135,6 @@ fn merge(
             corrections::update_patient(store, &from, &edits, Interface::Hl7).map(Applied::Renamed)
         }
     }
-}
-
-/// Orders on the worklist placed for the prior patient take the surviving patient (each
-/// written only if unchanged since it was read; a concurrent change wins and is logged).
-/// Returns how many were moved.
-fn follow_orders(
-    store: &Store,
-    prior: &PatientRef,
-    surviving: &OrderPatient,
-    now_ms: u64,
-) -> Result<usize, CorrectionError> {
-    let mut affected = Vec::new();
-    store.orders.active_orders(None, None, &mut |o| {
-        if o.patient.id == prior.id && (prior.issuer.is_empty() || o.patient.issuer == prior.issuer)
-        {
-            affected.push(o);
-        }
-        true
-    })?;
-    let mut moved = 0;
-    for mut order in affected {
-        let expected = order.updated_ms;
-        order.patient.id.clone_from(&surviving.id);
-        order.patient.issuer.clone_from(&surviving.issuer);
-        for (field, value) in [
-            (&mut order.patient.name, &surviving.name),
-            (&mut order.patient.birth_date, &surviving.birth_date),
-            (&mut order.patient.sex, &surviving.sex),
-        ] {
-            if !value.is_empty() {
-                field.clone_from(value);
-            }
-        }
-        order.updated_ms = now_ms.max(expected + 1);
-        if store
-            .orders
-            .put_order(&order, OrderChange::Changed, Some(expected))?
-        {
-            moved += 1;
-        } else {
-            tracing::warn!(accession = %order.accession_number, "order changed meanwhile; not moved to the surviving patient");
-        }
-    }
-    if moved > 0 {
-        tracing::info!(moved, prior = %prior.id, surviving = %surviving.id, "orders follow the merge");
-    }
-    Ok(moved)
 }
 
 /// How the ACK reports a correction that was not made.

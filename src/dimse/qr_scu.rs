@@ -10,6 +10,7 @@ use dicom_transfer_syntax_registry::entries::{
     EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
 };
 use dicom_ul::pdu::{PDataValueType, Pdu};
+use pacs_storage::lengths;
 
 use super::command::{cancel_request, find_request, move_request, Command};
 use super::pdu_io::PduStream;
@@ -95,6 +96,17 @@ impl QrAssociation {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<InMemDicomObject, ScuError> {
+        // dicom-parser allocates what an element declares: check the lengths first (a
+        // remote's answer is untrusted input like any other).
+        let encoding = if self.explicit {
+            lengths::Encoding::ExplicitVrLittleEndian
+        } else {
+            lengths::Encoding::ImplicitVrLittleEndian
+        };
+        lengths::check_bytes(bytes, encoding).map_err(|e| ScuError::Unexpected {
+            expected: "a well-formed identifier",
+            got: e.to_string(),
+        })?;
         let ts = if self.explicit {
             EXPLICIT_VR_LITTLE_ENDIAN.erased()
         } else {

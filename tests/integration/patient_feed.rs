@@ -177,8 +177,25 @@ fn ehr_patient_merges_and_updates_over_hl7_and_fhir() {
     let r = post_merge(&server, &merge_params("MRN-100234", "MRN-200871", true));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(studies_of(&server, "MRN-100234"), ct);
+    // An order for the merged patient on the worklist: the FHIR merge moves it too.
+    let ack = exchange(
+        &mut hl7,
+        "MSH|^~\\&|EHR|HOSP|PACS|RAD|20261205083000||ORM^O01|F1|P|2.3\r\
+         PID|1||MRN-100234^^^HOSP-A^MR||Doe^Jane||19800101|F\r\
+         PV1|1|O\r\
+         ORC|NW|PL9|FL9||||^^^202612101015^^S\r\
+         OBR|1|PL9|FL9|CT-HEAD^CT head^L||||||||||||||FHIRACC1|RP9|SPS9||||CT\r",
+    )
+    .expect("ack");
+    assert_eq!(msa(&ack), "AA", "{ack}");
     let r = post_merge(&server, &merge_params("MRN-100234", "MRN-200871", false));
     assert_eq!(r.status, 200, "{}", r.text());
+    let order = get(&server, "/fhir/ServiceRequest/FHIRACC1");
+    assert!(
+        order.text().contains("MRN-200871") && !order.text().contains("MRN-100234"),
+        "{}",
+        order.text()
+    );
     let answer = r.json();
     assert_eq!(answer["resourceType"], "Parameters");
     let outcome = &answer["parameter"][1]["resource"];

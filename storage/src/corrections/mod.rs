@@ -5,7 +5,10 @@
 //! their copies ([`crate::events::EventKind::is_correction`]).
 
 mod edits;
+mod orders_follow;
 mod rewrite;
+
+pub use orders_follow::follow_orders;
 
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
@@ -186,6 +189,23 @@ pub fn merge_patients(
         patient_attributes: None,
     };
     let instances = rewrite_and_commit(store, plan, via)?;
+    // The worklist follows too: orders placed for the merged patient.
+    let a = &target.attributes;
+    let surviving = crate::orders::OrderPatient {
+        id: first_value(a, "00100020").to_string(),
+        issuer: first_value(a, "00100021").to_string(),
+        name: first_value(a, "00100010").to_string(),
+        birth_date: first_value(a, "00100030").to_string(),
+        sex: first_value(a, "00100040").to_string(),
+    };
+    let s = &source.attributes;
+    follow_orders(
+        store,
+        first_value(s, "00100020"),
+        first_value(s, "00100021"),
+        &surviving,
+        crate::ingest::now_ms(),
+    )?;
     Ok(Corrected {
         studies,
         instances,
