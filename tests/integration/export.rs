@@ -302,3 +302,66 @@ fn a_research_link_downloads_its_study_de_identified_and_nothing_else() {
         .count();
     assert_eq!(research, 2, "{audit}");
 }
+
+#[test]
+fn a_query_exports_every_study_it_matches() {
+    let (tmp, data) = data_dir();
+    import_two_patients(&data, 16);
+    let server = Server::start(&data);
+    let export = |query: &str| {
+        curl(
+            &format!("http://127.0.0.1:{}/api/export?{query}", server.http_port),
+            "POST",
+            None,
+            &[],
+        )
+    };
+    let zip_of = |r: &crate::security::Reply, name: &str| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let path = tmp.path().join(name);
+        std::fs::write(&path, &r.body).expect("write");
+        read_zip(&path)
+    };
+    let one = zip_of(
+        &export("PatientID=PAT00000&profile=basic&project=q"),
+        "one.zip",
+    );
+    assert_eq!(one.len(), 4, "{one:?}");
+    let both = zip_of(&export("PatientID=PAT0*&project=q"), "both.zip");
+    assert_eq!(both.len(), 8);
+    let mut studies: Vec<&str> = both.iter().filter_map(|f| f["study"].as_str()).collect();
+    studies.sort();
+    studies.dedup();
+    assert_eq!(studies.len(), 2, "{both:?}");
+    assert!(both.iter().all(|f| f["removed"] == "YES"));
+    assert!(
+        studies.contains(&one[0]["study"].as_str().expect("study")),
+        "same project, same new UIDs"
+    );
+    for (bad, why) in [
+        ("profile=basic", "name the studies"),
+        ("PatientID=PAT00000&limit=5", "no meaning"),
+        (
+            "PatientID=PAT00000&profile=nonesuch",
+            "no de-identification profile",
+        ),
+        ("NoSuchKey=1", ""),
+    ] {
+        let r = export(bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.text().contains(why), "{bad}: {}", r.text());
+    }
+    let r = export("PatientID=NOBODY");
+    assert_eq!(r.status, 404, "{}", r.text());
+    let audit = server.json("/api/audit?action=study.export&limit=10");
+    assert!(
+        audit["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .any(|r| r["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("2 studies matching"))),
+        "{audit}"
+    );
+}

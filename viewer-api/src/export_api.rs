@@ -55,22 +55,38 @@ async fn export(
     let name = q.profile.unwrap_or_else(|| "basic".into());
     let profile = profile_named(&s, &name)?;
     let project = q.project.unwrap_or_else(|| "default".into());
+    let mut r = export_studies(&s, vec![study.clone()], &name, profile, &project, target).await?;
+    if let Some(note) = r.extensions_mut().get_mut::<AuditNote>() {
+        note.study_uid = Some(study);
+    }
+    Ok(r)
+}
+
+/// The studies exported de-identified: as a zip answer, or sent to the JSON body's target;
+/// the answer carries its audit note.
+pub(crate) async fn export_studies(
+    s: &ApiState,
+    studies: Vec<String>,
+    name: &str,
+    profile: Profile,
+    project: &str,
+    target: Option<Target>,
+) -> Result<Response, ApiError> {
     let detail = format!("profile {name}, project {project}");
     if let Some(target) = target {
         let (count, to, answer) = match &target {
             Target::Stow(t) => {
-                let n = crate::export_stow::send(&s, &study, profile, &project, t).await?;
+                let n = crate::export_stow::send(s, &studies, profile, project, t).await?;
                 (n, t.stow.clone(), json!({"stored": n, "stow": t.stow}))
             }
             Target::Node(ae) => {
-                let n = send_to_node(&s, &study, profile, &project, ae).await?;
+                let n = send_to_node(s, studies, profile, project, ae).await?;
                 (n, ae.clone(), json!({"stored": n, "to": ae}))
             }
         };
         let mut r = Json(answer).into_response();
         r.extensions_mut().insert(AuditNote {
             action: Some("study.export"),
-            study_uid: Some(study),
             detail: Some(format!(
                 "{detail}, {count} instances de-identified and sent to {to}"
             )),
@@ -78,7 +94,7 @@ async fn export(
         });
         return Ok(r);
     }
-    let (mut r, count) = zip_download(&s, &study, profile, &project).await?;
+    let (mut r, count) = zip_download(s, studies, profile, project).await?;
     r.extensions_mut().insert(AuditNote {
         action: Some("study.export"),
         detail: Some(format!("{detail}, {count} instances de-identified")),
@@ -87,15 +103,31 @@ async fn export(
     Ok(r)
 }
 
-/// The de-identified study as a streamed `application/zip` answer, and its size in instances.
+/// The instances of the studies, study by study; 404 when there are none.
+pub(crate) fn instances_of(
+    s: &ApiState,
+    studies: &[String],
+) -> Result<Vec<InstanceRecord>, ApiError> {
+    let mut instances = Vec::new();
+    for study in studies {
+        instances.extend(s.store.index.study_instances(study)?);
+    }
+    if instances.is_empty() {
+        return Err(ApiError::NotFound("study"));
+    }
+    Ok(instances)
+}
+
+/// The de-identified studies as a streamed `application/zip` answer, and its size in
+/// instances.
 pub(crate) async fn zip_download(
     s: &ApiState,
-    study: &str,
+    studies: Vec<String>,
     profile: Profile,
     project: &str,
 ) -> Result<(Response, usize), ApiError> {
-    let (st, uid, project) = (s.clone(), study.to_string(), project.to_string());
-    let (file, count) = off_runtime(move || write_zip(&st, &uid, &profile, &project)).await?;
+    let (st, project) = (s.clone(), project.to_string());
+    let (file, count) = off_runtime(move || write_zip(&st, &studies, &profile, &project)).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(file),
     ));
@@ -135,20 +167,20 @@ pub(crate) fn profile_named(s: &ApiState, name: &str) -> Result<Profile, ApiErro
 /// Where a JSON body sends the export: `{"stow": URL[, "token"]}` or `{"to": AE}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TargetBody {
+pub(crate) struct TargetBody {
     stow: Option<String>,
     token: Option<String>,
     to: Option<String>,
 }
 
-enum Target {
+pub(crate) enum Target {
     Stow(ExportTarget),
     /// A `[[nodes]]` entry, by C-STORE.
     Node(String),
 }
 
 impl TargetBody {
-    fn target(self) -> Result<Target, ApiError> {
+    pub(crate) fn target(self) -> Result<Target, ApiError> {
         match (self.stow, self.to) {
             (Some(stow), None) => {
                 let t = ExportTarget {
@@ -167,10 +199,10 @@ impl TargetBody {
     }
 }
 
-/// C-STORE of the de-identified study to a configured node; the number stored.
+/// C-STORE of the de-identified studies to a configured node; the number stored.
 async fn send_to_node(
     s: &ApiState,
-    study: &str,
+    studies: Vec<String>,
     profile: Profile,
     project: &str,
     ae: &str,
@@ -179,11 +211,8 @@ async fn send_to_node(
         .remote
         .clone()
         .ok_or_else(|| ApiError::Missing("export to DICOM nodes".into()))?;
-    let (st, uid) = (s.clone(), study.to_string());
-    let instances = off_runtime(move || st.store.index.study_instances(&uid)).await?;
-    if instances.is_empty() {
-        return Err(ApiError::NotFound("study"));
-    }
+    let st = s.clone();
+    let instances = off_runtime(move || instances_of(&st, &studies)).await?;
     let deid = crate::export_stow::Deidentify {
         profile,
         project: project.to_string(),
@@ -198,15 +227,12 @@ async fn send_to_node(
 /// instances.
 fn write_zip(
     s: &ApiState,
-    study: &str,
+    studies: &[String],
     profile: &Profile,
     project: &str,
 ) -> Result<(std::fs::File, usize), ApiError> {
     let store = &s.store;
-    let instances = store.index.study_instances(study)?;
-    if instances.is_empty() {
-        return Err(ApiError::NotFound("study"));
-    }
+    let instances = instances_of(s, studies)?;
     let zip_error = |e: zip::result::ZipError| ApiError::Internal(format!("writing the zip: {e}"));
     let tmp = tempfile::tempfile_in(store.data_dir())
         .map_err(|e| ApiError::Internal(format!("creating the export file: {e}")))?;

@@ -50,20 +50,16 @@ impl ExportTarget {
     }
 }
 
-/// Send the study; the number of instances stored.
+/// Send the studies; the number of instances stored.
 pub(crate) async fn send(
     s: &ApiState,
-    study: &str,
+    studies: &[String],
     profile: Profile,
     project: &str,
     target: &ExportTarget,
 ) -> Result<usize, ApiError> {
-    let st = s.clone();
-    let uid = study.to_string();
-    let instances = off_runtime(move || st.store.index.study_instances(&uid)).await?;
-    if instances.is_empty() {
-        return Err(ApiError::NotFound("study"));
-    }
+    let (st, studies) = (s.clone(), studies.to_vec());
+    let instances = off_runtime(move || crate::export_api::instances_of(&st, &studies)).await?;
     let deid = Deidentify {
         profile,
         project: project.to_string(),

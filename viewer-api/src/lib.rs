@@ -9,6 +9,7 @@ pub mod dicomweb;
 mod error;
 mod events_api;
 mod export_api;
+mod export_query;
 mod export_stow;
 mod fhir_api;
 mod fhir_merge;
@@ -175,6 +176,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(rejected_api::routes())
         .merge(remote_api::routes())
         .merge(research_api::routes())
+        .merge(export_query::routes())
         .merge(flags_api::routes())
         .merge(orders_api::routes())
         .merge(worklist_api::routes())

@@ -111,7 +111,8 @@ async fn download(
     let grant = share::verify_research(&s.config.share_secret, &token, now_secs())
         .map_err(|e| ApiError::Forbidden(e.to_string()))?;
     let profile = profile_named(&s, &grant.profile)?;
-    let (mut r, count) = zip_download(&s, &grant.study, profile, &grant.project).await?;
+    let (mut r, count) =
+        zip_download(&s, vec![grant.study.clone()], profile, &grant.project).await?;
     r.extensions_mut().insert(AuditNote {
         action: Some("study.export"),
         study_uid: Some(grant.study.clone()),
