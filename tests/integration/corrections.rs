@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::security::{curl, import_two_patients, Reply};
 use crate::support::*;
 
-fn send(server: &Server, method: &str, path: &str, body: &Value) -> Reply {
+pub(crate) fn send(server: &Server, method: &str, path: &str, body: &Value) -> Reply {
     curl(
         &format!("http://127.0.0.1:{}{path}", server.http_port),
         method,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::corrections::{fetch, studies};
+use crate::corrections::{fetch, send, studies};
 use crate::security::{curl, pacs, Reply};
 use crate::support::*;
 
@@ -30,17 +30,7 @@ fn make_note(out: &Path, code: &str, files: &[&PathBuf], extra: &[&str]) -> Stri
 }
 
 fn post(server: &Server, path: &str, body: &Value) -> Reply {
-    curl(
-        &format!("http://127.0.0.1:{}{path}", server.http_port),
-        "POST",
-        None,
-        &[
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            &body.to_string(),
-        ],
-    )
+    send(server, "POST", path, body)
 }
 
 fn stow_file(server: &Server, file: &Path) -> Reply {
@@ -400,14 +390,7 @@ fn hidden_instances_are_purged_after_the_configured_delay_and_verified_until_the
     // 0.00005 days = 4.3 s.
     std::fs::write(&config, "[rejection_notes]\npurge_after_days = 0.00005\n").expect("config");
     let mut server = Server::start_with_config(&data, &config);
-    let gen = tmp.path().join("gen");
-    generate(
-        &gen,
-        2,
-        &["--rows", "32", "--cols", "32", "--patients", "1"],
-    );
-    let mut files = files_under(&gen);
-    files.sort();
+    let files = small_ct(&tmp.path().join("gen"), 2, "purge");
     storescu(&server, &files);
     let hidden_blob = server.blob_path(&file_uids(&files[0]).0);
     let note = tmp.path().join("retention.dcm");

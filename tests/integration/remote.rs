@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::corrections::{fetch, studies};
+use crate::corrections::{fetch, send, studies};
 use crate::routing::{eventually, free_port, orthanc_get, states};
-use crate::security::curl;
 use crate::support::*;
 
 /// Study UIDs by name, as make_priors.py printed them.
@@ -28,20 +27,6 @@ fn make_priors(dir: &std::path::Path, specs: &[&str]) -> BTreeMap<String, String
         .filter_map(|l| l.split_once(' '))
         .map(|(n, u)| (n.to_string(), u.to_string()))
         .collect()
-}
-
-fn post(server: &Server, path: &str, body: &Value) -> crate::security::Reply {
-    curl(
-        &format!("http://127.0.0.1:{}{path}", server.http_port),
-        "POST",
-        None,
-        &[
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            &body.to_string(),
-        ],
-    )
 }
 
 #[test]
@@ -124,8 +109,9 @@ fn other_archives_are_queried_retrieved_from_and_searched_for_priors() {
     );
 
     // C-MOVE through the API: the 2020 head CT comes here.
-    let r = post(
+    let r = send(
         &server,
+        "POST",
         "/api/remote/ORTHANC/retrieve",
         &json!({"study": uids["headct2020"]}),
     );
@@ -172,8 +158,9 @@ fn other_archives_are_queried_retrieved_from_and_searched_for_priors() {
     );
 
     // A de-identified export of the new study to the node by C-STORE.
-    let r = post(
+    let r = send(
         &server,
+        "POST",
         &format!(
             "/api/studies/{}/export?profile=basic&project=share",
             new["today"]
@@ -184,8 +171,9 @@ fn other_archives_are_queried_retrieved_from_and_searched_for_priors() {
     assert_eq!(r.json()["stored"], 2, "{}", r.text());
     let orthanc_studies = orthanc_get(&o, "/studies");
     assert_eq!(orthanc_studies.as_array().map(Vec::len), Some(5));
-    let r = post(
+    let r = send(
         &server,
+        "POST",
         &format!("/api/studies/{}/export", new["today"]),
         &json!({"to": "NOWHERE"}),
     );

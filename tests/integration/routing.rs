@@ -169,43 +169,10 @@ backoff_ms = 100
     let raw_dir = tmp.path().join("raw");
 
     // A CT study from MODALITY, the same kind of study from OTHER, an MR series (RLE).
-    let gen = tmp.path().join("gen");
-    generate(
-        &gen,
-        3,
-        &[
-            "--rows",
-            "32",
-            "--cols",
-            "32",
-            "--patients",
-            "1",
-            "--seed",
-            "routed",
-        ],
-    );
-    let other = tmp.path().join("other");
-    generate(
-        &other,
-        2,
-        &[
-            "--rows",
-            "32",
-            "--cols",
-            "32",
-            "--patients",
-            "1",
-            "--seed",
-            "other",
-        ],
-    );
-    let ct = {
-        let mut f = files_under(&gen);
-        f.sort();
-        f
-    };
+    let ct = small_ct(&tmp.path().join("gen"), 3, "routed");
+    let other = small_ct(&tmp.path().join("other"), 2, "other");
     send_from(&server, "MODALITY", &ct);
-    send_from(&server, "OTHER", &files_under(&other));
+    send_from(&server, "OTHER", &other);
     let mr = samples().join("mr_rle.dcm");
     storescu(&server, std::slice::from_ref(&mr));
     let _raw = storescp(&raw_dir, raw_port);
@@ -383,22 +350,7 @@ fn a_de_identified_route_delivers_to_orthanc() {
     )
     .expect("config");
     let server = Server::start_with_config(&data, &config);
-    let gen = tmp.path().join("gen");
-    generate(
-        &gen,
-        4,
-        &[
-            "--rows",
-            "32",
-            "--cols",
-            "32",
-            "--patients",
-            "1",
-            "--seed",
-            "orthanc",
-        ],
-    );
-    let files = files_under(&gen);
+    let files = small_ct(&tmp.path().join("gen"), 4, "orthanc");
     storescu(&server, &files);
 
     eventually("four instances in Orthanc", || {

@@ -72,6 +72,28 @@ pub fn generate(dir: &Path, count: usize, extra: &[&str]) {
     assert!(status.success(), "gen_instances.py failed");
 }
 
+/// `count` small (32x32) CT instances of one patient, one study, generated into `dir` from
+/// `seed`; the files, sorted.
+pub fn small_ct(dir: &Path, count: usize, seed: &str) -> Vec<PathBuf> {
+    generate(
+        dir,
+        count,
+        &[
+            "--rows",
+            "32",
+            "--cols",
+            "32",
+            "--patients",
+            "1",
+            "--seed",
+            seed,
+        ],
+    );
+    let mut files = files_under(dir);
+    files.sort();
+    files
+}
+
 /// A dcmtk tool from Debian (not the venv's pynetdicom tools of the same name).
 pub fn dcmtk(tool: &str) -> Command {
     let mut c = Command::new(format!("/usr/bin/{tool}"));

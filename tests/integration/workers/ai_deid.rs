@@ -53,23 +53,7 @@ fn a_de_identified_ai_round_trip_comes_back_to_the_original_study() {
     let key = api_key(&config, "svc");
     let server = Server::start_with_config(&data, &config);
     let admin = session(&server, "admin");
-    let gen = tmp.path().join("gen");
-    generate(
-        &gen,
-        2,
-        &[
-            "--rows",
-            "32",
-            "--cols",
-            "32",
-            "--patients",
-            "1",
-            "--seed",
-            "ai",
-        ],
-    );
-    let mut files = files_under(&gen);
-    files.sort();
+    let files = small_ct(&tmp.path().join("gen"), 2, "ai");
     storescu(&server, &files);
     let original = read(&files[0]);
 
