@@ -154,6 +154,8 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     /// HL7 v2 order intake over MLLP (off without a port).
     pub hl7: Option<crate::hl7_intake::Hl7Config>,
+    /// Blobs on S3-compatible storage (absent: files in `<data>/blobs`).
+    pub blobs: Option<crate::config_blobs::BlobsConfig>,
     /// Fetch priors from an older archive (`[priors]`).
     pub priors: Option<crate::workers::priors::PriorsConfig>,
     /// Forwarding rules (`[[routes]]`).
@@ -299,6 +301,8 @@ pub struct StoreSettings {
     pub duplicates: DuplicatePolicy,
     /// Encryption at rest of blob files, when a key is configured.
     pub blob_key: Option<pacs_storage::blob_crypto::BlobKeyMaterial>,
+    /// Blobs in an S3-compatible bucket (`[blobs]`); None: files in `<data>/blobs`.
+    pub blobs: Option<pacs_storage::blob::S3Settings>,
 }
 
 impl StoreSettings {
@@ -306,6 +310,7 @@ impl StoreSettings {
         pacs_storage::StoreOptions {
             duplicate_policy: self.duplicates,
             blob_key: self.blob_key.clone(),
+            blobs: self.blobs.clone(),
         }
     }
 }
@@ -440,6 +445,7 @@ impl StoreArgs {
                     .unwrap_or(DuplicateArg::Keep),
             ),
             blob_key: blob_key(file.encryption.as_ref(), self.config.as_deref())?,
+            blobs: crate::config_blobs::resolve(file.blobs.as_ref())?,
         };
         Ok((settings, file))
     }

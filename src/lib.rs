@@ -25,6 +25,7 @@ pub mod address_slots;
 #[cfg(feature = "embedded")]
 pub mod audit_cli;
 pub mod config;
+pub mod config_blobs;
 pub mod dimse;
 pub mod error;
 pub mod hl7_intake;

@@ -37,7 +37,13 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
     let index = RocksIndex::open_read_only(settings.data.join("index"))?;
     // A wrong or missing key would report every sealed blob as damaged.
     check_blob_key(&settings.data, settings.blob_key.as_ref(), false)?;
-    let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open_existing(&settings.data)?);
+    let files: Arc<dyn BlobStore> = match &settings.blobs {
+        Some(s3) => Arc::new(pacs_storage::blob_s3::S3BlobStore::open(
+            &settings.data,
+            s3,
+        )?),
+        None => Arc::new(FsBlobStore::open_existing(&settings.data)?),
+    };
     let blobs: Arc<dyn BlobStore> = match &settings.blob_key {
         Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
         None => files,

@@ -34,6 +34,19 @@ pub struct StagedBlob {
     pub key: BlobKey,
 }
 
+/// Where the blobs are when they are not local files: the `[blobs]` section (used by
+/// `blob_s3`).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub allow_http: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
 /// Storage of instance files, independent of the index.
 pub trait BlobStore: Send + Sync {
     /// A new empty staging file to write an incoming instance into.

@@ -44,6 +44,15 @@ pub enum StorageError {
     WriterGone,
     #[error("instance {sop_instance_uid} changed while it was being corrected; try again")]
     ChangedMeanwhile { sop_instance_uid: String },
+    /// The object store (S3-compatible) refused or could not be reached.
+    #[cfg(feature = "s3")]
+    #[error("object store: {context} {key}: {source}")]
+    ObjectStore {
+        context: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("index batch failed: {detail}")]
     BatchFailed { detail: String, out_of_space: bool },
 }

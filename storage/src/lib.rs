@@ -13,6 +13,8 @@ pub mod audit;
 pub mod blob;
 pub mod blob_crypto;
 pub mod blob_mem;
+#[cfg(feature = "s3")]
+pub mod blob_s3;
 pub mod commitment;
 pub mod corrections;
 pub mod error;

@@ -32,6 +32,8 @@ pub struct StoreOptions {
     pub duplicate_policy: DuplicatePolicy,
     /// Seal blob files with AES-256-GCM under this key (encryption at rest).
     pub blob_key: Option<BlobKeyMaterial>,
+    /// Blobs in an S3-compatible bucket instead of `<dir>/blobs`.
+    pub blobs: Option<crate::blob::S3Settings>,
 }
 
 pub struct Store {
@@ -75,7 +77,17 @@ impl Store {
         let performed: Arc<dyn PerformedSteps> = rocks.clone();
         let commitments: Arc<dyn Commitments> = rocks.clone();
         let pseudonyms: Arc<dyn PseudonymTable> = rocks;
-        let files: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&data_dir)?);
+        let files: Arc<dyn BlobStore> = match &options.blobs {
+            #[cfg(feature = "s3")]
+            Some(s3) => Arc::new(crate::blob_s3::S3BlobStore::open(&data_dir, s3)?),
+            #[cfg(not(feature = "s3"))]
+            Some(_) => {
+                return Err(StorageError::BadKey(
+                    "[blobs] url: this build has no S3 support".into(),
+                ))
+            }
+            None => Arc::new(FsBlobStore::open(&data_dir)?),
+        };
         let blobs: Arc<dyn BlobStore> = match &options.blob_key {
             Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
             None => files,

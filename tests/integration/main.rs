@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod blobs_s3;
 mod commitment;
 mod corrections;
 mod dicomweb;

@@ -23,6 +23,12 @@ pub(crate) fn free_port() -> u16 {
 
 pub(crate) struct Peer(Child);
 
+impl From<Child> for Peer {
+    fn from(child: Child) -> Self {
+        Peer(child)
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.0.kill();
