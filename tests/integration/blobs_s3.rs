@@ -14,7 +14,11 @@ use crate::support::*;
 
 fn moto() -> (Peer, u16) {
     let port = free_port();
-    let child = Command::new(repo().join(".venv/bin/moto_server"))
+    // Beside the test Python (PACS_TEST_PYTHON's venv).
+    let python = std::env::var_os("PACS_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let child = Command::new(python.with_file_name("moto_server"))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -25,19 +29,24 @@ fn moto() -> (Peer, u16) {
     (peer, port)
 }
 
+/// tests/support/s3_tool.py against the S3 server (signed requests, as boto3 makes them).
+fn s3_tool(port: u16, args: &[&str]) -> String {
+    let out = run(python()
+        .arg(repo().join("tests/support/s3_tool.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(args));
+    assert!(
+        out.status.success(),
+        "s3_tool.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Object keys under `prefix` in the bucket.
 fn objects(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
-    let r = curl(
-        &format!("http://127.0.0.1:{port}/{bucket}?list-type=2&prefix={prefix}"),
-        "GET",
-        None,
-        &[],
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text()
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|s| s.split("</Key>").next())
+    s3_tool(port, &["list", bucket, prefix])
+        .lines()
         .map(str::to_string)
         .collect()
 }
@@ -59,13 +68,7 @@ fn start(data: &Path, config: &Path) -> Server {
 #[test]
 fn instances_live_in_the_bucket_and_come_back_byte_for_byte() {
     let (_moto, port) = moto();
-    let r = curl(
-        &format!("http://127.0.0.1:{port}/pacs-test"),
-        "PUT",
-        None,
-        &[],
-    );
-    assert_eq!(r.status, 200, "create bucket: {}", r.text());
+    s3_tool(port, &["create", "pacs-test"]);
     let (tmp, data) = data_dir();
     let config = tmp.path().join("pacs.toml");
     std::fs::write(
