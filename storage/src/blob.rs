@@ -80,6 +80,17 @@ pub trait BlobStore: Send + Sync {
     fn delete(&self, key: &BlobKey) -> Result<(), StorageError>;
 }
 
+/// A new staging file at `path` (never an existing one) for the blob to be kept as `key`.
+pub(crate) fn stage_file(path: PathBuf, key: BlobKey) -> Result<StagedBlob, StorageError> {
+    let file = File::options()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| StorageError::io("creating", &path, e))?;
+    Ok(StagedBlob { path, file, key })
+}
+
 /// Staged files younger than this at start-up are left alone by the sweep.
 const SWEEP_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -172,14 +183,8 @@ impl BlobStore for FsBlobStore {
         let dir = self.root.join(&id[0..2]);
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
         let path = dir.join(format!("{id}.{STAGED_EXT}"));
-        let file = File::options()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| StorageError::io("creating", &path, e))?;
         let key = BlobKey(format!("{}/{id}.dcm", &id[0..2]));
-        Ok(StagedBlob { path, file, key })
+        stage_file(path, key)
     }
 
     fn persist(&self, staged: StagedBlob) -> Result<BlobKey, StorageError> {

@@ -4,7 +4,7 @@
 //! moves the bytes into the map.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -77,17 +77,7 @@ impl BlobStore for MemBlobStore {
     fn stage(&self) -> Result<StagedBlob, StorageError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = self.staging.join(format!("{id}.part"));
-        let file = File::options()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| StorageError::io("creating", &path, e))?;
-        Ok(StagedBlob {
-            path,
-            file,
-            key: BlobKey(format!("mem/{id}")),
-        })
+        crate::blob::stage_file(path, BlobKey(format!("mem/{id}")))
     }
 
     fn persist(&self, staged: StagedBlob) -> Result<BlobKey, StorageError> {

@@ -257,17 +257,7 @@ impl BlobStore for S3BlobStore {
     fn stage(&self) -> Result<StagedBlob, StorageError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = self.staging.join(format!("{id}.part"));
-        let file = File::options()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| StorageError::io("creating", &path, e))?;
-        Ok(StagedBlob {
-            path,
-            file,
-            key: BlobKey(format!("{}/{id}.dcm", &id[0..2])),
-        })
+        crate::blob::stage_file(path, BlobKey(format!("{}/{id}.dcm", &id[0..2])))
     }
 
     fn persist(&self, staged: StagedBlob) -> Result<BlobKey, StorageError> {
