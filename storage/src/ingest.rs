@@ -131,7 +131,9 @@ impl Ingestor {
             std::sync::atomic::Ordering::Relaxed,
         );
         let checked = check_staged(&staged, expected).and_then(|c| {
-            self.check_rejections(&c.0, c.4.as_ref())?;
+            if let Some(note) = &c.4 {
+                self.check_note(note)?;
+            }
             Ok(c)
         });
         let (parsed, transfer_syntax_uid, size, sha256, note) = match checked {
@@ -222,22 +224,10 @@ impl Ingestor {
         Ok(ingested)
     }
 
-    /// Before the blob is written: a rejected instance sent again is refused, and a
-    /// rejection note must name only instances the archive holds, in the study it says.
-    fn check_rejections(
-        &self,
-        parsed: &ParsedInstance,
-        note: Option<&RejectionNote>,
-    ) -> Result<(), IngestError> {
-        if let Some(hidden) = self.index.rejected_instance(&parsed.sop_instance_uid)? {
-            return Err(IngestError::PreviouslyRejected {
-                sop_instance_uid: parsed.sop_instance_uid.clone(),
-                reason: hidden.reason,
-            });
-        }
-        let Some(note) = note else {
-            return Ok(());
-        };
+    /// Before the blob is written: a rejection note must name only instances the archive
+    /// holds, in the study it says. (A rejected instance sent again is refused by the index
+    /// write itself, so ordinary instances pay no extra read here.)
+    fn check_note(&self, note: &RejectionNote) -> Result<(), IngestError> {
         let mut unknown = Vec::new();
         for r in &note.references {
             let study = match self.index.instance(&r.sop_instance_uid)? {

@@ -47,9 +47,14 @@ pub fn select(
     let limit = limit.min(MAX_SELECTED);
     let mut out = Vec::new();
     if let Some(uids) = &selection.sop_instance_uids {
+        // Each is looked up by its UID; the other criteria still apply.
+        let rest = Selection {
+            sop_instance_uids: None,
+            ..selection.clone()
+        };
         for uid in uids.iter().take(MAX_SELECTED) {
             if let Some(r) = store.index.rejected_instance(uid)? {
-                if selection.matches(&r) && out.len() < limit {
+                if rest.matches(&r) && out.len() < limit {
                     out.push(r);
                 }
             }

@@ -33,7 +33,12 @@ pub(crate) fn fetch(server: &Server, path: &str) -> Reply {
 
 /// Study UIDs of a QIDO study search, sorted.
 pub(crate) fn studies(server: &Server, query: &str) -> Vec<String> {
-    let r = fetch(server, &format!("/dicom-web/studies?{query}"));
+    qido_uids(server, &format!("/dicom-web/studies?{query}"), "0020000D")
+}
+
+/// The `tag` UID of each match of a QIDO search at `path`, sorted.
+pub(crate) fn qido_uids(server: &Server, path: &str, tag: &str) -> Vec<String> {
+    let r = fetch(server, path);
     if r.status == 204 {
         return Vec::new();
     }
@@ -43,7 +48,7 @@ pub(crate) fn studies(server: &Server, query: &str) -> Vec<String> {
         .as_array()
         .expect("array")
         .iter()
-        .map(|s| s["0020000D"]["Value"][0].as_str().expect("uid").to_string())
+        .map(|s| s[tag]["Value"][0].as_str().expect("uid").to_string())
         .collect();
     v.sort();
     v

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::corrections::{fetch, send, studies};
+use crate::corrections::{fetch, qido_uids, send, studies};
 use crate::security::{curl, pacs, Reply};
 use crate::support::*;
 
@@ -76,20 +76,11 @@ fn storescu_statuses(server: &Server, files: &[&PathBuf]) -> (Vec<String>, Strin
 
 /// SOP Instance UIDs of a QIDO instance search in a study, sorted.
 fn qido_instances(server: &Server, study: &str) -> Vec<String> {
-    let r = fetch(server, &format!("/dicom-web/studies/{study}/instances"));
-    if r.status == 204 {
-        return Vec::new();
-    }
-    assert_eq!(r.status, 200, "{}", r.text());
-    let mut v: Vec<String> = r
-        .json()
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|i| i["00080018"]["Value"][0].as_str().expect("uid").to_string())
-        .collect();
-    v.sort();
-    v
+    qido_uids(
+        server,
+        &format!("/dicom-web/studies/{study}/instances"),
+        "00080018",
+    )
 }
 
 /// SOP Instance UIDs C-FIND answers in a study (series by series, as the hierarchical

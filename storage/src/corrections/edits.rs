@@ -373,8 +373,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(body: Value) -> Result<AttributeEdits, String> {
-        AttributeEdits::from_dicom_json(&body).map_err(|e| e.to_string())
+    fn parse(body: Value) -> Result<AttributeEdits, CorrectionError> {
+        AttributeEdits::from_dicom_json(&body)
     }
 
     #[test]
@@ -464,7 +464,9 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let err = parse(body.clone()).expect_err(&body.to_string());
+            let err = parse(body.clone())
+                .expect_err(&body.to_string())
+                .to_string();
             assert!(err.contains(expected), "{body}: {err}");
         }
     }
