@@ -156,6 +156,8 @@ pub struct FileConfig {
     pub hl7: Option<crate::hl7_intake::Hl7Config>,
     /// Blobs on S3-compatible storage (absent: files in `<data>/blobs`).
     pub blobs: Option<crate::config_blobs::BlobsConfig>,
+    /// The index on PostgreSQL (absent: RocksDB in `<data>/index`).
+    pub index: Option<crate::config_index::IndexConfig>,
     /// Fetch priors from an older archive (`[priors]`).
     pub priors: Option<crate::workers::priors::PriorsConfig>,
     /// Forwarding rules (`[[routes]]`).
@@ -303,6 +305,8 @@ pub struct StoreSettings {
     pub blob_key: Option<pacs_storage::blob_crypto::BlobKeyMaterial>,
     /// Blobs in an S3-compatible bucket (`[blobs]`); None: files in `<data>/blobs`.
     pub blobs: Option<pacs_storage::blob::S3Settings>,
+    /// The index on PostgreSQL (`[index]`); None: RocksDB in `<data>/index`.
+    pub index: Option<pacs_storage::IndexSettings>,
 }
 
 impl StoreSettings {
@@ -311,6 +315,7 @@ impl StoreSettings {
             duplicate_policy: self.duplicates,
             blob_key: self.blob_key.clone(),
             blobs: self.blobs.clone(),
+            index: self.index.clone(),
         }
     }
 }
@@ -446,6 +451,7 @@ impl StoreArgs {
             ),
             blob_key: blob_key(file.encryption.as_ref(), self.config.as_deref())?,
             blobs: crate::config_blobs::resolve(file.blobs.as_ref())?,
+            index: crate::config_index::resolve(file.index.as_ref())?,
         };
         Ok((settings, file))
     }

@@ -26,6 +26,7 @@ pub mod address_slots;
 pub mod audit_cli;
 pub mod config;
 pub mod config_blobs;
+pub mod config_index;
 pub mod dimse;
 pub mod error;
 pub mod hl7_intake;

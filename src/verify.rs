@@ -34,7 +34,11 @@ impl VerifyReport {
 }
 
 pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
-    let index = RocksIndex::open_read_only(settings.data.join("index"))?;
+    // Beside a running server: the embedded index read-only, or the shared database.
+    let index: Box<dyn Index> = match &settings.index {
+        Some(db) => Box::new(pacs_storage::pg::PgIndex::open(db)?),
+        None => Box::new(RocksIndex::open_read_only(settings.data.join("index"))?),
+    };
     // A wrong or missing key would report every sealed blob as damaged.
     check_blob_key(&settings.data, settings.blob_key.as_ref(), false)?;
     let files: Arc<dyn BlobStore> = match &settings.blobs {

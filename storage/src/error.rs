@@ -55,6 +55,24 @@ pub enum StorageError {
     },
     #[error("index batch failed: {detail}")]
     BatchFailed { detail: String, out_of_space: bool },
+    /// PostgreSQL refused a statement or the connection broke.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL: {context}: {source}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection to PostgreSQL could be had (server away, pool exhausted).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL unavailable: {context}: {source}")]
+    PostgresPool {
+        context: &'static str,
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    #[error("index configuration: {0}")]
+    IndexConfig(String),
 }
 
 impl StorageError {
@@ -73,6 +91,22 @@ impl StorageError {
     #[cfg(feature = "rocksdb")]
     pub(crate) fn db(context: &'static str) -> impl FnOnce(rocksdb::Error) -> Self {
         move |source| StorageError::Db { context, source }
+    }
+
+    /// True when the failure is the shared database or bucket being away for now: the
+    /// sender should try again later (C-STORE 0xA700-range "out of resources", HTTP 503).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            StorageError::PostgresPool { .. } => true,
+            #[cfg(feature = "postgres")]
+            StorageError::Postgres { source, .. } => {
+                source.is_closed() || source.code().is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
+            #[cfg(feature = "s3")]
+            StorageError::ObjectStore { source, .. } => matches!(source, object_store::Error::Generic { .. }),
+            _ => false,
+        }
     }
 
     /// True when the failure means the disk (or quota) is full.

@@ -105,6 +105,24 @@ pub struct NewEvent {
     pub previous_patient_key: Option<String>,
 }
 
+impl NewEvent {
+    /// The committed event, numbered `seq`.
+    pub fn into_event(self, seq: u64, time_ms: u64) -> Event {
+        Event {
+            seq,
+            time_ms,
+            kind: self.kind,
+            study_instance_uid: self.study_instance_uid,
+            series_instance_uid: self.series_instance_uid,
+            sop_instance_uid: self.sop_instance_uid,
+            patient_key: self.patient_key,
+            accession_number: self.accession_number,
+            previous_study_instance_uid: self.previous_study_instance_uid,
+            previous_patient_key: self.previous_patient_key,
+        }
+    }
+}
+
 /// Where one event stands with one worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

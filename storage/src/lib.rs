@@ -30,6 +30,8 @@ pub mod mpps;
 pub mod order_intake;
 pub mod orders;
 pub mod part10;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod pseudonyms;
 pub mod query;
 pub mod receiver;
@@ -53,4 +55,4 @@ pub use ingest::{
 pub use orders::{Order, OrderChange, OrderError, OrderStatus, Orders};
 pub use receiver::{ReceiveError, Receiver};
 pub use records::{AttrValue, InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
-pub use store::{Store, StoreOptions};
+pub use store::{IndexSettings, Store, StoreOptions};

@@ -114,6 +114,35 @@ pub trait PerformedSteps: Send + Sync {
     ) -> Result<bool, StorageError>;
 }
 
+/// The outbox event of a performed-step write: on the first order's study and patient, else
+/// the step's own.
+pub(crate) fn step_event(step: &PerformedStep, orders: &[(Order, u64)]) -> crate::events::NewEvent {
+    use crate::events::EventKind;
+    let kind = match step.status {
+        MppsStatus::InProgress => EventKind::MppsInProgress,
+        MppsStatus::Completed => EventKind::MppsCompleted,
+        MppsStatus::Discontinued => EventKind::MppsDiscontinued,
+    };
+    let first_order = orders.first().map(|(o, _)| o);
+    let study = first_order
+        .map(|o| o.study_instance_uid.clone())
+        .or_else(|| step.study_instance_uids.first().cloned())
+        .unwrap_or_default();
+    let patient_key = first_order
+        .map(|o| o.patient_key())
+        .unwrap_or_else(|| crate::records::patient_key(&step.patient_id, ""));
+    crate::events::NewEvent {
+        kind,
+        study_instance_uid: study,
+        series_instance_uid: None,
+        sop_instance_uid: Some(step.sop_instance_uid.clone()),
+        patient_key,
+        accession_number: step.accession_numbers.first().cloned(),
+        previous_study_instance_uid: None,
+        previous_patient_key: None,
+    }
+}
+
 /// Why a performed-step report is refused; each maps to a DIMSE status.
 #[derive(Debug, thiserror::Error)]
 pub enum MppsError {

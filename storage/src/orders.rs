@@ -232,9 +232,39 @@ impl Order {
         Ok(())
     }
 
+    /// `YYYYMMDD` + `HHMMSS` (time padded): the worklist's order.
+    pub fn scheduled_start(&self) -> String {
+        let mut time = self.step.start_time.clone();
+        while time.len() < 6 {
+            time.push('0');
+        }
+        format!("{}{}", self.step.start_date, time)
+    }
+
     /// Key of the patient in the image index (PatientID + issuer).
     pub fn patient_key(&self) -> String {
         crate::records::patient_key(&self.patient.id, &self.patient.issuer)
+    }
+}
+
+/// The outbox event of an order write; a change that cancels is reported as a cancellation.
+pub(crate) fn order_event(order: &Order, change: OrderChange) -> crate::events::NewEvent {
+    use crate::events::EventKind;
+    let kind = match change {
+        OrderChange::Placed => EventKind::OrderPlaced,
+        _ if order.status == OrderStatus::Cancelled => EventKind::OrderCancelled,
+        OrderChange::Changed => EventKind::OrderChanged,
+        OrderChange::Cancelled => EventKind::OrderCancelled,
+    };
+    crate::events::NewEvent {
+        kind,
+        study_instance_uid: order.study_instance_uid.clone(),
+        series_instance_uid: None,
+        sop_instance_uid: None,
+        patient_key: order.patient_key(),
+        accession_number: Some(order.accession_number.clone()),
+        previous_study_instance_uid: None,
+        previous_patient_key: None,
     }
 }
 

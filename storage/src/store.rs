@@ -34,6 +34,15 @@ pub struct StoreOptions {
     pub blob_key: Option<BlobKeyMaterial>,
     /// Blobs in an S3-compatible bucket instead of `<dir>/blobs`.
     pub blobs: Option<crate::blob::S3Settings>,
+    /// The index on PostgreSQL instead of RocksDB in `<dir>/index`.
+    pub index: Option<IndexSettings>,
+}
+
+/// `[index] url` and `max_connections`: where the index lives when not embedded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSettings {
+    pub url: String,
+    pub max_connections: usize,
 }
 
 pub struct Store {
@@ -57,6 +66,51 @@ pub struct Store {
     data_dir: PathBuf,
 }
 
+/// The index and the tables kept beside it, all from one backend.
+#[cfg(feature = "rocksdb")]
+struct IndexTables {
+    index: Arc<dyn Index>,
+    outbox: Arc<dyn Outbox>,
+    flags: Arc<dyn Flags>,
+    orders: Arc<dyn Orders>,
+    performed: Arc<dyn PerformedSteps>,
+    commitments: Arc<dyn Commitments>,
+    pseudonyms: Arc<dyn PseudonymTable>,
+}
+
+#[cfg(feature = "rocksdb")]
+impl IndexTables {
+    fn from<T>(backend: Arc<T>) -> Self
+    where
+        T: Index + Outbox + Flags + Orders + PerformedSteps + Commitments + PseudonymTable + 'static,
+    {
+        IndexTables {
+            index: backend.clone(),
+            outbox: backend.clone(),
+            flags: backend.clone(),
+            orders: backend.clone(),
+            performed: backend.clone(),
+            commitments: backend.clone(),
+            pseudonyms: backend,
+        }
+    }
+
+    /// RocksDB in `<dir>/index`, or PostgreSQL when `[index] url` is set.
+    fn open(data_dir: &Path, settings: Option<&IndexSettings>) -> Result<Self, StorageError> {
+        match settings {
+            #[cfg(feature = "postgres")]
+            Some(s) => Ok(IndexTables::from(Arc::new(crate::pg::PgIndex::open(s)?))),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => Err(StorageError::IndexConfig(
+                "[index] url: this build has no PostgreSQL support".into(),
+            )),
+            None => Ok(IndexTables::from(Arc::new(RocksIndex::open(
+                data_dir.join("index"),
+            )?))),
+        }
+    }
+}
+
 impl Store {
     #[cfg(feature = "rocksdb")]
     /// Open (or create) the embedded default: RocksDB in `<dir>/index`, blobs in `<dir>/blobs`.
@@ -64,19 +118,26 @@ impl Store {
         let data_dir = data_dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| StorageError::io("creating data directory", &data_dir, e))?;
-        // The index first: its lock tells us whether another process owns this directory
-        // before we touch the blob staging area.
-        let rocks = Arc::new(RocksIndex::open(data_dir.join("index"))?);
+        // The index first: the embedded one's lock tells us whether another process owns
+        // this directory before we touch the blob staging area (on PostgreSQL, the audit
+        // trail's lock below does).
+        let tables = IndexTables::open(&data_dir, options.index.as_ref())?;
+        let audit: Arc<dyn AuditTrail> = Arc::new(
+            AuditLog::open(data_dir.join("audit"))
+                .map_err(|e| StorageError::Audit(e.to_string()))?,
+        );
         // Before any blob is read or written: the key must be the archive's (or the archive
         // has none), else every read fails and new blobs go under the wrong key or none.
         crate::key_check::check_blob_key(&data_dir, options.blob_key.as_ref(), true)?;
-        let index: Arc<dyn Index> = rocks.clone();
-        let outbox: Arc<dyn Outbox> = rocks.clone();
-        let flags: Arc<dyn Flags> = rocks.clone();
-        let orders: Arc<dyn Orders> = rocks.clone();
-        let performed: Arc<dyn PerformedSteps> = rocks.clone();
-        let commitments: Arc<dyn Commitments> = rocks.clone();
-        let pseudonyms: Arc<dyn PseudonymTable> = rocks;
+        let IndexTables {
+            index,
+            outbox,
+            flags,
+            orders,
+            performed,
+            commitments,
+            pseudonyms,
+        } = tables;
         let files: Arc<dyn BlobStore> = match &options.blobs {
             #[cfg(feature = "s3")]
             Some(s3) => Arc::new(crate::blob_s3::S3BlobStore::open(&data_dir, s3)?),
@@ -93,10 +154,6 @@ impl Store {
             None => files,
         };
         let ingestor = Ingestor::new(index.clone(), blobs.clone(), options.duplicate_policy);
-        let audit: Arc<dyn AuditTrail> = Arc::new(
-            AuditLog::open(data_dir.join("audit"))
-                .map_err(|e| StorageError::Audit(e.to_string()))?,
-        );
         Ok(Store {
             index,
             outbox,

@@ -12,7 +12,7 @@ use crate::routing::{eventually, free_port, wait_for_port, Peer};
 use crate::security::{curl, pacs};
 use crate::support::*;
 
-fn moto() -> (Peer, u16) {
+pub(crate) fn moto() -> (Peer, u16) {
     let port = free_port();
     // Beside the test Python (PACS_TEST_PYTHON's venv).
     let python = std::env::var_os("PACS_TEST_PYTHON")
@@ -30,7 +30,7 @@ fn moto() -> (Peer, u16) {
 }
 
 /// tests/support/s3_tool.py against the S3 server (signed requests, as boto3 makes them).
-fn s3_tool(port: u16, args: &[&str]) -> String {
+pub(crate) fn s3_tool(port: u16, args: &[&str]) -> String {
     let out = run(python()
         .arg(repo().join("tests/support/s3_tool.py"))
         .arg(format!("http://127.0.0.1:{port}"))

@@ -7,9 +7,9 @@
 
 mod hierarchy;
 mod keys;
-mod rejection_rules;
-mod rules;
-mod txn;
+pub(crate) mod rejection_rules;
+pub(crate) mod rules;
+pub(crate) mod txn;
 // The embedded backend (left out of builds without RocksDB, e.g. fuzzing).
 #[cfg(feature = "rocksdb")]
 mod rocks;

@@ -39,18 +39,7 @@ pub(crate) fn append_events(
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;
-        let event = Event {
-            seq,
-            time_ms,
-            kind: e.kind,
-            study_instance_uid: e.study_instance_uid,
-            series_instance_uid: e.series_instance_uid,
-            sop_instance_uid: e.sop_instance_uid,
-            patient_key: e.patient_key,
-            accession_number: e.accession_number,
-            previous_study_instance_uid: e.previous_study_instance_uid,
-            previous_patient_key: e.previous_patient_key,
-        };
+        let event = e.into_event(seq, time_ms);
         batch.put_cf(
             &cf,
             seq.to_be_bytes(),

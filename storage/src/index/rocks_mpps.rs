@@ -8,8 +8,7 @@ use super::rocks_db::{encode, CF_MPPS};
 use super::rocks_events::append_events;
 use super::rocks_orders::stage_order;
 use crate::error::StorageError;
-use crate::events::{EventKind, NewEvent};
-use crate::mpps::{MppsStatus, PerformedStep, PerformedSteps};
+use crate::mpps::{PerformedStep, PerformedSteps};
 use crate::orders::{Order, Orders};
 
 impl PerformedSteps for RocksIndex {
@@ -47,29 +46,7 @@ impl PerformedSteps for RocksIndex {
             encode(CF_MPPS, &step.sop_instance_uid, step)?,
         );
         if announce {
-            let kind = match step.status {
-                MppsStatus::InProgress => EventKind::MppsInProgress,
-                MppsStatus::Completed => EventKind::MppsCompleted,
-                MppsStatus::Discontinued => EventKind::MppsDiscontinued,
-            };
-            let first_order = orders.first().map(|(o, _)| o);
-            let study = first_order
-                .map(|o| o.study_instance_uid.clone())
-                .or_else(|| step.study_instance_uids.first().cloned())
-                .unwrap_or_default();
-            let patient_key = first_order
-                .map(|o| o.patient_key())
-                .unwrap_or_else(|| crate::records::patient_key(&step.patient_id, ""));
-            let event = NewEvent {
-                kind,
-                study_instance_uid: study,
-                series_instance_uid: None,
-                sop_instance_uid: Some(step.sop_instance_uid.clone()),
-                patient_key,
-                accession_number: step.accession_numbers.first().cloned(),
-                previous_study_instance_uid: None,
-                previous_patient_key: None,
-            };
+            let event = crate::mpps::step_event(step, orders);
             append_events(db, &mut batch, vec![event])?;
         }
         db.write_synced(batch, "recording a performed procedure step")?;

@@ -11,20 +11,11 @@ use super::rocks::RocksIndex;
 use super::rocks_db::{decode, encode, RocksDb, CF_ORDERS, CF_WORKLIST};
 use super::rocks_events::append_events;
 use crate::error::StorageError;
-use crate::events::{EventKind, NewEvent};
-use crate::orders::{Order, OrderChange, OrderStatus, Orders};
+use crate::orders::{Order, OrderChange, Orders};
 
 /// `YYYYMMDD` + `HHMMSS` (time padded) + NUL + accession number: start order, then order.
 fn worklist_key(order: &Order) -> Vec<u8> {
-    let mut time = order.step.start_time.clone();
-    while time.len() < 6 {
-        time.push('0');
-    }
-    format!(
-        "{}{}\0{}",
-        order.step.start_date, time, order.accession_number
-    )
-    .into_bytes()
+    format!("{}\0{}", order.scheduled_start(), order.accession_number).into_bytes()
 }
 
 /// Put `order` (replacing `old`) and its worklist entry into `batch`.
@@ -46,16 +37,6 @@ pub(crate) fn stage_order(
     Ok(())
 }
 
-/// The event of a write; a change that cancels is reported as a cancellation.
-fn event_kind(order: &Order, change: OrderChange) -> EventKind {
-    match change {
-        OrderChange::Placed => EventKind::OrderPlaced,
-        _ if order.status == OrderStatus::Cancelled => EventKind::OrderCancelled,
-        OrderChange::Changed => EventKind::OrderChanged,
-        OrderChange::Cancelled => EventKind::OrderCancelled,
-    }
-}
-
 impl Orders for RocksIndex {
     fn put_order(
         &self,
@@ -74,16 +55,7 @@ impl Orders for RocksIndex {
         append_events(
             db,
             &mut batch,
-            vec![NewEvent {
-                kind: event_kind(order, change),
-                study_instance_uid: order.study_instance_uid.clone(),
-                series_instance_uid: None,
-                sop_instance_uid: None,
-                patient_key: order.patient_key(),
-                accession_number: Some(order.accession_number.clone()),
-                previous_study_instance_uid: None,
-                previous_patient_key: None,
-            }],
+            vec![crate::orders::order_event(order, change)],
         )?;
         db.write_synced(batch, "recording an order")?;
         Ok(true)
@@ -146,8 +118,8 @@ impl Orders for RocksIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Outbox;
-    use crate::orders::{OrderPatient, OrderSource, Priority, ScheduledStep};
+    use crate::events::{EventKind, Outbox};
+    use crate::orders::{OrderPatient, OrderSource, OrderStatus, Priority, ScheduledStep};
 
     fn order(acc: &str, date: &str, time: &str) -> Order {
         Order {

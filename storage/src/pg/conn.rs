@@ -1,0 +1,166 @@
+//! Connections to PostgreSQL: a `deadpool-postgres` pool on a small tokio runtime of the
+//! index's own. The index's interface is blocking (ingest and the readers run on blocking
+//! threads, some in async handlers), so each call runs as a task on that runtime and the
+//! caller waits on a channel: never `block_on` inside someone else's runtime.
+
+use std::future::Future;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+use crate::error::StorageError;
+
+/// How long a caller waits for a free connection, or for a new one to be made, before the
+/// call fails as "unavailable" (a C-STORE then answers with a retryable status).
+const WAIT: Duration = Duration::from_secs(10);
+
+pub use crate::store::IndexSettings as PgSettings;
+
+pub(crate) struct PgPool {
+    pool: Pool,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // The last handle may go in async code, where a blocking shutdown panics.
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub(crate) fn pg_error(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
+    move |source| StorageError::Postgres { context, source }
+}
+
+pub(crate) fn pool_error(
+    context: &'static str,
+) -> impl FnOnce(deadpool_postgres::PoolError) -> StorageError {
+    move |source| StorageError::PostgresPool { context, source }
+}
+
+/// A record as stored in a `bytea` column (the same JSON the embedded index keeps).
+pub(crate) fn encode<T: Serialize>(
+    kind: &'static str,
+    key: &str,
+    value: &T,
+) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(value).map_err(|source| StorageError::CorruptRecord {
+        kind,
+        key: key.to_string(),
+        source,
+    })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    kind: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|source| StorageError::CorruptRecord {
+        kind,
+        key: key.to_string(),
+        source,
+    })
+}
+
+impl PgPool {
+    pub(crate) fn open(settings: &PgSettings) -> Result<Self, StorageError> {
+        let config: tokio_postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| StorageError::IndexConfig(format!("[index] url: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pacs-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::io("starting the PostgreSQL runtime", "", e))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .recycle_timeout(Some(WAIT))
+            .build()
+            .map_err(|e| StorageError::IndexConfig(format!("PostgreSQL pool: {e}")))?;
+        Ok(PgPool {
+            pool,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Run `work` on the index's runtime and wait for its answer.
+    pub(crate) fn run<T, F, Fut>(&self, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or(StorageError::WriterGone)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let fut = work(self.pool.clone());
+        runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| StorageError::WriterGone)?
+    }
+
+    /// Run `work` with one pooled connection (a single statement or a read).
+    pub(crate) fn with_client<T, F, Fut>(
+        &self,
+        context: &'static str,
+        work: F,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
+    {
+        self.run(move |pool| async move {
+            let client = pool.get().await.map_err(pool_error(context))?;
+            work(client).await
+        })
+    }
+
+    /// A connection taken out of the pool for a transaction (returned by [`PgPool::put_back`]).
+    pub(crate) fn take(&self, context: &'static str) -> Result<Object, StorageError> {
+        self.run(move |pool| async move { pool.get().await.map_err(pool_error(context)) })
+    }
+
+    /// Run `work` on a connection the caller holds, handing it back with the answer.
+    pub(crate) fn on<T, F, Fut>(&self, client: Object, work: F) -> (Option<Object>, Result<T, StorageError>)
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = (Object, Result<T, StorageError>)> + Send + 'static,
+    {
+        let Some(runtime) = self.runtime.as_ref() else {
+            return (None, Err(StorageError::WriterGone));
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let fut = work(client);
+        runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        match rx.recv() {
+            Ok((client, out)) => (Some(client), out),
+            Err(_) => (None, Err(StorageError::WriterGone)),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! A throwaway PostgreSQL for the tests: `initdb` and `pg_ctl` from Debian's postgresql
+//! package (installed by `scripts/setup test`), a cluster in a temporary folder on a free
+//! loopback port, stopped and removed on drop. PostgreSQL refuses to run as root, so as
+//! root the cluster belongs to the `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::routing::{free_port, wait_for_port};
+use crate::support::run;
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).stdout.starts_with(b"0\n")
+}
+
+/// The newest installed server's bin folder.
+fn server_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server (scripts/setup test installs postgresql)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("bin/initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("initdb under /usr/lib/postgresql/*/bin")
+        .join("bin")
+}
+
+impl Postgres {
+    fn as_owner(&self, tool: &str) -> Command {
+        as_owner(&self.bin.join(tool))
+    }
+
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bin = server_bin();
+        if is_root() {
+            run(Command::new("chown").arg("postgres").arg(dir.path()));
+        }
+        let pg = Postgres {
+            port: free_port(),
+            bin,
+            dir,
+        };
+        let out = run(pg
+            .as_owner("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(pg.cluster()));
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg.ctl_start();
+        let out = run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &pg.port.to_string()])
+            .args(["-c", "CREATE DATABASE pacs"]));
+        assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg
+    }
+
+    fn cluster(&self) -> PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    fn ctl_start(&self) {
+        // fsync off: the tests kill archive nodes, never this server uncleanly.
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = run(self
+            .as_owner("pg_ctl")
+            .arg("-D")
+            .arg(self.cluster())
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "start"]));
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+        wait_for_port(self.port, "postgres");
+    }
+
+    /// Stop (fast: connections are cut) and leave it stopped.
+    pub fn stop(&self) {
+        let out = run(self
+            .as_owner("pg_ctl")
+            .arg("-D")
+            .arg(self.cluster())
+            .args(["-m", "fast", "-w", "stop"]));
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn restart(&self) {
+        self.ctl_start();
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/pacs", self.port)
+    }
+
+    /// One value from a SQL query, through psql.
+    pub fn query(&self, sql: &str) -> String {
+        let out = run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "pacs", "-At"])
+            .args(["-p", &self.port.to_string(), "-c", sql]));
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn as_owner(tool: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(tool);
+        c
+    } else {
+        Command::new(tool)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_owner("pg_ctl")
+            .arg("-D")
+            .arg(self.cluster())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
