@@ -114,11 +114,15 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     };
     let dimse_task = tokio::spawn(listener.run(store.clone(), shutdown.clone(), tracker.clone()));
     // Storage commitment reports that missed their association (e.g. across a restart).
-    tracker.spawn(crate::dimse::commitment_delivery::run(
-        store.clone(),
-        dimse_settings.clone(),
-        shutdown.clone(),
-    ));
+    {
+        let (store, settings) = (store.clone(), dimse_settings.clone());
+        tracker.spawn(owned(
+            &store.clone(),
+            "commitment-reports",
+            &shutdown,
+            move |token| crate::dimse::commitment_delivery::run(store.clone(), settings.clone(), token),
+        ));
+    }
     let dimse_tls_task = tls.dicom.map(|(listener, acceptor)| {
         let listener = DimseListener {
             listener,
@@ -180,11 +184,10 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         shutdown.clone(),
     ));
     let purge_task = settings.rejected_purge_after.map(|delay| {
-        tokio::spawn(crate::workers::rejected_purge::run(
-            store.clone(),
-            delay,
-            shutdown.clone(),
-        ))
+        let purged = store.clone();
+        tokio::spawn(owned(&store, "rejected-purge", &shutdown, move |token| {
+            crate::workers::rejected_purge::run(purged.clone(), delay, token)
+        }))
     });
     // Absolute URLs the workers hand out (ImagingStudy endpoint, portal links).
     let public_base = crate::workers::public_base(
@@ -205,7 +208,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
     ) {
         let dispatcher = crate::workers::dispatch::Dispatcher::new(worker, store.clone(), &target)?;
         tracing::info!(worker = dispatcher.worker.name(), url = %target.url, "worker enabled");
-        worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+        worker_tasks.push(run_dispatcher(&store, dispatcher, &shutdown));
     }
     if let Some(priors) = &settings.priors {
         let worker = crate::workers::priors::PriorsWorker::new(priors, remotes.clone());
@@ -216,7 +219,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         )?;
         start_at_head(&store, "priors").await?;
         tracing::info!(from = %priors.from, "fetching priors");
-        worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+        worker_tasks.push(run_dispatcher(&store, dispatcher, &shutdown));
     }
     for route in settings.routes.iter().filter(|r| r.enabled) {
         let worker = route_worker(&settings, route, &store, &share_secret, &shutdown)?;
@@ -227,7 +230,7 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             &route.target(),
         )?;
         tracing::info!(worker = dispatcher.worker.name(), "route enabled");
-        worker_tasks.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+        worker_tasks.push(run_dispatcher(&store, dispatcher, &shutdown));
     }
     let hl7_task = hl7.map(|(listener, mllp)| {
         let handler = Arc::new(crate::hl7_intake::IntakeHandler {
@@ -470,6 +473,37 @@ fn route_worker(
 /// on: adding a rule to an archive must not send, or fetch for, its whole history (the
 /// other workers catch up from the start, which is what an EHR or billing system being
 /// connected wants).
+/// A job on this node while it holds the job's lease (always, with the embedded index).
+fn owned<F, Fut>(
+    store: &Arc<Store>,
+    job: &str,
+    shutdown: &CancellationToken,
+    start: F,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    F: FnMut(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    crate::workers::owned::run_owned(
+        store.leases.clone(),
+        job.to_string(),
+        shutdown.clone(),
+        start,
+    )
+}
+
+/// A worker's deliveries, made by whichever node holds its lease.
+fn run_dispatcher(
+    store: &Arc<Store>,
+    dispatcher: crate::workers::dispatch::Dispatcher,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let job = format!("worker {}", dispatcher.worker.name());
+    tokio::spawn(owned(store, &job, shutdown, move |token| {
+        dispatcher.clone().run(token)
+    }))
+}
+
 async fn start_at_head(store: &Arc<Store>, worker: &str) -> Result<(), AppError> {
     let (store, worker) = (store.clone(), worker.to_string());
     tokio::task::spawn_blocking(move || {

@@ -52,6 +52,7 @@ const INTAKE: usize = 256;
 /// Heavy workers start once no instance has arrived for this long.
 const INGEST_QUIET_MS: u64 = 1000;
 
+#[derive(Clone)]
 pub struct Dispatcher {
     pub worker: Arc<dyn Worker>,
     pub store: Arc<Store>,

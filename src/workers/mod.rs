@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod ehr;
 pub mod error;
 pub mod order_link;
+pub mod owned;
 pub mod pharmacy;
 pub mod portal;
 pub mod priors;

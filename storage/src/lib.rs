@@ -25,6 +25,7 @@ pub mod integrity;
 pub mod j2k;
 pub mod jpeg;
 pub mod key_check;
+pub mod lease;
 pub mod lengths;
 pub mod mpps;
 pub mod order_intake;

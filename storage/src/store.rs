@@ -59,6 +59,8 @@ pub struct Store {
     pub commitments: Arc<dyn Commitments>,
     /// What de-identified exports replaced, for re-identification.
     pub pseudonyms: Arc<dyn PseudonymTable>,
+    /// Jobs that run on one node at a time.
+    pub leases: Arc<dyn crate::lease::Leases>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
@@ -76,15 +78,17 @@ struct IndexTables {
     performed: Arc<dyn PerformedSteps>,
     commitments: Arc<dyn Commitments>,
     pseudonyms: Arc<dyn PseudonymTable>,
+    leases: Arc<dyn crate::lease::Leases>,
 }
 
 #[cfg(feature = "rocksdb")]
 impl IndexTables {
-    fn from<T>(backend: Arc<T>) -> Self
+    fn from<T>(backend: Arc<T>, leases: Arc<dyn crate::lease::Leases>) -> Self
     where
         T: Index + Outbox + Flags + Orders + PerformedSteps + Commitments + PseudonymTable + 'static,
     {
         IndexTables {
+            leases,
             index: backend.clone(),
             outbox: backend.clone(),
             flags: backend.clone(),
@@ -99,14 +103,18 @@ impl IndexTables {
     fn open(data_dir: &Path, settings: Option<&IndexSettings>) -> Result<Self, StorageError> {
         match settings {
             #[cfg(feature = "postgres")]
-            Some(s) => Ok(IndexTables::from(Arc::new(crate::pg::PgIndex::open(s)?))),
+            Some(s) => {
+                let pg = Arc::new(crate::pg::PgIndex::open(s)?);
+                Ok(IndexTables::from(pg.clone(), pg))
+            }
             #[cfg(not(feature = "postgres"))]
             Some(_) => Err(StorageError::IndexConfig(
                 "[index] url: this build has no PostgreSQL support".into(),
             )),
-            None => Ok(IndexTables::from(Arc::new(RocksIndex::open(
-                data_dir.join("index"),
-            )?))),
+            None => Ok(IndexTables::from(
+                Arc::new(RocksIndex::open(data_dir.join("index"))?),
+                Arc::new(crate::lease::LocalLeases),
+            )),
         }
     }
 }
@@ -137,6 +145,7 @@ impl Store {
             performed,
             commitments,
             pseudonyms,
+            leases,
         } = tables;
         let files: Arc<dyn BlobStore> = match &options.blobs {
             #[cfg(feature = "s3")]
@@ -162,6 +171,7 @@ impl Store {
             performed,
             commitments,
             pseudonyms,
+            leases,
             blobs,
             ingestor,
             audit,

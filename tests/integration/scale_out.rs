@@ -12,16 +12,18 @@ use crate::blobs_s3::{moto, s3_tool};
 use crate::corrections::qido_uids;
 use crate::postgres::Postgres;
 use crate::routing::Peer;
+use crate::workers::receiver::Receiver;
 use crate::support::*;
 
-fn node_config(dir: &Path, pg: &Postgres, s3_port: u16) -> PathBuf {
+fn node_config(dir: &Path, pg: &Postgres, s3_port: u16, ehr_port: u16) -> PathBuf {
     let config = dir.join("pacs.toml");
     std::fs::write(
         &config,
         format!(
-            "[index]\nurl = \"{}\"\nmax_connections = 8\n\n\
+            "stable_after_secs = 1\n\n[index]\nurl = \"{}\"\nmax_connections = 8\n\n\
              [blobs]\nurl = \"s3://pacs-nodes/site\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\n\
-             allow_http = true\n",
+             allow_http = true\n\n\
+             [workers.ehr]\nurl = \"http://127.0.0.1:{ehr_port}/fhir\"\nbackoff_ms = 100\n",
             pg.url()
         ),
     )
@@ -102,42 +104,101 @@ fn cfind_studies(server: &Server) -> usize {
         .count()
 }
 
+/// ImagingStudy deliveries accepted by the EHR, per study: (study UID, idempotency key).
+fn imaging_studies(receiver: &Receiver) -> Vec<(String, String)> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.status == 201 && r.uri.starts_with("/fhir/ImagingStudy"))
+        .map(|r| {
+            let study = r.uri.rsplit("urn:oid:").next().unwrap_or("").to_string();
+            (study, r.key)
+        })
+        .collect()
+}
+
+/// storescu of `files` to `server`, killed with kill -9 once `seen` instances of them are
+/// on `other`; the SOP Instance UIDs the killed node acknowledged.
+fn send_and_kill(server: &mut Server, files: &[PathBuf], other: &Server, seen: usize) -> Vec<String> {
+    let child = dcmtk("storescu")
+        .args(["-v", "-aet", "STORESCU", "-aec", AE, "127.0.0.1", &server.port()])
+        .args(files)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("storescu");
+    let study = study_of(&files[0]);
+    crate::routing::eventually("instances of the send on the other node", || {
+        let r = other.http(&format!("/dicom-web/studies/{study}/instances"));
+        r.0 == 200
+            && serde_json::from_str::<Value>(&r.1)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .is_some_and(|n| n >= seen)
+    });
+    server.kill9();
+    let out = child.wait_with_output().expect("storescu");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let acknowledged = store_response_statuses(&log)
+        .iter()
+        .take_while(|s| *s == "Success")
+        .count();
+    assert!(acknowledged >= seen && acknowledged < files.len(), "{acknowledged} acknowledged:\n{log}");
+    files[..acknowledged].iter().map(|f| file_uids(f).0).collect()
+}
+
 #[test]
 fn two_nodes_share_one_database_and_one_bucket() {
     let pg = Postgres::start();
     let (_moto, s3_port): (Peer, u16) = moto();
     s3_tool(s3_port, &["create", "pacs-nodes"]);
+    let ehr = Receiver::start(0);
     let (tmp_a, data_a) = data_dir();
     let (tmp_b, data_b) = data_dir();
-    let config_a = node_config(tmp_a.path(), &pg, s3_port);
-    let config_b = node_config(tmp_b.path(), &pg, s3_port);
+    let config_a = node_config(tmp_a.path(), &pg, s3_port, ehr.port);
+    let config_b = node_config(tmp_b.path(), &pg, s3_port, ehr.port);
     let mut a = start_node(&data_a, &config_a);
+    // Node A first: it runs the EHR worker, node B stands by.
+    a.wait_for_log("job=worker ehr");
     let b = start_node(&data_b, &config_b);
+    b.wait_for_log("another node runs this job; standing by job=worker ehr");
 
-    // 200 instances to each node at once (two studies per node).
+    // 200 instances to each node at once (a study of two series per node, one patient),
+    // and a third study whose halves go to both nodes at the same time.
     let gen = tempfile::tempdir().expect("tmp");
     let to_a = small_ct(&gen.path().join("a"), 200, "node-a");
     let to_b = small_ct(&gen.path().join("b"), 200, "node-b");
+    let split = small_ct(&gen.path().join("split"), 40, "split");
+    let split_a: Vec<PathBuf> = split.iter().step_by(2).cloned().collect();
+    let split_b: Vec<PathBuf> = split.iter().skip(1).step_by(2).cloned().collect();
     thread::scope(|s| {
         s.spawn(|| storescu(&a, &to_a));
         s.spawn(|| storescu(&b, &to_b));
+        s.spawn(|| storescu(&a, &split_a));
+        s.spawn(|| storescu(&b, &split_b));
     });
 
     for node in [&a, &b] {
-        assert_eq!(stats_tuple(&node.statistics()).3, 400, "{}", node.log());
-        assert_eq!(instances_in_qido(node), 400);
+        assert_eq!(stats_tuple(&node.statistics()), (1, 3, 5, 440), "{}", node.log());
+        assert_eq!(instances_in_qido(node), 440);
     }
     let studies = qido_uids(&a, "/dicom-web/studies", "0020000D");
+    assert_eq!(studies.len(), 3);
     assert_eq!(qido_uids(&b, "/dicom-web/studies", "0020000D"), studies);
     assert_eq!(cfind_studies(&b), studies.len());
+    // The study written by both nodes at once kept every instance and series.
+    let split_study = study_of(&split[0]);
+    let rec = a.json(&format!("/dicom-web/studies?StudyInstanceUID={split_study}"));
+    assert_eq!(rec[0]["00201208"]["Value"][0].as_u64(), Some(40), "{rec}");
+    assert_eq!(rec[0]["00201206"]["Value"][0].as_u64(), Some(1), "{rec}");
 
     // The change feed lists every instance once, in the same order on both nodes.
     let feed_a = change_feed(&a);
-    assert_eq!(feed_a.len(), 400);
+    assert_eq!(feed_a.len(), 440);
     let mut uids: Vec<&String> = feed_a.iter().map(|(_, u)| u).collect();
     uids.sort();
     uids.dedup();
-    assert_eq!(uids.len(), 400, "an instance listed twice");
+    assert_eq!(uids.len(), 440, "an instance listed twice");
     assert!(feed_a.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(change_feed(&b), feed_a);
 
@@ -153,16 +214,42 @@ fn two_nodes_share_one_database_and_one_bucket() {
         assert_eq!(dataset_bytes(f), dataset_bytes(sent), "{}", f.display());
     }
 
-    // Node A killed right after an acknowledged send: node B still serves it.
-    let late = small_ct(&gen.path().join("late"), 3, "late");
-    storescu(&a, &late);
-    a.kill9();
-    for f in &late {
-        let (study, sop) = (study_of(f), file_uids(f).0);
-        let (status, _) = b.http(&format!("/dicom-web/studies/{study}/instances?SOPInstanceUID={sop}"));
-        assert_eq!(status, 200, "{}", b.log());
+    // The EHR hears of each study once, from one of the nodes.
+    ehr.wait("an ImagingStudy per study", |_| imaging_studies(&ehr).len() >= 3, &b);
+    thread::sleep(std::time::Duration::from_secs(3));
+    let mut delivered = imaging_studies(&ehr);
+    delivered.sort();
+    assert_eq!(
+        delivered.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+        studies,
+        "{delivered:?}"
+    );
+    let mut keys: Vec<&String> = delivered.iter().map(|(_, k)| k).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), 3);
+
+    // Node A killed with kill -9 in the middle of a send: every instance it acknowledged is
+    // in the database and the bucket, served by node B; the EHR still hears of the study
+    // (from B, whichever node held the worker before).
+    let late = small_ct(&gen.path().join("late"), 200, "late");
+    let acknowledged = send_and_kill(&mut a, &late, &b, 20);
+    let late_study = study_of(&late[0]);
+    let served = qido_uids(&b, &format!("/dicom-web/studies/{late_study}/instances"), "00080018");
+    for uid in &acknowledged {
+        assert!(served.contains(uid), "{uid} acknowledged by A, not served by B");
     }
-    assert_eq!(stats_tuple(&b.statistics()).3, 403);
-    assert_eq!(pg.query("SELECT count(*) FROM instances"), "403");
-    let _: Value = b.json("/api/statistics");
+    let in_db: usize = pg
+        .query(&format!("SELECT count(*) FROM instances i JOIN series s ON i.series_uid = s.uid WHERE s.study_uid = '{late_study}'"))
+        .parse()
+        .expect("count");
+    assert!(in_db >= acknowledged.len());
+    let one = &acknowledged[acknowledged.len() - 1];
+    let (status, _) = b.http(&format!("/dicom-web/studies/{late_study}/series/{}/instances/{one}", b.parents_of(one).1));
+    assert_eq!(status, 200);
+    b.wait_for_log("this node runs the job job=worker ehr");
+    ehr.wait(
+        "the late study delivered after node A died",
+        |_| imaging_studies(&ehr).iter().any(|(s, _)| *s == late_study),
+        &b,
+    );
 }

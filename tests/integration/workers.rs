@@ -6,7 +6,7 @@ mod ai_deid;
 mod clinical;
 mod corrections;
 mod delivery;
-mod receiver;
+pub(crate) mod receiver;
 mod workflow;
 
 use std::path::{Path, PathBuf};

@@ -22,6 +22,8 @@ pub use crate::store::IndexSettings as PgSettings;
 
 pub(crate) struct PgPool {
     pool: Pool,
+    /// For connections outside the pool (leases).
+    config: tokio_postgres::Config,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -82,7 +84,7 @@ impl PgPool {
             .build()
             .map_err(|e| StorageError::io("starting the PostgreSQL runtime", "", e))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -98,8 +100,13 @@ impl PgPool {
             .map_err(|e| StorageError::IndexConfig(format!("PostgreSQL pool: {e}")))?;
         Ok(PgPool {
             pool,
+            config,
             runtime: Some(runtime),
         })
+    }
+
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     /// Run `work` on the index's runtime and wait for its answer.

@@ -4,6 +4,7 @@
 //! concurrent writer (a new study inserted by another node, a deadlock) is run again.
 
 mod conn;
+mod leases;
 mod outbox;
 mod rows;
 mod schema;
