@@ -253,3 +253,48 @@ fn two_nodes_share_one_database_and_one_bucket() {
         &b,
     );
 }
+
+/// `storescu -v` of `files`; the status text of each C-STORE response.
+fn store_statuses(server: &Server, files: &[PathBuf]) -> Vec<String> {
+    let out = run(dcmtk("storescu")
+        .args(["-v", "-aet", "STORESCU", "-aec", AE, "127.0.0.1", &server.port()])
+        .args(files));
+    store_response_statuses(&String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_node_refuses_for_now_while_the_database_is_away_and_recovers_by_itself() {
+    let pg = Postgres::start();
+    let (tmp, data) = data_dir();
+    let config = tmp.path().join("pacs.toml");
+    std::fs::write(&config, format!("[index]\nurl = \"{}\"\n", pg.url())).expect("config");
+    let server = Server::start_with_config(&data, &config);
+    let gen = tempfile::tempdir().expect("tmp");
+    let files = small_ct(gen.path(), 6, "away");
+    storescu(&server, &files[..2]);
+
+    pg.stop();
+    // C-STORE: refused with a status that says "out of resources" (0xA700), which a
+    // modality retries; nothing half-written.
+    let statuses = store_statuses(&server, &files[2..3]);
+    assert_eq!(statuses.len(), 1, "{}", server.log());
+    assert_ne!(statuses[0], "Success");
+    assert!(statuses[0].contains("OutOfResources") || statuses[0].contains("A700"), "{statuses:?}");
+    // HTTP: 503 with Retry-After, not 500.
+    let r = crate::corrections::fetch(&server, "/dicom-web/studies");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let (status, _) = server.http("/api/statistics");
+    assert_eq!(status, 503);
+
+    pg.restart();
+    // The node reconnects by itself: the refused instance can be sent again, and what was
+    // acknowledged before is all there.
+    crate::routing::eventually("the node answering again", || server.http("/api/statistics").0 == 200);
+    storescu(&server, &files[2..]);
+    assert_eq!(stats_tuple(&server.statistics()).3, 6);
+    let study = study_of(&files[0]);
+    let sops = qido_uids(&server, &format!("/dicom-web/studies/{study}/instances"), "00080018");
+    let mut sent: Vec<String> = files.iter().map(|f| file_uids(f).0).collect();
+    sent.sort();
+    assert_eq!(sops, sent);
+}

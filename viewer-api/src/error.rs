@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A server the request sends to (an export target) refused or could not be reached.
     #[error("bad gateway: {0}")]
     BadGateway(String),
+    /// The shared database or bucket is away for now; the client should try again.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -48,12 +51,20 @@ impl From<pacs_storage::corrections::CorrectionError> for ApiError {
 
 impl From<pacs_storage::StorageError> for ApiError {
     fn from(e: pacs_storage::StorageError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::Unavailable(e.to_string());
+        }
         ApiError::Internal(e.to_string())
     }
 }
 
 impl From<pacs_storage::ReceiveError> for ApiError {
     fn from(e: pacs_storage::ReceiveError) -> Self {
+        if let pacs_storage::ReceiveError::Ingest(pacs_storage::IngestError::Storage(s)) = &e {
+            if s.is_unavailable() {
+                return ApiError::Unavailable(pacs_storage::error_chain(&e));
+            }
+        }
         ApiError::Internal(pacs_storage::error_chain(&e))
     }
 }
@@ -70,8 +81,14 @@ impl IntoResponse for ApiError {
             ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "request refused for now");
+            let body = Json(json!({ "error": self.to_string() }));
+            return (status, [(axum::http::header::RETRY_AFTER, "5")], body).into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }

@@ -74,6 +74,7 @@ impl From<crate::ApiError> for FhirError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported")
             }
             A::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-costly"),
+            A::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
             A::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
         };
         FhirError::new(status, code, e.to_string())

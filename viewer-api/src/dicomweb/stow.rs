@@ -54,7 +54,8 @@ fn failure_reason(e: &ReceiveError) -> u16 {
         IngestError::MissingAttribute(_) | IngestError::Mismatch { .. } => DOES_NOT_MATCH,
         IngestError::PreviouslyRejected { .. } => PREVIOUSLY_REJECTED,
         IngestError::RejectionRefused(_) => REJECTION_FAILED,
-        IngestError::Storage(s) if s.is_out_of_space() => OUT_OF_RESOURCES,
+        // Disk full, or the shared database or bucket away for now: try again later.
+        IngestError::Storage(s) if s.is_out_of_space() || s.is_unavailable() => OUT_OF_RESOURCES,
         IngestError::Storage(_) => PROCESSING_FAILURE,
     }
 }
@@ -244,9 +245,14 @@ fn response_body(ctx: &Ctx, outcomes: &[PartOutcome], study: Option<&str>) -> (S
             text("UR", &format!("{}/studies/{s}", ctx.base)),
         );
     }
+    let only_out_of_resources = outcomes
+        .iter()
+        .all(|o| matches!(o, PartOutcome::Failed { reason, .. } if *reason == OUT_OF_RESOURCES));
     let status = match (referenced.is_empty(), failed.is_empty()) {
         (false, true) => StatusCode::OK,
         (false, false) => StatusCode::ACCEPTED,
+        // Nothing stored for lack of resources: a client may send it all again later.
+        (true, false) if only_out_of_resources => StatusCode::SERVICE_UNAVAILABLE,
         (true, _) => StatusCode::CONFLICT,
     };
     if !referenced.is_empty() {
