@@ -120,7 +120,9 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
             &store.clone(),
             "commitment-reports",
             &shutdown,
-            move |token| crate::dimse::commitment_delivery::run(store.clone(), settings.clone(), token),
+            move |token| {
+                crate::dimse::commitment_delivery::run(store.clone(), settings.clone(), token)
+            },
         ));
     }
     let dimse_tls_task = tls.dicom.map(|(listener, acceptor)| {

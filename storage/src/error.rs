@@ -101,10 +101,15 @@ impl StorageError {
             StorageError::PostgresPool { .. } => true,
             #[cfg(feature = "postgres")]
             StorageError::Postgres { source, .. } => {
-                source.is_closed() || source.code().is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+                source.is_closed()
+                    || source
+                        .code()
+                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
             }
             #[cfg(feature = "s3")]
-            StorageError::ObjectStore { source, .. } => matches!(source, object_store::Error::Generic { .. }),
+            StorageError::ObjectStore { source, .. } => {
+                matches!(source, object_store::Error::Generic { .. })
+            }
             _ => false,
         }
     }

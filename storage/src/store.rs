@@ -85,7 +85,14 @@ struct IndexTables {
 impl IndexTables {
     fn from<T>(backend: Arc<T>, leases: Arc<dyn crate::lease::Leases>) -> Self
     where
-        T: Index + Outbox + Flags + Orders + PerformedSteps + Commitments + PseudonymTable + 'static,
+        T: Index
+            + Outbox
+            + Flags
+            + Orders
+            + PerformedSteps
+            + Commitments
+            + PseudonymTable
+            + 'static,
     {
         IndexTables {
             leases,

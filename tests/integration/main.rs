@@ -26,7 +26,6 @@ mod orders_fhir;
 mod orders_to_worklist;
 mod patient_feed;
 mod pixels;
-mod postgres;
 mod rejection;
 mod remote;
 mod retrieve;

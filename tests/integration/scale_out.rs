@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::blobs_s3::{moto, s3_tool};
 use crate::corrections::qido_uids;
-use crate::postgres::Postgres;
 use crate::routing::Peer;
-use crate::workers::receiver::Receiver;
 use crate::support::*;
+use crate::workers::receiver::Receiver;
+use pacs_storage::pg::testing::Postgres;
 
 fn node_config(dir: &Path, pg: &Postgres, s3_port: u16, ehr_port: u16) -> PathBuf {
     let config = dir.join("pacs.toml");
@@ -86,7 +86,11 @@ fn instances_in_qido(server: &Server) -> u64 {
         .map(|s| {
             s["00201208"]["Value"][0]
                 .as_u64()
-                .or_else(|| s["00201208"]["Value"][0].as_str().and_then(|v| v.parse().ok()))
+                .or_else(|| {
+                    s["00201208"]["Value"][0]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                })
                 .expect("NumberOfStudyRelatedInstances")
         })
         .sum()
@@ -97,7 +101,11 @@ fn cfind_studies(server: &Server) -> usize {
         .args(["-v", "-S", "-aet", "FINDSCU", "-aec", AE])
         .args(["-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"])
         .args(["127.0.0.1", &server.port()]));
-    assert!(out.status.success(), "findscu: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "findscu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| l.contains("Find Response:") && l.contains("Pending"))
@@ -119,9 +127,22 @@ fn imaging_studies(receiver: &Receiver) -> Vec<(String, String)> {
 
 /// storescu of `files` to `server`, killed with kill -9 once `seen` instances of them are
 /// on `other`; the SOP Instance UIDs the killed node acknowledged.
-fn send_and_kill(server: &mut Server, files: &[PathBuf], other: &Server, seen: usize) -> Vec<String> {
+fn send_and_kill(
+    server: &mut Server,
+    files: &[PathBuf],
+    other: &Server,
+    seen: usize,
+) -> Vec<String> {
     let child = dcmtk("storescu")
-        .args(["-v", "-aet", "STORESCU", "-aec", AE, "127.0.0.1", &server.port()])
+        .args([
+            "-v",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &server.port(),
+        ])
         .args(files)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -143,8 +164,14 @@ fn send_and_kill(server: &mut Server, files: &[PathBuf], other: &Server, seen: u
         .iter()
         .take_while(|s| *s == "Success")
         .count();
-    assert!(acknowledged >= seen && acknowledged < files.len(), "{acknowledged} acknowledged:\n{log}");
-    files[..acknowledged].iter().map(|f| file_uids(f).0).collect()
+    assert!(
+        acknowledged >= seen && acknowledged < files.len(),
+        "{acknowledged} acknowledged:\n{log}"
+    );
+    files[..acknowledged]
+        .iter()
+        .map(|f| file_uids(f).0)
+        .collect()
 }
 
 #[test]
@@ -179,7 +206,12 @@ fn two_nodes_share_one_database_and_one_bucket() {
     });
 
     for node in [&a, &b] {
-        assert_eq!(stats_tuple(&node.statistics()), (1, 3, 5, 440), "{}", node.log());
+        assert_eq!(
+            stats_tuple(&node.statistics()),
+            (1, 3, 5, 440),
+            "{}",
+            node.log()
+        );
         assert_eq!(instances_in_qido(node), 440);
     }
     let studies = qido_uids(&a, "/dicom-web/studies", "0020000D");
@@ -188,7 +220,9 @@ fn two_nodes_share_one_database_and_one_bucket() {
     assert_eq!(cfind_studies(&b), studies.len());
     // The study written by both nodes at once kept every instance and series.
     let split_study = study_of(&split[0]);
-    let rec = a.json(&format!("/dicom-web/studies?StudyInstanceUID={split_study}"));
+    let rec = a.json(&format!(
+        "/dicom-web/studies?StudyInstanceUID={split_study}"
+    ));
     assert_eq!(rec[0]["00201208"]["Value"][0].as_u64(), Some(40), "{rec}");
     assert_eq!(rec[0]["00201206"]["Value"][0].as_u64(), Some(1), "{rec}");
 
@@ -215,7 +249,11 @@ fn two_nodes_share_one_database_and_one_bucket() {
     }
 
     // The EHR hears of each study once, from one of the nodes.
-    ehr.wait("an ImagingStudy per study", |_| imaging_studies(&ehr).len() >= 3, &b);
+    ehr.wait(
+        "an ImagingStudy per study",
+        |_| imaging_studies(&ehr).len() >= 3,
+        &b,
+    );
     thread::sleep(std::time::Duration::from_secs(3));
     let mut delivered = imaging_studies(&ehr);
     delivered.sort();
@@ -234,9 +272,16 @@ fn two_nodes_share_one_database_and_one_bucket() {
     let late = small_ct(&gen.path().join("late"), 200, "late");
     let acknowledged = send_and_kill(&mut a, &late, &b, 20);
     let late_study = study_of(&late[0]);
-    let served = qido_uids(&b, &format!("/dicom-web/studies/{late_study}/instances"), "00080018");
+    let served = qido_uids(
+        &b,
+        &format!("/dicom-web/studies/{late_study}/instances"),
+        "00080018",
+    );
     for uid in &acknowledged {
-        assert!(served.contains(uid), "{uid} acknowledged by A, not served by B");
+        assert!(
+            served.contains(uid),
+            "{uid} acknowledged by A, not served by B"
+        );
     }
     let in_db: usize = pg
         .query(&format!("SELECT count(*) FROM instances i JOIN series s ON i.series_uid = s.uid WHERE s.study_uid = '{late_study}'"))
@@ -244,7 +289,10 @@ fn two_nodes_share_one_database_and_one_bucket() {
         .expect("count");
     assert!(in_db >= acknowledged.len());
     let one = &acknowledged[acknowledged.len() - 1];
-    let (status, _) = b.http(&format!("/dicom-web/studies/{late_study}/series/{}/instances/{one}", b.parents_of(one).1));
+    let (status, _) = b.http(&format!(
+        "/dicom-web/studies/{late_study}/series/{}/instances/{one}",
+        b.parents_of(one).1
+    ));
     assert_eq!(status, 200);
     b.wait_for_log("this node runs the job job=worker ehr");
     ehr.wait(
@@ -257,7 +305,15 @@ fn two_nodes_share_one_database_and_one_bucket() {
 /// `storescu -v` of `files`; the status text of each C-STORE response.
 fn store_statuses(server: &Server, files: &[PathBuf]) -> Vec<String> {
     let out = run(dcmtk("storescu")
-        .args(["-v", "-aet", "STORESCU", "-aec", AE, "127.0.0.1", &server.port()])
+        .args([
+            "-v",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &server.port(),
+        ])
         .args(files));
     store_response_statuses(&String::from_utf8_lossy(&out.stderr))
 }
@@ -279,7 +335,10 @@ fn a_node_refuses_for_now_while_the_database_is_away_and_recovers_by_itself() {
     let statuses = store_statuses(&server, &files[2..3]);
     assert_eq!(statuses.len(), 1, "{}", server.log());
     assert_ne!(statuses[0], "Success");
-    assert!(statuses[0].contains("OutOfResources") || statuses[0].contains("A700"), "{statuses:?}");
+    assert!(
+        statuses[0].contains("OutOfResources") || statuses[0].contains("A700"),
+        "{statuses:?}"
+    );
     // HTTP: 503 with Retry-After, not 500.
     let r = crate::corrections::fetch(&server, "/dicom-web/studies");
     assert_eq!(r.status, 503, "{}", r.text());
@@ -289,11 +348,17 @@ fn a_node_refuses_for_now_while_the_database_is_away_and_recovers_by_itself() {
     pg.restart();
     // The node reconnects by itself: the refused instance can be sent again, and what was
     // acknowledged before is all there.
-    crate::routing::eventually("the node answering again", || server.http("/api/statistics").0 == 200);
+    crate::routing::eventually("the node answering again", || {
+        server.http("/api/statistics").0 == 200
+    });
     storescu(&server, &files[2..]);
     assert_eq!(stats_tuple(&server.statistics()).3, 6);
     let study = study_of(&files[0]);
-    let sops = qido_uids(&server, &format!("/dicom-web/studies/{study}/instances"), "00080018");
+    let sops = qido_uids(
+        &server,
+        &format!("/dicom-web/studies/{study}/instances"),
+        "00080018",
+    );
     let mut sent: Vec<String> = files.iter().map(|f| file_uids(f).0).collect();
     sent.sort();
     assert_eq!(sops, sent);

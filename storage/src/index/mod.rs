@@ -227,6 +227,40 @@ pub trait Index: Send + Sync {
         }
         Ok(out)
     }
+    /// Study records found through a secondary key, in key order (what a query at study level
+    /// reads: an SQL backend answers with one statement instead of a scan and a read each).
+    fn studies_by(
+        &self,
+        key: &SecondaryKey,
+        lookup: &Lookup,
+        limit: usize,
+    ) -> Result<Vec<StudyRecord>, StorageError> {
+        self.studies_in(&self.scan_secondary_by(key, lookup, limit)?)
+    }
+    /// The study records of these UIDs that exist, in this order.
+    fn studies_in(&self, uids: &[String]) -> Result<Vec<StudyRecord>, StorageError> {
+        let mut out = Vec::with_capacity(uids.len());
+        for uid in uids {
+            out.extend(self.study(uid)?);
+        }
+        Ok(out)
+    }
+    /// Study records in UID order after `after` (paging through the whole archive).
+    fn studies_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StudyRecord>, StorageError> {
+        self.studies_in(&self.list_studies(after, limit)?)
+    }
+    /// The series records of a study, in index order.
+    fn study_series(&self, study_instance_uid: &str) -> Result<Vec<SeriesRecord>, StorageError> {
+        let mut out = Vec::new();
+        for uid in self.series_uids(study_instance_uid)? {
+            out.extend(self.series(&uid)?);
+        }
+        Ok(out)
+    }
     /// The matches of `query`, handed to `on_match` until it returns false. The embedded
     /// index runs the query engine ([`crate::query::execute`]) over its records and secondary
     /// keys; an SQL backend pushes the whole query down instead of reading candidates one by

@@ -56,15 +56,41 @@ pub(super) fn item(
     }
 }
 
-fn open() -> (tempfile::TempDir, RocksIndex) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let index = RocksIndex::open(dir.path().join("index")).expect("open");
-    (dir, index)
+/// What these tests use of a backend: the index and its outbox.
+trait Backend: Index + crate::events::Outbox {}
+impl<T: Index + crate::events::Outbox> Backend for T {}
+
+/// Each test below runs on the embedded index and on PostgreSQL (a throwaway cluster).
+macro_rules! on_each_backend {
+    ($($name:ident),*) => {
+        mod rocks {
+            $(#[test]
+            fn $name() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let index = super::RocksIndex::open(dir.path().join("index")).expect("open");
+                super::$name(&index);
+            })*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let db = crate::pg::testing::Postgres::start();
+                let index = crate::pg::PgIndex::open(&db.settings()).expect("open");
+                super::$name(&index);
+            })*
+        }
+    };
 }
 
-#[test]
-fn counts_follow_the_hierarchy_within_and_across_batches() {
-    let (_dir, index) = open();
+on_each_backend!(
+    counts_follow_the_hierarchy_within_and_across_batches,
+    duplicates_are_kept_or_replaced_without_double_counting,
+    deleting_instances_updates_counts_modalities_and_empties_levels,
+    the_outbox_records_changes_in_commit_order_with_stability_and_deliveries
+);
+
+fn counts_follow_the_hierarchy_within_and_across_batches(index: &dyn Backend) {
     // One batch with two instances of a new series: both must count under one series.
     let d = index
         .store_instances(
@@ -149,9 +175,7 @@ fn counts_follow_the_hierarchy_within_and_across_batches() {
     );
 }
 
-#[test]
-fn duplicates_are_kept_or_replaced_without_double_counting() {
-    let (_dir, index) = open();
+fn duplicates_are_kept_or_replaced_without_double_counting(index: &dyn Backend) {
     index
         .store_instances(
             vec![item("P1", "S1", "SE1", "I1", "CT", 10)],
@@ -224,9 +248,7 @@ fn the_index_survives_reopening() {
     assert!(index.instance("I1").expect("get").is_some());
 }
 
-#[test]
-fn deleting_instances_updates_counts_modalities_and_empties_levels() {
-    let (_dir, index) = open();
+fn deleting_instances_updates_counts_modalities_and_empties_levels(index: &dyn Backend) {
     index
         .store_instances(
             vec![
@@ -280,10 +302,8 @@ fn deleting_instances_updates_counts_modalities_and_empties_levels() {
     );
 }
 
-#[test]
-fn the_outbox_records_changes_in_commit_order_with_stability_and_deliveries() {
-    use crate::events::{Delivery, DeliveryState, EventKind, Outbox};
-    let (_dir, index) = open();
+fn the_outbox_records_changes_in_commit_order_with_stability_and_deliveries(index: &dyn Backend) {
+    use crate::events::{Delivery, DeliveryState, EventKind};
     index
         .store_instances(
             vec![

@@ -36,7 +36,9 @@ impl Drop for PgPool {
     }
 }
 
-pub(crate) fn pg_error(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
+pub(crate) fn pg_error(
+    context: &'static str,
+) -> impl FnOnce(tokio_postgres::Error) -> StorageError {
     move |source| StorageError::Postgres { context, source }
 }
 
@@ -116,10 +118,7 @@ impl PgPool {
         F: FnOnce(Pool) -> Fut,
         Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or(StorageError::WriterGone)?;
+        let runtime = self.runtime.as_ref().ok_or(StorageError::WriterGone)?;
         let (tx, rx) = mpsc::sync_channel(1);
         let fut = work(self.pool.clone());
         runtime.spawn(async move {
@@ -151,7 +150,11 @@ impl PgPool {
     }
 
     /// Run `work` on a connection the caller holds, handing it back with the answer.
-    pub(crate) fn on<T, F, Fut>(&self, client: Object, work: F) -> (Option<Object>, Result<T, StorageError>)
+    pub(crate) fn on<T, F, Fut>(
+        &self,
+        client: Object,
+        work: F,
+    ) -> (Option<Object>, Result<T, StorageError>)
     where
         T: Send + 'static,
         F: FnOnce(Object) -> Fut,

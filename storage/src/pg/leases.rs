@@ -67,7 +67,8 @@ fn acquire(pool: &PgPool, job: &str) -> Result<Option<Box<dyn Lease>>, StorageEr
                     _ = &mut stopped => break,
                     _ = tokio::time::sleep(PING_EVERY) => {}
                 }
-                let ping = tokio::time::timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await;
+                let ping =
+                    tokio::time::timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await;
                 if !matches!(ping, Ok(Ok(_))) {
                     tracing::warn!(%job, "lost the database connection holding a job's lease");
                     break;
@@ -76,6 +77,8 @@ fn acquire(pool: &PgPool, job: &str) -> Result<Option<Box<dyn Lease>>, StorageEr
             flag.store(false, Ordering::Release);
             // The client drops here: the connection closes and the lock is released.
         });
-        Ok(Some(Box::new(PgLease { alive, _stop: stop }) as Box<dyn Lease>))
+        Ok(Some(
+            Box::new(PgLease { alive, _stop: stop }) as Box<dyn Lease>
+        ))
     })
 }

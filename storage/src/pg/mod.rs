@@ -8,7 +8,10 @@ mod leases;
 mod outbox;
 mod rows;
 mod schema;
+mod secondary;
 mod side_tables;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod txn;
 
 pub use conn::PgSettings;
@@ -20,6 +23,7 @@ use tokio_postgres::Row;
 
 use conn::{decode, PgPool};
 use rows::Kind;
+use secondary::secondary_filter;
 use txn::{run_query, Params, PgTxn};
 
 use crate::error::StorageError;
@@ -105,7 +109,11 @@ impl PgIndex {
         kind: Kind,
         key: &str,
     ) -> Result<Option<T>, StorageError> {
-        let rows = self.rows("reading a record", kind.select(), vec![Box::new(key.to_string())])?;
+        let rows = self.rows(
+            "reading a record",
+            kind.select(),
+            vec![Box::new(key.to_string())],
+        )?;
         rows.first()
             .map(|r| decode(kind.name(), key, r.get::<_, &[u8]>(0)))
             .transpose()
@@ -174,7 +182,10 @@ impl PgIndex {
                 "SELECT {key} FROM {table} WHERE $1::text IS NULL OR {key} > $1 \
                  ORDER BY {key} LIMIT $2"
             ),
-            vec![Box::new(after.map(str::to_string)), Box::new(sql_limit(limit))],
+            vec![
+                Box::new(after.map(str::to_string)),
+                Box::new(sql_limit(limit)),
+            ],
         )
     }
 }
@@ -183,32 +194,18 @@ pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// `LIKE` pattern matching values that start with `prefix`.
-fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars().filter(|&c| c != '\0') {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-/// Table, value column and UID column of a secondary key; true for the array column.
-fn secondary_column(key: &SecondaryKey) -> (&'static str, &'static str, &'static str, bool, &str) {
-    match key {
-        SecondaryKey::StudiesByPatientId(v) => ("studies", "patient_id", "uid", false, v),
-        SecondaryKey::StudiesByPatientName(v) => ("studies", "name_norm", "uid", false, v),
-        SecondaryKey::StudiesByAccession(v) => ("studies", "accession", "uid", false, v),
-        SecondaryKey::StudiesByDate(v) => ("studies", "study_date", "uid", false, v),
-        SecondaryKey::StudiesByModality(v) => ("studies", "modalities", "uid", true, v),
-        SecondaryKey::StudiesOfPatient(v) => ("studies", "patient_key", "uid", false, v),
-        SecondaryKey::SeriesOfStudy(v) => ("series", "study_uid", "uid", false, v),
-        SecondaryKey::SeriesByModality(v) => ("series", "modality", "uid", false, v),
-        SecondaryKey::InstancesOfSeries(v) => ("instances", "series_uid", "uid", false, v),
-        SecondaryKey::PatientsByName(v) => ("patients", "name_norm", "key", false, v),
+impl PgIndex {
+    /// Records from rows of (key, record).
+    fn keyed_records<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        sql: impl Into<String>,
+        params: Params,
+    ) -> Result<Vec<T>, StorageError> {
+        self.rows("reading records", sql, params)?
+            .iter()
+            .map(|r| decode(kind.name(), r.get(0), r.get::<_, &[u8]>(1)))
+            .collect()
     }
 }
 
@@ -265,7 +262,10 @@ impl Index for PgIndex {
             "listing rejected instances",
             "SELECT uid, record FROM rejected WHERE $1::text IS NULL OR uid > $1 \
              ORDER BY uid LIMIT $2",
-            vec![Box::new(after.map(str::to_string)), Box::new(sql_limit(limit))],
+            vec![
+                Box::new(after.map(str::to_string)),
+                Box::new(sql_limit(limit)),
+            ],
         )?;
         rows.iter()
             .map(|r| decode(Kind::Rejected.name(), r.get(0), r.get::<_, &[u8]>(1)))
@@ -311,51 +311,67 @@ impl Index for PgIndex {
         lookup: &Lookup,
         limit: usize,
     ) -> Result<Vec<String>, StorageError> {
-        let (table, column, uid, array, value) = secondary_column(key);
-        let value = value.replace('\0', "");
-        let limit = sql_limit(limit);
-        let (sql, params): (String, Params) = match (lookup, array) {
-            (Lookup::Exact, false) => (
-                format!("SELECT {uid} FROM {table} WHERE {column} = $1 ORDER BY {uid} LIMIT $2"),
-                vec![Box::new(value), Box::new(limit)],
-            ),
-            (Lookup::Exact, true) => (
-                format!(
-                    "SELECT {uid} FROM {table} WHERE {column} @> ARRAY[$1::text] \
-                     ORDER BY {uid} LIMIT $2"
-                ),
-                vec![Box::new(value), Box::new(limit)],
-            ),
-            (Lookup::Prefix, false) => (
-                format!(
-                    "SELECT {uid} FROM {table} WHERE {column} LIKE $1 \
-                     ORDER BY {column}, {uid} LIMIT $2"
-                ),
-                vec![Box::new(like_prefix(&value)), Box::new(limit)],
-            ),
-            (Lookup::Prefix, true) => (
-                format!(
-                    "SELECT {uid} FROM {table} WHERE EXISTS \
-                     (SELECT 1 FROM unnest({column}) v WHERE v LIKE $1) ORDER BY {uid} LIMIT $2"
-                ),
-                vec![Box::new(like_prefix(&value)), Box::new(limit)],
-            ),
-            (Lookup::Range { upper }, false) => (
-                format!(
-                    "SELECT {uid} FROM {table} WHERE {column} >= $1 \
-                     AND ($2::text IS NULL OR {column} <= $2) ORDER BY {column}, {uid} LIMIT $3"
-                ),
-                vec![Box::new(value), Box::new(upper.clone()), Box::new(limit)],
-            ),
-            (Lookup::Range { upper }, true) => (
-                format!(
-                    "SELECT {uid} FROM {table} WHERE EXISTS (SELECT 1 FROM unnest({column}) v \
-                     WHERE v >= $1 AND ($2::text IS NULL OR v <= $2)) ORDER BY {uid} LIMIT $3"
-                ),
-                vec![Box::new(value), Box::new(upper.clone()), Box::new(limit)],
-            ),
-        };
-        self.strings("scanning a secondary key", sql, params)
+        let f = secondary_filter(key, lookup, limit);
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT ${}",
+            f.uid, f.table, f.condition, f.order, f.limit_param
+        );
+        self.strings("scanning a secondary key", sql, f.params)
+    }
+
+    fn studies_by(
+        &self,
+        key: &SecondaryKey,
+        lookup: &Lookup,
+        limit: usize,
+    ) -> Result<Vec<StudyRecord>, StorageError> {
+        let f = secondary_filter(key, lookup, limit);
+        if f.table != "studies" {
+            return self.studies_in(&self.scan_secondary_by(key, lookup, limit)?);
+        }
+        let sql = format!(
+            "SELECT uid, record FROM studies WHERE {} ORDER BY {} LIMIT ${}",
+            f.condition, f.order, f.limit_param
+        );
+        self.keyed_records(Kind::Study, sql, f.params)
+    }
+
+    fn studies_in(&self, uids: &[String]) -> Result<Vec<StudyRecord>, StorageError> {
+        // In the order asked, as the embedded index gives them.
+        let mut found: std::collections::HashMap<String, StudyRecord> = self
+            .keyed_records(
+                Kind::Study,
+                "SELECT uid, record FROM studies WHERE uid = ANY($1)",
+                vec![Box::new(uids.to_vec())],
+            )?
+            .into_iter()
+            .map(|s: StudyRecord| (s.study_instance_uid.clone(), s))
+            .collect();
+        Ok(uids.iter().filter_map(|u| found.remove(u)).collect())
+    }
+
+    fn studies_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StudyRecord>, StorageError> {
+        self.keyed_records(
+            Kind::Study,
+            "SELECT uid, record FROM studies WHERE $1::text IS NULL OR uid > $1 \
+             ORDER BY uid LIMIT $2",
+            vec![
+                Box::new(after.map(str::to_string)),
+                Box::new(sql_limit(limit)),
+            ],
+        )
+    }
+
+    fn study_series(&self, study_instance_uid: &str) -> Result<Vec<SeriesRecord>, StorageError> {
+        self.records_of(
+            Kind::Series.name(),
+            "SELECT record FROM series WHERE study_uid = $1 ORDER BY uid",
+            study_instance_uid,
+        )
     }
 
     fn list_patients(

@@ -261,7 +261,11 @@ impl Flags for PgIndex {
     }
 
     fn flags(&self, study: &str) -> Result<Vec<Flag>, StorageError> {
-        self.records_of("flag", "SELECT record FROM flags WHERE study_uid = $1 ORDER BY id", study)
+        self.records_of(
+            "flag",
+            "SELECT record FROM flags WHERE study_uid = $1 ORDER BY id",
+            study,
+        )
     }
 
     fn mark_read(&self, study: &str, read: bool) -> Result<(), StorageError> {
@@ -270,8 +274,12 @@ impl Flags for PgIndex {
         } else {
             "DELETE FROM read_marks WHERE study_uid = $1"
         };
-        self.rows("marking a study read", sql, vec![Box::new(study.to_string())])
-            .map(drop)
+        self.rows(
+            "marking a study read",
+            sql,
+            vec![Box::new(study.to_string())],
+        )
+        .map(drop)
     }
 
     fn is_read(&self, study: &str) -> Result<bool, StorageError> {

@@ -59,9 +59,7 @@ impl Kind {
             Kind::Series => {
                 "INSERT INTO series (uid, study_uid, modality, record) VALUES ($1, $2, $3, $4)"
             }
-            Kind::Instance => {
-                "INSERT INTO instances (uid, series_uid, record) VALUES ($1, $2, $3)"
-            }
+            Kind::Instance => "INSERT INTO instances (uid, series_uid, record) VALUES ($1, $2, $3)",
             Kind::Rejected => "INSERT INTO rejected (uid, record) VALUES ($1, $2)",
         }
     }

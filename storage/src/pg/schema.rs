@@ -165,7 +165,10 @@ pub(crate) fn migrate(pool: &PgPool) -> Result<(), StorageError> {
         .await
         .map_err(pg_error("creating schema_migrations"))?;
         let row = txn
-            .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(pg_error("reading the schema version"))?;
         let have: i32 = row.get(0);

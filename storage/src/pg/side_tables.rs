@@ -74,7 +74,10 @@ impl Orders for PgIndex {
             "listing orders",
             "SELECT accession, record FROM orders WHERE $1::text IS NULL OR accession > $1 \
              ORDER BY accession LIMIT $2",
-            vec![Box::new(after.map(str::to_string)), Box::new(sql_limit(limit))],
+            vec![
+                Box::new(after.map(str::to_string)),
+                Box::new(sql_limit(limit)),
+            ],
         )?
         .iter()
         .map(|r| decode("order", r.get(0), r.get::<_, &[u8]>(1)))
@@ -257,7 +260,10 @@ impl PseudonymTable for PgIndex {
             "reading pseudonyms",
             "SELECT record FROM pseudonyms WHERE project = $1 AND replacement = $2 \
              ORDER BY kind LIMIT 16",
-            vec![Box::new(project.to_string()), Box::new(replacement.to_string())],
+            vec![
+                Box::new(project.to_string()),
+                Box::new(replacement.to_string()),
+            ],
         )?
         .iter()
         .map(|r| decode("pseudonym", replacement, r.get::<_, &[u8]>(0)))

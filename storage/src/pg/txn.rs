@@ -304,11 +304,7 @@ impl IndexTxn for PgTxn<'_> {
         if let Some(s) = self.stats {
             return Ok(s);
         }
-        let rows = self.query(
-            "reading statistics",
-            super::STATISTICS_SQL,
-            Vec::new(),
-        )?;
+        let rows = self.query("reading statistics", super::STATISTICS_SQL, Vec::new())?;
         let s = super::statistics_of(rows.first());
         self.stats_base = Some(s);
         self.stats = Some(s);

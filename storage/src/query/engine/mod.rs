@@ -74,6 +74,11 @@ fn study_view_with(
     s: StudyRecord,
     with_patient: bool,
 ) -> Result<Attributes, StorageError> {
+    let patient = if with_patient {
+        index.patient(&s.patient_key)?
+    } else {
+        None
+    };
     let mut a = s.attributes;
     a.insert(
         STUDY_UID.into(),
@@ -98,15 +103,14 @@ fn study_view_with(
             values: s.sop_classes.into_iter().collect(),
         },
     );
-    if with_patient {
-        if let Some(p) = index.patient(&s.patient_key)? {
-            patient_view(&p, &mut a);
-        }
+    if let Some(p) = patient {
+        patient_view(&p, &mut a);
     }
     Ok(a)
 }
 
-fn series_view(index: &dyn Index, s: &SeriesRecord) -> Result<Attributes, StorageError> {
+/// A series' attributes over those of its study (`study`: the study's view).
+fn series_view(s: &SeriesRecord, study: &Attributes) -> Attributes {
     let mut a = s.attributes.clone();
     a.insert(
         SERIES_UID.into(),
@@ -116,10 +120,25 @@ fn series_view(index: &dyn Index, s: &SeriesRecord) -> Result<Attributes, Storag
         },
     );
     a.insert(NUM_SERIES_INSTANCES.into(), number(s.num_instances));
-    if let Some(study) = index.study(&s.study_instance_uid)? {
-        fill(&mut a, &study_view(index, study)?);
+    fill(&mut a, study);
+    a
+}
+
+/// Study views by UID, each built once per query (series and instances share them).
+#[derive(Default)]
+struct StudyViews(std::collections::HashMap<String, Attributes>);
+
+impl StudyViews {
+    fn get(&mut self, index: &dyn Index, uid: &str) -> Result<&Attributes, StorageError> {
+        if !self.0.contains_key(uid) {
+            let view = match index.study(uid)? {
+                Some(study) => study_view(index, study)?,
+                None => Attributes::new(),
+            };
+            self.0.insert(uid.to_string(), view);
+        }
+        Ok(&self.0[uid])
     }
-    Ok(a)
 }
 
 /// UIDs named by a Single or UID-list key.
@@ -168,36 +187,36 @@ pub fn execute(
             });
             let mut after: Option<String> = None;
             loop {
-                let (uids, more) = study_candidates(index, query, after.as_deref())?;
-                for uid in &uids {
-                    if let Some(s) = index.study(uid)? {
-                        if study_may_match(query, &s)
-                            && !emit(study_view_with(index, s, with_patient)?)
-                        {
-                            return Ok(());
-                        }
+                let (studies, more) = study_candidates(index, query, after.as_deref())?;
+                after = studies.last().map(|s| s.study_instance_uid.clone());
+                for s in studies {
+                    if study_may_match(query, &s) && !emit(study_view_with(index, s, with_patient)?)
+                    {
+                        return Ok(());
                     }
                 }
                 if !more {
                     break;
                 }
-                after = uids.last().cloned();
             }
         }
         Level::Series => {
-            let studies = parent_studies(index, query, "SERIES")?;
-            for study in studies {
+            let mut views = StudyViews::default();
+            for study in parent_studies(index, query, "SERIES")? {
                 let series = match uids_of(query.key(SERIES_UID)) {
-                    Some(list) => list,
-                    None => {
-                        index.scan_secondary(&SecondaryKey::SeriesOfStudy(study), usize::MAX)?
-                    }
-                };
-                for uid in series {
-                    if let Some(s) = index.series(&uid)? {
-                        if !emit(series_view(index, &s)?) {
-                            return Ok(());
+                    Some(list) => {
+                        let mut out = Vec::new();
+                        for uid in list {
+                            out.extend(index.series(&uid)?);
                         }
+                        out
+                    }
+                    None => index.study_series(&study)?,
+                };
+                for s in series {
+                    let upper = views.get(index, &s.study_instance_uid)?;
+                    if !emit(series_view(&s, upper)) {
+                        return Ok(());
                     }
                 }
             }
@@ -214,34 +233,35 @@ pub fn execute(
                     }
                     let mut all = Vec::new();
                     for study in parent_studies(index, query, "IMAGE")? {
-                        all.extend(
-                            index
-                                .scan_secondary(&SecondaryKey::SeriesOfStudy(study), usize::MAX)?,
-                        );
+                        all.extend(index.series_uids(&study)?);
                     }
                     all
                 }
             };
+            let mut views = StudyViews::default();
             for series_uid in series_list {
                 let Some(series) = index.series(&series_uid)? else {
                     continue;
                 };
-                let upper = series_view(index, &series)?;
-                let sops = match uids_of(query.key(SOP_UID)) {
-                    Some(list) => list,
-                    None => index
-                        .scan_secondary(&SecondaryKey::InstancesOfSeries(series_uid), usize::MAX)?,
+                let upper = series_view(&series, views.get(index, &series.study_instance_uid)?);
+                let instances = match uids_of(query.key(SOP_UID)) {
+                    Some(list) => {
+                        let mut out = Vec::new();
+                        for sop in list {
+                            out.extend(index.instance(&sop)?);
+                        }
+                        out
+                    }
+                    None => index.series_instances(&series_uid)?,
                 };
-                for sop in sops {
-                    if let Some(rec) = index.instance(&sop)? {
-                        if rec.series_instance_uid != series.series_instance_uid {
-                            continue;
-                        }
-                        let mut a = rec.attributes.clone();
-                        fill(&mut a, &upper);
-                        if !emit(a) {
-                            return Ok(());
-                        }
+                for rec in instances {
+                    if rec.series_instance_uid != series.series_instance_uid {
+                        continue;
+                    }
+                    let mut a = rec.attributes;
+                    fill(&mut a, &upper);
+                    if !emit(a) {
+                        return Ok(());
                     }
                 }
             }
@@ -274,18 +294,17 @@ fn parent_studies(
     let mut found = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let (uids, more) = study_candidates(index, query, after.as_deref())?;
-        for uid in &uids {
-            if let Some(s) = index.study(uid)? {
-                if study_may_match(query, &s) {
-                    found.push(uid.clone());
-                }
-            }
-        }
+        let (studies, more) = study_candidates(index, query, after.as_deref())?;
+        after = studies.last().map(|s| s.study_instance_uid.clone());
+        found.extend(
+            studies
+                .into_iter()
+                .filter(|s| study_may_match(query, s))
+                .map(|s| s.study_instance_uid),
+        );
         if !more {
             return Ok(found);
         }
-        after = uids.last().cloned();
     }
 }
 
@@ -384,18 +403,18 @@ fn patient_candidates(index: &dyn Index, query: &Query) -> Result<Vec<String>, S
     }
 }
 
-/// A page of candidate study UIDs and whether more pages follow (full scans only).
+/// A page of candidate study records and whether more pages follow (full scans only).
 fn study_candidates(
     index: &dyn Index,
     query: &Query,
     after: Option<&str>,
-) -> Result<(Vec<String>, bool), StorageError> {
+) -> Result<(Vec<StudyRecord>, bool), StorageError> {
     if let Some(uids) = uids_of(query.key(STUDY_UID)) {
-        return Ok((uids, false));
+        return Ok((index.studies_in(&uids)?, false));
     }
     let indexed =
-        |key: SecondaryKey, lookup: Lookup| -> Result<(Vec<String>, bool), StorageError> {
-            Ok((index.scan_secondary_by(&key, &lookup, usize::MAX)?, false))
+        |key: SecondaryKey, lookup: Lookup| -> Result<(Vec<StudyRecord>, bool), StorageError> {
+            Ok((index.studies_by(&key, &lookup, usize::MAX)?, false))
         };
     if let Some(Matcher::Single(acc)) = query.key(ACCESSION) {
         return indexed(SecondaryKey::StudiesByAccession(acc.clone()), Lookup::Exact);
@@ -440,7 +459,7 @@ fn study_candidates(
             return indexed(SecondaryKey::StudiesByModality(m.clone()), Lookup::Exact);
         }
     }
-    let page = index.list_studies(after, PAGE)?;
+    let page = index.studies_page(after, PAGE)?;
     let more = page.len() == PAGE;
     Ok((page, more))
 }

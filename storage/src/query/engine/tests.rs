@@ -1,4 +1,4 @@
-//! The engine over a real RocksDB index.
+//! The engine over a real index: the embedded RocksDB and PostgreSQL.
 
 use super::*;
 use crate::index::{DuplicatePolicy, NewInstance, RocksIndex};
@@ -71,7 +71,7 @@ fn query(level: Level, keys: &[(&str, &str, &str)]) -> Query {
     }
 }
 
-fn run(index: &RocksIndex, level: Level, keys: &[(&str, &str, &str)]) -> Vec<Attributes> {
+fn run(index: &dyn Index, level: Level, keys: &[(&str, &str, &str)]) -> Vec<Attributes> {
     let query = query(level, keys);
     let mut out = Vec::new();
     execute(index, &query, &mut |m| {
@@ -82,10 +82,7 @@ fn run(index: &RocksIndex, level: Level, keys: &[(&str, &str, &str)]) -> Vec<Att
     out
 }
 
-#[test]
-fn study_queries_by_each_index_and_by_scan() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let index = RocksIndex::open(dir.path().join("i")).expect("open");
+fn study_queries_by_each_index_and_by_scan(index: &dyn Index) {
     index
         .store_instances(
             vec![
@@ -112,43 +109,39 @@ fn study_queries_by_each_index_and_by_scan() {
         v.iter().map(|a| a[STUDY_UID].values[0].clone()).collect()
     };
     assert_eq!(
-        uids(run(&index, Level::Study, &[(PATIENT_ID, "LO", "P1")])),
+        uids(run(index, Level::Study, &[(PATIENT_ID, "LO", "P1")])),
         ["1.1"]
     );
     assert_eq!(
-        uids(run(&index, Level::Study, &[(PATIENT_NAME, "PN", "SMI*")])),
+        uids(run(index, Level::Study, &[(PATIENT_NAME, "PN", "SMI*")])),
         ["1.2"]
     );
     assert_eq!(
-        uids(run(
-            &index,
-            Level::Study,
-            &[(STUDY_DATE, "DA", "20240301-")]
-        )),
+        uids(run(index, Level::Study, &[(STUDY_DATE, "DA", "20240301-")])),
         ["1.2"]
     );
     assert_eq!(
-        uids(run(&index, Level::Study, &[(ACCESSION, "SH", "A1.1")])),
+        uids(run(index, Level::Study, &[(ACCESSION, "SH", "A1.1")])),
         ["1.1"]
     );
     assert_eq!(
         uids(run(
-            &index,
+            index,
             Level::Study,
             &[(MODALITIES_IN_STUDY, "CS", "SR")]
         )),
         ["1.1"]
     );
     assert_eq!(
-        uids(run(&index, Level::Study, &[(STUDY_UID, "UI", "1.2\\1.1")])),
+        uids(run(index, Level::Study, &[(STUDY_UID, "UI", "1.2\\1.1")])),
         ["1.2", "1.1"]
     );
     assert_eq!(
-        uids(run(&index, Level::Study, &[("00081030", "LO", "")])).len(),
+        uids(run(index, Level::Study, &[("00081030", "LO", "")])).len(),
         2
     );
     let r = run(
-        &index,
+        index,
         Level::Study,
         &[(PATIENT_ID, "LO", "P1"), (NUM_PATIENT_INSTANCES, "IS", "")],
     );
@@ -156,22 +149,22 @@ fn study_queries_by_each_index_and_by_scan() {
     assert_eq!(r[0][MODALITIES_IN_STUDY].values, ["CT", "SR"]);
     assert_eq!(r[0][NUM_PATIENT_INSTANCES].values, ["2"]);
     let series = run(
-        &index,
+        index,
         Level::Series,
         &[(STUDY_UID, "UI", "1.1"), ("00080060", "CS", "CT")],
     );
     assert_eq!(series.len(), 1);
     assert_eq!(
-        run(&index, Level::Image, &[(SERIES_UID, "UI", "1.1.2")]).len(),
+        run(index, Level::Image, &[(SERIES_UID, "UI", "1.1.2")]).len(),
         1
     );
     assert_eq!(
-        run(&index, Level::Patient, &[(PATIENT_NAME, "PN", "DOE*")]).len(),
+        run(index, Level::Patient, &[(PATIENT_NAME, "PN", "DOE*")]).len(),
         1
     );
-    assert_eq!(run(&index, Level::Patient, &[]).len(), 2);
+    assert_eq!(run(index, Level::Patient, &[]).len(), 2);
     let sops = |q: &Query| -> Vec<String> {
-        resolve_instances(&index, q)
+        resolve_instances(index, q)
             .expect("resolve")
             .into_iter()
             .map(|r| r.sop_instance_uid)
@@ -199,15 +192,12 @@ fn study_queries_by_each_index_and_by_scan() {
         relational: false,
     };
     assert!(matches!(
-        execute(&index, &query, &mut |_| true),
+        execute(index, &query, &mut |_| true),
         Err(QueryError::MissingParentKey { .. })
     ));
 }
 
-#[test]
-fn relational_queries_search_across_studies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let index = RocksIndex::open(dir.path().join("i")).expect("open");
+fn relational_queries_search_across_studies(index: &dyn Index) {
     index
         .store_instances(
             vec![
@@ -233,7 +223,7 @@ fn relational_queries_search_across_studies() {
             SOP_UID
         };
         let mut out = Vec::new();
-        execute(&index, &q, &mut |m| {
+        execute(index, &q, &mut |m| {
             out.push(m.attributes[tag].values[0].clone());
             true
         })
@@ -263,7 +253,44 @@ fn relational_queries_search_across_studies() {
     // Hierarchical (C-FIND) instance queries still need their series.
     let q = query(Level::Image, &[(STUDY_UID, "UI", "1.1")]);
     assert!(matches!(
-        execute(&index, &q, &mut |_| true),
+        execute(index, &q, &mut |_| true),
         Err(QueryError::MissingParentKey { .. })
     ));
+}
+
+/// Each test above runs on the embedded index and on PostgreSQL (a throwaway cluster).
+mod rocks {
+    use super::*;
+
+    #[test]
+    fn study_queries_by_each_index_and_by_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = RocksIndex::open(dir.path().join("i")).expect("open");
+        super::study_queries_by_each_index_and_by_scan(&index);
+    }
+
+    #[test]
+    fn relational_queries_search_across_studies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = RocksIndex::open(dir.path().join("i")).expect("open");
+        super::relational_queries_search_across_studies(&index);
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+
+    #[test]
+    fn study_queries_by_each_index_and_by_scan() {
+        let db = crate::pg::testing::Postgres::start();
+        let index = crate::pg::PgIndex::open(&db.settings()).expect("open");
+        super::study_queries_by_each_index_and_by_scan(&index);
+    }
+
+    #[test]
+    fn relational_queries_search_across_studies() {
+        let db = crate::pg::testing::Postgres::start();
+        let index = crate::pg::PgIndex::open(&db.settings()).expect("open");
+        super::relational_queries_search_across_studies(&index);
+    }
 }

@@ -1,13 +1,36 @@
-//! A throwaway PostgreSQL for the tests: `initdb` and `pg_ctl` from Debian's postgresql
-//! package (installed by `scripts/setup test`), a cluster in a temporary folder on a free
-//! loopback port, stopped and removed on drop. PostgreSQL refuses to run as root, so as
-//! root the cluster belongs to the `postgres` user.
+//! A throwaway PostgreSQL for tests (this crate's and the integration tests, through the
+//! `testing` feature): `initdb` and `pg_ctl` from Debian's postgresql package (installed by
+//! `scripts/setup test`), a cluster in a temporary folder on a free loopback port, stopped
+//! and removed on drop. PostgreSQL refuses to run as root, so as root the cluster belongs to
+//! the `postgres` user.
 
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use crate::routing::{free_port, wait_for_port};
-use crate::support::run;
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL not listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -51,14 +74,38 @@ impl Postgres {
         };
         let out = run(pg
             .as_owner("initdb")
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(pg.cluster()));
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg.ctl_start();
         let out = run(Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-p", &pg.port.to_string()])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &pg.port.to_string(),
+            ])
             .args(["-c", "CREATE DATABASE pacs"]));
-        assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg
     }
 
@@ -80,8 +127,12 @@ impl Postgres {
             .args(["-o", &options, "-l"])
             .arg(self.dir.path().join("log"))
             .args(["-w", "start"]));
-        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
-        wait_for_port(self.port, "postgres");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for_port(self.port);
     }
 
     /// Stop (fast: connections are cut) and leave it stopped.
@@ -91,11 +142,22 @@ impl Postgres {
             .arg("-D")
             .arg(self.cluster())
             .args(["-m", "fast", "-w", "stop"]));
-        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn restart(&self) {
         self.ctl_start();
+    }
+
+    pub fn settings(&self) -> crate::IndexSettings {
+        crate::IndexSettings {
+            url: self.url(),
+            max_connections: 8,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -107,7 +169,11 @@ impl Postgres {
         let out = run(Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "pacs", "-At"])
             .args(["-p", &self.port.to_string(), "-c", sql]));
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
