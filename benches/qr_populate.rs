@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use pacs_storage::index::{DuplicatePolicy, Index, NewInstance, RocksIndex};
-use pacs_storage::query::{execute, Level, MatchOptions, Matcher, Query, QueryKey};
+use pacs_storage::query::{Level, MatchOptions, Matcher, Query, QueryKey};
 use pacs_storage::records::{patient_key, AttrValue, Attributes, InstanceRecord};
 use pacs_storage::BlobKey;
 
@@ -137,7 +137,19 @@ fn main() {
         .unwrap_or_else(|| "/tmp/pacs-qr-bench".into());
     let studies: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let per_study: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let index = RocksIndex::open(std::path::Path::new(&dir).join("index")).expect("open index");
+    // PACS_INDEX_URL: populate and query a PostgreSQL index instead (benches/scale_out.sh).
+    let index: Box<dyn Index> = match std::env::var("PACS_INDEX_URL") {
+        Ok(url) => Box::new(
+            pacs_storage::pg::PgIndex::open(&pacs_storage::IndexSettings {
+                url,
+                max_connections: 4,
+            })
+            .expect("open the PostgreSQL index"),
+        ),
+        Err(_) => Box::new(
+            RocksIndex::open(std::path::Path::new(&dir).join("index")).expect("open index"),
+        ),
+    };
 
     let have = index.statistics().expect("stats").studies as usize;
     if have < studies {
@@ -208,11 +220,12 @@ fn main() {
         for _ in 0..200 {
             let t = Instant::now();
             let mut n = 0;
-            execute(&index, &query, &mut |_| {
-                n += 1;
-                true
-            })
-            .expect("query");
+            index
+                .find(&query, &mut |_| {
+                    n += 1;
+                    true
+                })
+                .expect("query");
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             matches = n;
         }

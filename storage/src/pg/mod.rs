@@ -190,6 +190,23 @@ impl PgIndex {
     }
 }
 
+/// The rows storing `items` reads: each instance (live and hidden), its series, study and
+/// patient.
+fn prefetch_keys(items: &[NewInstance]) -> Vec<(Kind, String)> {
+    let mut keys = Vec::with_capacity(items.len() * 5);
+    for item in items {
+        let r = &item.record;
+        keys.push((Kind::Patient, r.patient_key.clone()));
+        keys.push((Kind::Study, r.study_instance_uid.clone()));
+        keys.push((Kind::Series, r.series_instance_uid.clone()));
+        keys.push((Kind::Instance, r.sop_instance_uid.clone()));
+        keys.push((Kind::Rejected, r.sop_instance_uid.clone()));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -215,11 +232,19 @@ impl Index for PgIndex {
         items: Vec<NewInstance>,
         policy: DuplicatePolicy,
     ) -> Result<Vec<StoreDecision>, StorageError> {
-        self.write(|txn| rules::store_instances(txn as &mut dyn IndexTxn, items.clone(), policy))
+        let keys = prefetch_keys(&items);
+        self.write(|txn| {
+            txn.prefetch(keys.clone())?;
+            rules::store_instances(txn as &mut dyn IndexTxn, items.clone(), policy)
+        })
     }
 
     fn delete_instances(&self, uids: &[String]) -> Result<Vec<InstanceRecord>, StorageError> {
-        self.write(|txn| rules::delete_instances(txn as &mut dyn IndexTxn, uids))
+        let keys: Vec<(Kind, String)> = uids.iter().map(|u| (Kind::Instance, u.clone())).collect();
+        self.write(|txn| {
+            txn.prefetch(keys.clone())?;
+            rules::delete_instances(txn as &mut dyn IndexTxn, uids)
+        })
     }
 
     fn correct_instances(&self, correction: IndexCorrection) -> Result<(), StorageError> {
