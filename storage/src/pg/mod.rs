@@ -5,6 +5,7 @@
 
 mod conn;
 mod leases;
+mod numbering;
 mod outbox;
 mod rows;
 mod schema;
@@ -36,7 +37,7 @@ use crate::query::{Query, QueryError, QueryMatch};
 use crate::records::{InstanceRecord, PatientRecord, SeriesRecord, StudyRecord};
 use crate::rejection::{RejectedInstance, RejectionNote};
 
-/// Advisory lock held from the insertion of a transaction's events to its commit.
+/// Advisory lock held by a transaction that numbers events, to its commit.
 pub(crate) const EVENTS_LOCK: i64 = 0x7061_6373_0002;
 
 /// How often a transaction that met a concurrent writer is run again.

@@ -30,6 +30,7 @@ const PUT_DELIVERY: &str = "INSERT INTO deliveries (worker, seq, record) VALUES 
 
 impl Outbox for PgIndex {
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StorageError> {
+        self.number_events()?;
         self.rows(
             "reading events",
             "SELECT seq, record FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -41,6 +42,7 @@ impl Outbox for PgIndex {
     }
 
     fn last_seq(&self) -> Result<u64, StorageError> {
+        self.number_events()?;
         let rows = self.rows(
             "reading the last event number",
             "SELECT coalesce(max(seq), 0)::bigint FROM events",

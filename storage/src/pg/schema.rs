@@ -1,4 +1,4 @@
-//! The schema, as numbered migrations applied at start: each in its own transaction, under
+//! The schema, as numbered migrations applied at start: in one transaction, under
 //! an advisory lock so nodes starting together apply it once, recorded in
 //! `schema_migrations`. A database newer than this build is refused rather than written.
 //!
@@ -143,6 +143,18 @@ const MIGRATIONS: &[&str] = &[
         record bytea NOT NULL,
         PRIMARY KEY (project, replacement, kind)
     );
+    "#,
+    // 2: events numbered after they commit. Numbering at insert time needed a lock held
+    // through every writer's commit (and its WAL flush): all ingest on all nodes waited for
+    // one another. Now writers insert unnumbered events; one numbering pass at a time gives
+    // the committed ones their sequence numbers (see `super::numbering`).
+    r#"
+    ALTER TABLE events DROP CONSTRAINT events_pkey;
+    ALTER TABLE events ALTER COLUMN seq DROP NOT NULL;
+    ALTER TABLE events ADD COLUMN id bigserial;
+    ALTER TABLE events ADD PRIMARY KEY (id);
+    CREATE UNIQUE INDEX events_by_seq ON events (seq);
+    CREATE INDEX events_unnumbered ON events (id) WHERE seq IS NULL;
     "#,
 ];
 

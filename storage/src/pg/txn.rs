@@ -12,9 +12,8 @@
 //! go down the connection together (pipelined). Reads see the transaction's own changes
 //! through the rows kept here; a query the kept rows cannot answer sends the writes first.
 //!
-//! Events are inserted last, under one advisory lock held to the commit: sequence numbers
-//! are then given in commit order, and a reader of the outbox can never pass a number whose
-//! transaction is still open.
+//! Events go in unnumbered with the rest of the transaction; they get their sequence numbers
+//! once committed (`super::numbering`), so no lock is shared by every writer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -26,7 +25,6 @@ use tokio_postgres::Row;
 
 use super::conn::{decode, encode, pg_error, PgPool};
 use super::rows::{Batch, Kind, RecordColumns};
-use super::EVENTS_LOCK;
 use crate::error::StorageError;
 use crate::events::{Event, NewEvent};
 use crate::index::txn::IndexTxn;
@@ -253,7 +251,7 @@ impl<'a> PgTxn<'a> {
         statements.extend(self.statistics_statement());
         let events = std::mem::take(&mut self.events);
         if !events.is_empty() {
-            statements.extend(event_statements(events)?);
+            statements.push(event_statement(events)?);
         }
         if !self.begun && statements.is_empty() {
             // Nothing read or written: nothing to commit.
@@ -386,50 +384,47 @@ pub(crate) async fn run_query(
         .map_err(pg_error(context))
 }
 
-/// The events lock, then `events` with the next sequence numbers in this order (with ORDER
-/// BY, PostgreSQL evaluates nextval() after sorting).
-fn event_statements(events: Vec<NewEvent>) -> Result<Vec<Statement>, StorageError> {
+/// `events`, unnumbered, in this order (numbered once committed: see `super::numbering`).
+fn event_statement(events: Vec<NewEvent>) -> Result<Statement, StorageError> {
     let time_ms = crate::ingest::now_ms();
     let mut bodies = Vec::with_capacity(events.len());
     for e in events {
         let event = e.into_event(0, time_ms);
         bodies.push(encode("event", &event.study_instance_uid, &event)?);
     }
-    Ok(vec![
-        (
-            "SELECT pg_advisory_xact_lock($1)".into(),
-            vec![Box::new(EVENTS_LOCK)],
-        ),
-        (
-            "INSERT INTO events (seq, record) \
-             SELECT nextval('event_seq'), body FROM unnest($1::bytea[]) WITH ORDINALITY AS t(body, n) \
-             ORDER BY n RETURNING seq"
-                .into(),
-            vec![Box::new(bodies)],
-        ),
-    ])
+    Ok((
+        "INSERT INTO events (record) \
+         SELECT body FROM unnest($1::bytea[]) WITH ORDINALITY AS t(body, n) ORDER BY n"
+            .into(),
+        vec![Box::new(bodies)],
+    ))
 }
 
-/// Put `events` into the outbox now (the lock is held until the transaction ends); returns
-/// them numbered.
+/// Put `events` into the outbox numbered now, after any committed ones still waiting for a
+/// number (the events lock is held until the transaction ends); returns them numbered.
 pub(crate) fn insert_events(
     txn: &mut PgTxn<'_>,
     events: Vec<NewEvent>,
 ) -> Result<Vec<Event>, StorageError> {
+    super::numbering::lock_and_number(txn)?;
     let time_ms = crate::ingest::now_ms();
     let mut out: Vec<Event> = events
-        .iter()
-        .cloned()
+        .into_iter()
         .map(|e| e.into_event(0, time_ms))
         .collect();
-    let mut statements = txn.take_writes()?;
-    let first = statements.len();
-    statements.extend(event_statements(events)?);
-    let results = txn.send("appending events", statements, false)?;
-    let mut seqs: Vec<i64> = results
-        .get(first + 1)
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default();
+    let mut bodies = Vec::with_capacity(out.len());
+    for e in &out {
+        bodies.push(encode("event", &e.study_instance_uid, e)?);
+    }
+    // With ORDER BY, PostgreSQL evaluates nextval() after sorting: numbers in this order.
+    let rows = txn.query(
+        "appending events",
+        "INSERT INTO events (seq, record) \
+         SELECT nextval('event_seq'), body FROM unnest($1::bytea[]) WITH ORDINALITY AS t(body, n) \
+         ORDER BY n RETURNING seq",
+        vec![Box::new(bodies)],
+    )?;
+    let mut seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     seqs.sort_unstable();
     for (e, seq) in out.iter_mut().zip(seqs) {
         e.seq = seq as u64;
