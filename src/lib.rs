@@ -34,6 +34,7 @@ pub mod hl7_patients;
 pub mod http_listener;
 #[cfg(feature = "embedded")]
 pub mod import;
+pub mod orphans;
 pub mod remote;
 #[cfg(feature = "embedded")]
 pub mod server;

@@ -45,6 +45,10 @@ enum Command {
     Verify {
         #[command(flatten)]
         store: StoreArgs,
+        /// Also remove blobs no index record refers to (e.g. uploaded by a node that died
+        /// before its index commit) that are older than SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        sweep_orphans_older_than: Option<u64>,
     },
     /// Local accounts: add, list, disable, enable, API keys.
     User {
@@ -88,10 +92,13 @@ fn main() -> ExitCode {
             .resolve()
             .map_err(Into::into)
             .and_then(|(settings, _)| import::run(&settings, &paths, quiet)),
-        Command::Verify { store } => store
+        Command::Verify {
+            store,
+            sweep_orphans_older_than,
+        } => store
             .resolve()
             .map_err(Into::into)
-            .and_then(|(settings, _)| verify::run(&settings)),
+            .and_then(|(settings, _)| verify::run(&settings, sweep_orphans_older_than)),
         Command::User { store, command } => users_cli::run(&store, command),
         Command::Audit { store, command } => audit_cli::run(&store, command),
     };

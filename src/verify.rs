@@ -33,7 +33,8 @@ impl VerifyReport {
     }
 }
 
-pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
+/// The index and blob store `pacs verify` reads, opened beside a running server.
+fn open(settings: &StoreSettings) -> Result<(Box<dyn Index>, Arc<dyn BlobStore>), AppError> {
     // Beside a running server: the embedded index read-only, or the shared database.
     let index: Box<dyn Index> = match &settings.index {
         Some(db) => Box::new(pacs_storage::pg::PgIndex::open(db)?),
@@ -52,6 +53,11 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
         Some(key) => Arc::new(EncryptedBlobStore::new(files, key)),
         None => files,
     };
+    Ok((index, blobs))
+}
+
+pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
+    let (index, blobs) = open(settings)?;
     let mut report = VerifyReport::default();
     let mut after: Option<String> = None;
     loop {
@@ -108,8 +114,25 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
 }
 
 /// Run `pacs verify` and print its report; an error when anything changed or vanished.
-pub fn run(settings: &StoreSettings) -> Result<(), AppError> {
+/// With `sweep_orphans_older_than`, blobs nothing refers to are removed first.
+pub fn run(
+    settings: &StoreSettings,
+    sweep_orphans_older_than: Option<u64>,
+) -> Result<(), AppError> {
     let started = std::time::Instant::now();
+    if let Some(secs) = sweep_orphans_older_than {
+        let (index, blobs) = open(settings)?;
+        let swept =
+            crate::orphans::sweep(index.as_ref(), blobs.as_ref(), secs.saturating_mul(1000))?;
+        for key in &swept.removed {
+            println!("orphan removed: {key}");
+        }
+        println!(
+            "listed {} blobs: {} orphans older than {secs} s removed",
+            swept.listed,
+            swept.removed.len()
+        );
+    }
     let report = verify(settings)?;
     for (uid, problem) in &report.problems {
         println!("{uid}: {problem}");

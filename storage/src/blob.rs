@@ -78,6 +78,22 @@ pub trait BlobStore: Send + Sync {
     fn local_path(&self, key: &BlobKey) -> Option<PathBuf>;
     /// Remove a stored blob (after the index no longer refers to it).
     fn delete(&self, key: &BlobKey) -> Result<(), StorageError>;
+    /// Every stored blob with its last change (ms since the epoch), for the orphan sweep.
+    fn list(&self) -> Result<Vec<(BlobKey, u64)>, StorageError> {
+        Err(StorageError::io(
+            "listing",
+            "",
+            std::io::Error::other("this blob store cannot list its blobs"),
+        ))
+    }
+}
+
+fn modified_ms(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A new staging file at `path` (never an existing one) for the blob to be kept as `key`.
@@ -178,6 +194,31 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 impl BlobStore for FsBlobStore {
+    fn list(&self) -> Result<Vec<(BlobKey, u64)>, StorageError> {
+        let read = |dir: &Path| fs::read_dir(dir).map_err(|e| StorageError::io("listing", dir, e));
+        let mut out = Vec::new();
+        for shard in read(&self.root)? {
+            let shard = shard.map_err(|e| StorageError::io("listing", &self.root, e))?;
+            let name = shard.file_name().to_string_lossy().into_owned();
+            if !shard.path().is_dir() || name.len() != 2 {
+                continue;
+            }
+            for file in read(&shard.path())? {
+                let file = file.map_err(|e| StorageError::io("listing", shard.path(), e))?;
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                // Stored blobs only: staging files are swept at start.
+                if !file_name.ends_with(".dcm") {
+                    continue;
+                }
+                let meta = file
+                    .metadata()
+                    .map_err(|e| StorageError::io("listing", file.path(), e))?;
+                out.push((BlobKey(format!("{name}/{file_name}")), modified_ms(&meta)));
+            }
+        }
+        Ok(out)
+    }
+
     fn stage(&self) -> Result<StagedBlob, StorageError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.root.join(&id[0..2]);

@@ -236,6 +236,10 @@ impl BlobStore for EncryptedBlobStore {
         self.inner.stage()
     }
 
+    fn list(&self) -> Result<Vec<(BlobKey, u64)>, StorageError> {
+        self.inner.list()
+    }
+
     fn persist(&self, staged: StagedBlob) -> Result<BlobKey, StorageError> {
         let StagedBlob { path, file, key } = staged;
         drop(file);

@@ -301,6 +301,36 @@ impl BlobStore for S3BlobStore {
         None
     }
 
+    fn list(&self) -> Result<Vec<(BlobKey, u64)>, StorageError> {
+        let store = self.store.clone();
+        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let listed = self.run(async move {
+            let mut out = Vec::new();
+            let mut objects = store.list(prefix.as_ref());
+            while let Some(meta) = objects.next().await {
+                let meta = meta?;
+                out.push((
+                    meta.location.to_string(),
+                    meta.last_modified.timestamp_millis(),
+                ));
+            }
+            Ok::<_, object_store::Error>(out)
+        })?;
+        let listed = listed.map_err(object_error("listing", &self.prefix))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(location, ms)| {
+                let key = location.strip_prefix(&strip)?.to_string();
+                Some((BlobKey(key), u64::try_from(ms).unwrap_or(0)))
+            })
+            .collect())
+    }
+
     fn delete(&self, key: &BlobKey) -> Result<(), StorageError> {
         let (store, location) = (self.store.clone(), self.path(key));
         match self.run(async move { store.delete(&location).await })? {

@@ -403,7 +403,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -44,7 +44,7 @@ pub(crate) fn s3_tool(port: u16, args: &[&str]) -> String {
 }
 
 /// Object keys under `prefix` in the bucket.
-fn objects(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
+pub(crate) fn objects(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
     s3_tool(port, &["list", bucket, prefix])
         .lines()
         .map(str::to_string)

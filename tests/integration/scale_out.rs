@@ -8,7 +8,7 @@ use std::thread;
 
 use serde_json::Value;
 
-use crate::blobs_s3::{moto, s3_tool};
+use crate::blobs_s3::{moto, objects, s3_tool};
 use crate::corrections::qido_uids;
 use crate::routing::Peer;
 use crate::support::*;
@@ -299,6 +299,34 @@ fn two_nodes_share_one_database_and_one_bucket() {
         "the late study delivered after node A died",
         |_| imaging_studies(&ehr).iter().any(|(s, _)| *s == late_study),
         &b,
+    );
+
+    // An object no record names (as a node dying between upload and commit leaves): `pacs
+    // verify --sweep-orphans-older-than` removes it, and only it and its like.
+    s3_tool(s3_port, &["put", "pacs-nodes", "site/zz/orphan.dcm"]);
+    let out = run(crate::security::pacs()
+        .args(["verify", "--config"])
+        .arg(&config_b)
+        .arg("--data")
+        .arg(&data_b)
+        .args(["--sweep-orphans-older-than", "0"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("orphan removed: zz/orphan.dcm"),
+        "{printed}"
+    );
+    let left = objects(s3_port, "pacs-nodes", "site/");
+    assert!(!left.iter().any(|k| k.ends_with("orphan.dcm")));
+    assert_eq!(
+        left.len().to_string(),
+        pg.query("SELECT count(*) FROM instances")
     );
 }
 

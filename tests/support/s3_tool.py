@@ -2,6 +2,7 @@
 
 usage: s3_tool.py ENDPOINT create BUCKET
        s3_tool.py ENDPOINT list BUCKET PREFIX     (prints one key per line)
+       s3_tool.py ENDPOINT put BUCKET KEY         (a small object)
 """
 import sys
 
@@ -19,6 +20,8 @@ def main() -> None:
         for page in pages:
             for obj in page.get("Contents", []):
                 print(obj["Key"])
+    elif cmd == "put":
+        s3.put_object(Bucket=bucket, Key=sys.argv[4], Body=b"not an instance")
     else:
         raise SystemExit("unknown command " + cmd)
 

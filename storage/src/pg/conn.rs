@@ -144,7 +144,7 @@ impl PgPool {
         })
     }
 
-    /// A connection taken out of the pool for a transaction (returned by [`PgPool::put_back`]).
+    /// A connection for a transaction (back to the pool when dropped, or detached).
     pub(crate) fn take(&self, context: &'static str) -> Result<Object, StorageError> {
         self.run(move |pool| async move { pool.get().await.map_err(pool_error(context)) })
     }
