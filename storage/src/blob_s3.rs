@@ -27,6 +27,10 @@ use crate::error::StorageError;
 /// Objects larger than this go up in parts.
 const MULTIPART_ABOVE: u64 = 16 << 20;
 const PART: usize = 8 << 20;
+/// How long one request is retried, and the limits of one attempt.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Chunks of a streamed read buffered ahead of the reader.
 const READ_AHEAD: usize = 4;
 
@@ -79,7 +83,20 @@ impl S3BlobStore {
         if bucket.is_empty() {
             return Err(bad(format!("{:?} names no bucket", settings.url)));
         }
+        // A bucket that is away must fail a C-STORE within seconds (0xA700: the modality
+        // sends again), not after object_store's default three minutes of retries.
+        let retry = object_store::RetryConfig {
+            backoff: object_store::BackoffConfig::default(),
+            max_retries: 3,
+            retry_timeout: RETRY_FOR,
+        };
         let mut builder = AmazonS3Builder::from_env()
+            .with_retry(retry)
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_timeout(REQUEST_TIMEOUT),
+            )
             .with_bucket_name(bucket)
             .with_allow_http(settings.allow_http)
             .with_region(settings.region.as_deref().unwrap_or("us-east-1"));

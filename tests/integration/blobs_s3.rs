@@ -14,6 +14,11 @@ use crate::support::*;
 
 pub(crate) fn moto() -> (Peer, u16) {
     let port = free_port();
+    (moto_on(port), port)
+}
+
+/// moto on `port` (again, after a simulated outage: it starts empty).
+pub(crate) fn moto_on(port: u16) -> Peer {
     // Beside the test Python (PACS_TEST_PYTHON's venv).
     let python = std::env::var_os("PACS_TEST_PYTHON")
         .map(std::path::PathBuf::from)
@@ -26,7 +31,7 @@ pub(crate) fn moto() -> (Peer, u16) {
         .expect("moto_server (scripts/setup test installs it in the venv)");
     let peer = Peer::from(child);
     wait_for_port(port, "moto_server");
-    (peer, port)
+    peer
 }
 
 /// tests/support/s3_tool.py against the S3 server (signed requests, as boto3 makes them).
@@ -51,7 +56,7 @@ pub(crate) fn objects(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn start(data: &Path, config: &Path) -> Server {
+pub(crate) fn start(data: &Path, config: &Path) -> Server {
     Server::start_with(
         data,
         ServerOptions {

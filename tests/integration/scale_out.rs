@@ -1,14 +1,15 @@
 //! Several archive nodes on one PostgreSQL database and one S3 bucket (`[index] url`,
 //! `[blobs] url`), against a throwaway PostgreSQL and moto on loopback: what one node
 //! stores the other serves, searches and lists in its change feed; an instance
-//! acknowledged by a node killed with kill -9 is still there.
+//! acknowledged by a node killed with kill -9 is still there; the database or the bucket
+//! away gives retryable answers, and the node recovers by itself.
 
 use std::path::{Path, PathBuf};
 use std::thread;
 
 use serde_json::Value;
 
-use crate::blobs_s3::{moto, objects, s3_tool};
+use crate::blobs_s3::{moto, moto_on, objects, s3_tool, start};
 use crate::corrections::qido_uids;
 use crate::routing::Peer;
 use crate::support::*;
@@ -29,20 +30,6 @@ fn node_config(dir: &Path, pg: &Postgres, s3_port: u16, ehr_port: u16) -> PathBu
     )
     .expect("config");
     config
-}
-
-fn start_node(data: &Path, config: &Path) -> Server {
-    Server::start_with(
-        data,
-        ServerOptions {
-            extra_args: &["--config", config.to_str().expect("utf-8")],
-            env: &[
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
-            ],
-            ..Default::default()
-        },
-    )
 }
 
 /// Every instance-level entry of a node's change feed: (sequence, SOP Instance UID).
@@ -184,10 +171,10 @@ fn two_nodes_share_one_database_and_one_bucket() {
     let (tmp_b, data_b) = data_dir();
     let config_a = node_config(tmp_a.path(), &pg, s3_port, ehr.port);
     let config_b = node_config(tmp_b.path(), &pg, s3_port, ehr.port);
-    let mut a = start_node(&data_a, &config_a);
+    let mut a = start(&data_a, &config_a);
     // Node A first: it runs the EHR worker, node B stands by.
     a.wait_for_log("job=worker ehr");
-    let b = start_node(&data_b, &config_b);
+    let b = start(&data_b, &config_b);
     b.wait_for_log("another node runs this job; standing by job=worker ehr");
 
     // 200 instances to each node at once (a study of two series per node, one patient),
@@ -390,4 +377,50 @@ fn a_node_refuses_for_now_while_the_database_is_away_and_recovers_by_itself() {
     let mut sent: Vec<String> = files.iter().map(|f| file_uids(f).0).collect();
     sent.sort();
     assert_eq!(sops, sent);
+}
+
+#[test]
+fn a_node_refuses_for_now_while_the_bucket_is_away() {
+    let pg = Postgres::start();
+    let (moto_peer, s3_port) = moto();
+    s3_tool(s3_port, &["create", "pacs-nodes"]);
+    let (tmp, data) = data_dir();
+    let ehr = Receiver::start(0);
+    let config = node_config(tmp.path(), &pg, s3_port, ehr.port);
+    let server = start(&data, &config);
+    let gen = tempfile::tempdir().expect("tmp");
+    let files = small_ct(gen.path(), 4, "bucket-away");
+    storescu(&server, &files[..1]);
+    let sop = file_uids(&files[0]).0;
+    let study = study_of(&files[0]);
+    let series = server.parents_of(&sop).1;
+
+    drop(moto_peer);
+    // C-STORE: 0xA700 within the retry limit, and nothing of the instance indexed.
+    let statuses = store_statuses(&server, &files[1..2]);
+    assert_eq!(statuses.len(), 1, "{}", server.log());
+    assert!(statuses[0].contains("OutOfResources"), "{statuses:?}");
+    assert_eq!(stats_tuple(&server.statistics()).3, 1);
+    // Searches still answer (the index is up); a retrieve of the file is 503, not 500.
+    assert_eq!(
+        qido_uids(&server, "/dicom-web/studies", "0020000D"),
+        [study.clone()]
+    );
+    let r = crate::corrections::fetch(
+        &server,
+        &format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}"),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    let r = crate::corrections::fetch(
+        &server,
+        &format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}"),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+
+    // The bucket is back (moto starts empty): the node stores again by itself.
+    let _moto = moto_on(s3_port);
+    s3_tool(s3_port, &["create", "pacs-nodes"]);
+    storescu(&server, &files[1..]);
+    assert_eq!(stats_tuple(&server.statistics()).3, 4);
+    assert_eq!(objects(s3_port, "pacs-nodes", "site/").len(), 3);
 }

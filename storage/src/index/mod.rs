@@ -5,6 +5,7 @@
 //! transactions and reads (`rocks*`: RocksDB). A second backend implements `IndexTxn` and
 //! `Index` and reuses the rules unchanged.
 
+pub(crate) mod codec;
 mod hierarchy;
 mod keys;
 pub(crate) mod rejection_rules;

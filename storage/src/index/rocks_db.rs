@@ -9,7 +9,6 @@ use rocksdb::{
     BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::keys::{index_prefix, uid_of_entry, value_of_entry};
 use super::{Lookup, SecondaryKey, Statistics};
@@ -242,26 +241,4 @@ impl RocksDb {
 }
 
 /// Every value is JSON: records, statistics, events, deliveries.
-pub(crate) fn encode<T: Serialize>(
-    kind: &'static str,
-    key: &str,
-    v: &T,
-) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(v).map_err(|source| StorageError::CorruptRecord {
-        kind,
-        key: key.to_string(),
-        source,
-    })
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(
-    kind: &'static str,
-    key: &str,
-    bytes: &[u8],
-) -> Result<T, StorageError> {
-    serde_json::from_slice(bytes).map_err(|source| StorageError::CorruptRecord {
-        kind,
-        key: key.to_string(),
-        source,
-    })
-}
+pub(crate) use super::codec::{decode, encode};

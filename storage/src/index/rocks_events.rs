@@ -2,8 +2,6 @@
 //! the quiet-period marks of studies that received instances or went away. Called under the
 //! index's write lock, so sequence numbers follow commit order.
 
-use std::collections::BTreeMap;
-
 use rocksdb::WriteBatch;
 
 use super::rocks_db::{decode, encode, RocksDb, CF_EVENTS, CF_META, CF_UNSTABLE};
@@ -13,9 +11,7 @@ use crate::events::{Event, NewEvent, Unstable};
 /// Key of the last sequence number given out, in `meta`.
 pub(crate) const SEQ_KEY: &[u8] = b"event_seq";
 
-/// Studies that received instances in one batch: study → (patient key, series in order of
-/// arrival).
-pub(crate) type Touched = BTreeMap<String, (String, Vec<String>)>;
+pub(crate) use super::codec::Touched;
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -254,14 +254,12 @@ impl IndexTxn for RocksTxn<'_> {
         patient_key: &str,
         series_instance_uid: &str,
     ) -> Result<(), StorageError> {
-        let (_, series) = self
-            .touched
-            .entry(study_instance_uid.to_string())
-            .or_insert_with(|| (patient_key.to_string(), Vec::new()));
-        if !series.iter().any(|s| s == series_instance_uid) {
-            series.push(series_instance_uid.to_string());
-        }
-        self.gone.retain(|s| s != study_instance_uid);
+        super::codec::touch(
+            &mut self.touched,
+            study_instance_uid,
+            patient_key,
+            series_instance_uid,
+        );
         Ok(())
     }
 

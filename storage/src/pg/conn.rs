@@ -8,8 +8,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio_postgres::NoTls;
 
 use crate::error::StorageError;
@@ -48,30 +46,8 @@ pub(crate) fn pool_error(
     move |source| StorageError::PostgresPool { context, source }
 }
 
-/// A record as stored in a `bytea` column (the same JSON the embedded index keeps).
-pub(crate) fn encode<T: Serialize>(
-    kind: &'static str,
-    key: &str,
-    value: &T,
-) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(value).map_err(|source| StorageError::CorruptRecord {
-        kind,
-        key: key.to_string(),
-        source,
-    })
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(
-    kind: &'static str,
-    key: &str,
-    bytes: &[u8],
-) -> Result<T, StorageError> {
-    serde_json::from_slice(bytes).map_err(|source| StorageError::CorruptRecord {
-        kind,
-        key: key.to_string(),
-        source,
-    })
-}
+/// Records as stored in `bytea` columns: the same JSON the embedded index keeps.
+pub(crate) use crate::index::codec::{decode, encode};
 
 impl PgPool {
     pub(crate) fn open(settings: &PgSettings) -> Result<Self, StorageError> {

@@ -64,7 +64,7 @@ pub(crate) struct PgTxn<'a> {
     stats: Option<Statistics>,
     events: Vec<NewEvent>,
     /// Quiet-period marks not sent yet: study → (patient key, series).
-    unstable: BTreeMap<String, (String, Vec<String>)>,
+    unstable: crate::index::codec::Touched,
 }
 
 impl Drop for PgTxn<'_> {
@@ -531,13 +531,12 @@ impl IndexTxn for PgTxn<'_> {
         patient_key: &str,
         series_instance_uid: &str,
     ) -> Result<(), StorageError> {
-        let (_, series) = self
-            .unstable
-            .entry(study_instance_uid.to_string())
-            .or_insert_with(|| (patient_key.to_string(), Vec::new()));
-        if !series.iter().any(|s| s == series_instance_uid) {
-            series.push(series_instance_uid.to_string());
-        }
+        crate::index::codec::touch(
+            &mut self.unstable,
+            study_instance_uid,
+            patient_key,
+            series_instance_uid,
+        );
         Ok(())
     }
 

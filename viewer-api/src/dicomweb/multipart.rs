@@ -6,8 +6,9 @@ use std::io::Read;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 /// Chunks in flight between the file reader and the socket.
@@ -140,13 +141,16 @@ pub fn single(
 }
 
 /// A 200 response whose body `produce` writes on a blocking thread, as `multipart/related`
-/// with parts of `part_type`.
-pub fn stream(
+/// with parts of `part_type`. A failure before the first part (the stored file cannot be
+/// read at all) is answered with its own status instead (503 when the bucket is away), not
+/// with a 200 that breaks off.
+pub async fn stream(
     part_type: &str,
     produce: impl FnOnce(&PartWriter) -> Result<(), StreamError> + Send + 'static,
 ) -> Response {
     let boundary = format!("pacs-{}", uuid::Uuid::new_v4().simple());
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<StreamError>();
     let content_type = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
     let writer = PartWriter {
         tx,
@@ -157,17 +161,48 @@ pub fn stream(
         Ok(()) => {
             let _ = writer.finish();
         }
+        Err(e) if writer.first.get() => {
+            // Nothing sent yet: the handler answers with a status.
+            let _ = early_tx.send(e);
+        }
         Err(e) => {
             let reason = pacs_storage::error_chain(&e);
             tracing::warn!(%reason, "multipart response ended early");
             writer.fail(reason);
         }
     });
-    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let first = match rx.recv().await {
+        Some(first) => first,
+        None => {
+            return match early_rx.await {
+                Ok(e) => early_failure(e),
+                Err(_) => crate::ApiError::Internal("the response was not produced".into())
+                    .into_response(),
+            }
+        }
+    };
+    let rest = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let body = Body::from_stream(futures_util::stream::once(async move { first }).chain(rest));
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     response
+}
+
+/// The status of a failure before any part was sent: 503 when the storage behind it is away
+/// for now, else 500.
+fn early_failure(e: StreamError) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(s) = err.downcast_ref::<pacs_storage::StorageError>() {
+            if s.is_unavailable() {
+                return crate::ApiError::Unavailable(pacs_storage::error_chain(&e)).into_response();
+            }
+        }
+        source = err.source();
+    }
+    tracing::warn!(reason = %pacs_storage::error_chain(&e), "multipart response failed before its first part");
+    crate::ApiError::Internal(pacs_storage::error_chain(&e)).into_response()
 }

@@ -260,7 +260,8 @@ pub async fn rendered(
             }
         }
         Ok(())
-    });
+    })
+    .await;
     Ok(with_warnings(response, &ignored))
 }
 

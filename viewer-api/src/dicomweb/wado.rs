@@ -330,7 +330,8 @@ pub async fn retrieve(
     }
     let mut response = multipart::stream("application/dicom", move |w| {
         write_instances(&ctx, w, &records, &syntax)
-    });
+    })
+    .await;
     if let Some(tag) = &single_tag {
         set_cache_headers(&mut response, tag);
     }
@@ -605,7 +606,8 @@ async fn send_frames(
             w.bytes(bytes)?;
         }
         Ok(())
-    });
+    })
+    .await;
     set_cache_headers(&mut response, &tag);
     Ok(response)
 }
@@ -678,7 +680,8 @@ pub async fn bulk(
     Ok(multipart::stream("application/octet-stream", move |w| {
         w.begin("application/octet-stream", None)?;
         w.bytes(bytes)
-    }))
+    })
+    .await)
 }
 
 #[cfg(test)]
