@@ -33,8 +33,11 @@ impl VerifyReport {
     }
 }
 
-/// The index and blob store `pacs verify` reads, opened beside a running server.
-fn open(settings: &StoreSettings) -> Result<(Box<dyn Index>, Arc<dyn BlobStore>), AppError> {
+/// The index and blob store `pacs verify` reads.
+type Opened = (Box<dyn Index>, Arc<dyn BlobStore>);
+
+/// Open what `pacs verify` reads, beside a running server.
+fn open(settings: &StoreSettings) -> Result<Opened, AppError> {
     // Beside a running server: the embedded index read-only, or the shared database.
     let index: Box<dyn Index> = match &settings.index {
         Some(db) => Box::new(pacs_storage::pg::PgIndex::open(db)?),

@@ -404,7 +404,7 @@ fn a_node_refuses_for_now_while_the_bucket_is_away() {
     // Searches still answer (the index is up); a retrieve of the file is 503, not 500.
     assert_eq!(
         qido_uids(&server, "/dicom-web/studies", "0020000D"),
-        [study.clone()]
+        std::slice::from_ref(&study)
     );
     let r = crate::corrections::fetch(
         &server,
