@@ -8,12 +8,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use pacs_storage::pg::testing::free_port;
 
 /// dcmtk storescp as move destination: accepts every transfer syntax, keeps bytes as received.
 struct Destination {

@@ -14,12 +14,7 @@ use crate::corrections::{fetch, studies};
 use crate::security::curl;
 use crate::support::*;
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub(crate) use pacs_storage::pg::testing::free_port;
 
 pub(crate) struct Peer(Child);
 
