@@ -141,6 +141,15 @@ pub async fn run(settings: ServeSettings) -> Result<(), AppError> {
         }
     }
     let share_secret = crate::workers::share_secret(&settings.store.data)?;
+    // Several nodes: the site's secret (the first node's), so a link made on one node
+    // opens on every other.
+    let share_secret = {
+        let (store, own) = (store.clone(), share_secret.clone());
+        tokio::task::spawn_blocking(move || store.secrets.shared_secret("share", &own))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))??
+            .unwrap_or(share_secret)
+    };
     let auth_required = authenticator.required;
     let mut api = pacs_viewer_api::ApiState::new(
         store.clone(),

@@ -61,6 +61,8 @@ pub struct Store {
     pub pseudonyms: Arc<dyn PseudonymTable>,
     /// Jobs that run on one node at a time.
     pub leases: Arc<dyn crate::lease::Leases>,
+    /// Secrets all nodes of a site hold alike.
+    pub secrets: Arc<dyn crate::lease::SharedSecrets>,
     pub blobs: Arc<dyn BlobStore>,
     pub ingestor: Ingestor,
     /// Tamper-evident record of every access and change (its own RocksDB in `<dir>/audit`).
@@ -79,11 +81,12 @@ struct IndexTables {
     commitments: Arc<dyn Commitments>,
     pseudonyms: Arc<dyn PseudonymTable>,
     leases: Arc<dyn crate::lease::Leases>,
+    secrets: Arc<dyn crate::lease::SharedSecrets>,
 }
 
 #[cfg(feature = "rocksdb")]
 impl IndexTables {
-    fn from<T>(backend: Arc<T>, leases: Arc<dyn crate::lease::Leases>) -> Self
+    fn from<T, L>(backend: Arc<T>, leases: Arc<L>) -> Self
     where
         T: Index
             + Outbox
@@ -93,8 +96,10 @@ impl IndexTables {
             + Commitments
             + PseudonymTable
             + 'static,
+        L: crate::lease::Leases + crate::lease::SharedSecrets + 'static,
     {
         IndexTables {
+            secrets: leases.clone(),
             leases,
             index: backend.clone(),
             outbox: backend.clone(),
@@ -153,6 +158,7 @@ impl Store {
             commitments,
             pseudonyms,
             leases,
+            secrets,
         } = tables;
         let files: Arc<dyn BlobStore> = match &options.blobs {
             #[cfg(feature = "s3")]
@@ -179,6 +185,7 @@ impl Store {
             commitments,
             pseudonyms,
             leases,
+            secrets,
             blobs,
             ingestor,
             audit,

@@ -235,6 +235,22 @@ fn two_nodes_share_one_database_and_one_bucket() {
         assert_eq!(dataset_bytes(f), dataset_bytes(sent), "{}", f.display());
     }
 
+    // A research link made on node A opens on node B (one signing secret for the site).
+    let made = crate::security::curl(
+        &format!(
+            "http://127.0.0.1:{}/api/studies/{study_a}/share?profile=basic&project=nodes&hours=1",
+            a.http_port
+        ),
+        "POST",
+        None,
+        &[],
+    );
+    assert_eq!(made.status, 200, "{}", made.text());
+    let url = made.json()["url"].as_str().expect("url").to_string();
+    let path = &url[url.find("/api/research/").expect("research path")..];
+    let (status, _) = b.http(path);
+    assert_eq!(status, 200, "a link made on A, opened on B");
+
     // The EHR hears of each study once, from one of the nodes.
     ehr.wait(
         "an ImagingStudy per study",

@@ -12,7 +12,7 @@ use tokio_postgres::NoTls;
 use super::conn::{pg_error, PgPool};
 use super::PgIndex;
 use crate::error::StorageError;
-use crate::lease::{Lease, Leases};
+use crate::lease::{Lease, Leases, SharedSecrets};
 
 const PING_EVERY: Duration = Duration::from_secs(2);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,4 +81,18 @@ fn acquire(pool: &PgPool, job: &str) -> Result<Option<Box<dyn Lease>>, StorageEr
             Box::new(PgLease { alive, _stop: stop }) as Box<dyn Lease>
         ))
     })
+}
+
+impl SharedSecrets for PgIndex {
+    fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        // The first node's candidate wins; every later one reads it.
+        let rows = self.rows(
+            "reading a shared secret",
+            "WITH put AS (INSERT INTO secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING value) \
+             SELECT value FROM put UNION ALL SELECT value FROM secrets WHERE name = $1",
+            vec![Box::new(name.to_string()), Box::new(candidate.to_vec())],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
 }

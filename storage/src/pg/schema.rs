@@ -156,6 +156,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX events_by_seq ON events (seq);
     CREATE INDEX events_unnumbered ON events (id) WHERE seq IS NULL;
     "#,
+    // 3: secrets every node signs and checks with (share and research links).
+    r#"
+    CREATE TABLE secrets (
+        name text COLLATE "C" PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    "#,
 ];
 
 /// Bring the database to this build's schema.
