@@ -4,7 +4,10 @@
 
 use pacs_storage::index::RocksIndex;
 use pacs_storage::integrity::{self, IntegrityProblem};
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use pacs_storage::InstanceRecord;
 
 use pacs_storage::blob_crypto::EncryptedBlobStore;
 use pacs_storage::key_check::check_blob_key;
@@ -21,6 +24,8 @@ const PAGE: usize = 1000;
 pub struct VerifyReport {
     pub checked: u64,
     pub problems: Vec<(String, IntegrityProblem)>,
+    /// With a sweep: the blobs listed and the orphans removed.
+    pub orphans: Option<crate::orphans::OrphanReport>,
 }
 
 impl VerifyReport {
@@ -59,23 +64,44 @@ fn open(settings: &StoreSettings) -> Result<Opened, AppError> {
     Ok((index, blobs))
 }
 
-pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
+/// Check every instance; with `sweep_orphans_older_than` (seconds), also remove the blobs
+/// no record names, found in the same walk over the index.
+pub fn verify(
+    settings: &StoreSettings,
+    sweep_orphans_older_than: Option<u64>,
+) -> Result<VerifyReport, AppError> {
     let (index, blobs) = open(settings)?;
     let mut report = VerifyReport::default();
+    // Listed before the records are read: a blob committed meanwhile is then named by them.
+    let listed = match sweep_orphans_older_than {
+        Some(_) => Some(blobs.list()?),
+        None => None,
+    };
+    let mut named: HashSet<String> = HashSet::new();
+    let mut note = |rec: &InstanceRecord| {
+        if listed.is_some() {
+            named.extend(rec.all_blobs().map(|k| k.0.clone()));
+        }
+    };
     let mut after: Option<String> = None;
     loop {
         let uids = index.list_instances(after.as_deref(), PAGE)?;
         let Some(last) = uids.last().cloned() else {
             break;
         };
-        let results: Vec<(String, Result<(), IntegrityProblem>)> = uids
+        type Checked = (String, Option<InstanceRecord>, Result<(), IntegrityProblem>);
+        let results: Vec<Checked> = uids
             .into_par_iter()
             .filter_map(|uid| match index.instance(&uid) {
-                Ok(Some(rec)) => Some((uid, integrity::check(blobs.as_ref(), &rec))),
+                Ok(Some(rec)) => {
+                    let r = integrity::check(blobs.as_ref(), &rec);
+                    Some((uid, Some(rec), r))
+                }
                 // Deleted between the listing and the read.
                 Ok(None) => None,
                 Err(e) => Some((
                     uid,
+                    None,
                     Err(IntegrityProblem::Unreadable {
                         key: "(index record)".into(),
                         reason: e.to_string(),
@@ -83,8 +109,11 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
                 )),
             })
             .collect();
-        for (uid, r) in results {
+        for (uid, rec, r) in results {
             report.checked += 1;
+            if let Some(rec) = &rec {
+                note(rec);
+            }
             if let Err(p) = r {
                 report.problems.push((uid, p));
             }
@@ -99,6 +128,7 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
             break;
         };
         after = Some(last.record.sop_instance_uid.clone());
+        page.iter().for_each(|r| note(&r.record));
         let results: Vec<(String, Result<(), IntegrityProblem>)> = page
             .into_par_iter()
             .map(|r| {
@@ -113,20 +143,26 @@ pub fn verify(settings: &StoreSettings) -> Result<VerifyReport, AppError> {
             }
         }
     }
+    if let (Some(listed), Some(secs)) = (listed, sweep_orphans_older_than) {
+        report.orphans = Some(crate::orphans::remove(
+            blobs.as_ref(),
+            listed,
+            &named,
+            secs.saturating_mul(1000),
+        )?);
+    }
     Ok(report)
 }
 
 /// Run `pacs verify` and print its report; an error when anything changed or vanished.
-/// With `sweep_orphans_older_than`, blobs nothing refers to are removed first.
+/// With `sweep_orphans_older_than`, blobs nothing refers to are removed too.
 pub fn run(
     settings: &StoreSettings,
     sweep_orphans_older_than: Option<u64>,
 ) -> Result<(), AppError> {
     let started = std::time::Instant::now();
-    if let Some(secs) = sweep_orphans_older_than {
-        let (index, blobs) = open(settings)?;
-        let swept =
-            crate::orphans::sweep(index.as_ref(), blobs.as_ref(), secs.saturating_mul(1000))?;
+    let report = verify(settings, sweep_orphans_older_than)?;
+    if let (Some(swept), Some(secs)) = (&report.orphans, sweep_orphans_older_than) {
         for key in &swept.removed {
             println!("orphan removed: {key}");
         }
@@ -136,7 +172,6 @@ pub fn run(
             swept.removed.len()
         );
     }
-    let report = verify(settings)?;
     for (uid, problem) in &report.problems {
         println!("{uid}: {problem}");
     }
