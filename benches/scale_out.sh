@@ -28,11 +28,13 @@ fi
 WORK="${BENCH_DIR:-/tmp/pacs-scale-bench}"
 mkdir -p "$WORK"
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+TMP="$WORK/run"; mkdir -p "$TMP"   # removed on exit by common.sh's cleanup
+# cleanup (every process in PIDS) and start_pacs
+. "$(dirname "$0")/common.sh"
+stop_pg() {
   [ -n "${PGDIR:-}" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDIR/cluster" -m fast stop >/dev/null 2>&1 || true
 }
-trap cleanup EXIT
+trap 'cleanup; stop_pg' EXIT
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 SRC="$WORK/ct-$N"
@@ -65,18 +67,10 @@ S3PORT=$(free_port)
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3PORT" && break; sleep 0.1; done
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 
-start_pacs() { # NAME CONFIG -> sets PORT HPORT PID
-  local data="$WORK/data-$1" log="$WORK/$1.log"
-  rm -rf "$data"
-  PACS_LOG=warn,pacs::server=info "$BIN" serve --config "$2" --data "$data" \
-    --dicom-port 0 --http-port 0 2>"$log" & PID=$!; PIDS+=("$PID")
-  PORT=""; HPORT=""
-  for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/.*DICOM listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -1)
-    HPORT=$(sed -n 's/.*HTTP listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -1)
-    [ -n "$PORT" ] && [ -n "$HPORT" ] && return 0; sleep 0.1
-  done
-  echo "pacs $1 did not start:" >&2; tail -20 "$log" >&2; exit 1
+# node NAME CONFIG: pacs with that config, data in $TMP/NAME; sets PORT HPORT PID
+node() {
+  start_pacs "$BIN" "$TMP/data-$1" "$TMP/$1.log" --config "$2"
+  PORT=$PACS_DICOM; HPORT=$PACS_HTTP; PID=$PACS_PID
 }
 
 # send AE PORT PARTS...: one storescu association per share, all at once; prints seconds
@@ -113,7 +107,7 @@ row() { RESULT["$1"]="$2"; printf '%-44s %8.0f instances/s  (%.1f s)\n' "$1" "$(
 
 # 1. embedded default
 echo "" > "$WORK/embedded.toml"
-start_pacs embedded "$WORK/embedded.toml"
+node embedded "$WORK/embedded.toml"
 row "pacs embedded (RocksDB + files)" "$(send PACS "$PORT" part0 part1 part2 part3)"
 [ "$(held "$HPORT")" = "$N" ] || { echo "embedded holds $(held "$HPORT")" >&2; exit 1; }
 kill -TERM "$PID"; wait "$PID" || true
@@ -121,7 +115,7 @@ kill -TERM "$PID"; wait "$PID" || true
 # 2. PostgreSQL + files, one node
 fresh_db pacs_files
 printf '[index]\nurl = "postgres://postgres@127.0.0.1:%s/pacs_files"\n' "$PGPORT" > "$WORK/pg-files.toml"
-start_pacs pg-files "$WORK/pg-files.toml"
+node pg-files "$WORK/pg-files.toml"
 row "pacs PostgreSQL + files, 1 node" "$(send PACS "$PORT" part0 part1 part2 part3)"
 [ "$(held "$HPORT")" = "$N" ] || { echo "pg-files holds $(held "$HPORT")" >&2; exit 1; }
 kill -TERM "$PID"; wait "$PID" || true
@@ -133,14 +127,14 @@ s3_config() { # DB BUCKET FILE
     "$PGPORT" "$1" "$2" "$S3PORT" > "$3"
 }
 fresh_db pacs_s3; s3_config pacs_s3 bench-one "$WORK/pg-s3.toml"
-start_pacs pg-s3 "$WORK/pg-s3.toml"
+node pg-s3 "$WORK/pg-s3.toml"
 row "pacs PostgreSQL + S3 (moto), 1 node" "$(send PACS "$PORT" part0 part1 part2 part3)"
 [ "$(held "$HPORT")" = "$N" ] || { echo "pg-s3 holds $(held "$HPORT")" >&2; exit 1; }
 kill -TERM "$PID"; wait "$PID" || true
 
 fresh_db pacs_two; s3_config pacs_two bench-two "$WORK/pg-two.toml"
-start_pacs node-a "$WORK/pg-two.toml"; PORT_A=$PORT; PID_A=$PID
-start_pacs node-b "$WORK/pg-two.toml"; PORT_B=$PORT; PID_B=$PID; HPORT_B=$HPORT
+node node-a "$WORK/pg-two.toml"; PORT_A=$PORT; PID_A=$PID
+node node-b "$WORK/pg-two.toml"; PORT_B=$PORT; PID_B=$PID; HPORT_B=$HPORT
 row "pacs PostgreSQL + S3 (moto), 2 nodes" "$(send2 "$PORT_A" "$PORT_B")"
 [ "$(held "$HPORT_B")" = "$N" ] || { echo "two nodes hold $(held "$HPORT_B")" >&2; exit 1; }
 kill -TERM "$PID_A" "$PID_B"; wait "$PID_A" "$PID_B" || true
@@ -183,7 +177,7 @@ fi
 PACS_INDEX_URL="postgres://postgres@127.0.0.1:$PGPORT/$DB" \
   cargo bench --locked -q --bench qr_populate -- "$WORK/qr-unused" "$STUDIES" 10
 printf '[index]\nurl = "postgres://postgres@127.0.0.1:%s/%s"\n' "$PGPORT" "$DB" > "$WORK/qr.toml"
-start_pacs qr "$WORK/qr.toml"
+node qr "$WORK/qr.toml"
 cargo bench --locked -q --bench cfind_latency -- "$PORT" 100
 $PY benches/qido_latency.py "$HPORT" 100
 kill -TERM "$PID"; wait "$PID" || true
