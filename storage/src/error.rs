@@ -57,7 +57,7 @@ pub enum StorageError {
     BatchFailed { detail: String, out_of_space: bool },
     /// PostgreSQL refused a statement or the connection broke.
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL: {context}: {source}")]
+    #[error("PostgreSQL: {context}: {}", chain(.source))]
     Postgres {
         context: &'static str,
         #[source]
@@ -65,7 +65,7 @@ pub enum StorageError {
     },
     /// No connection to PostgreSQL could be had (server away, pool exhausted).
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL unavailable: {context}: {source}")]
+    #[error("PostgreSQL unavailable: {context}: {}", chain(.source))]
     PostgresPool {
         context: &'static str,
         #[source]
@@ -201,4 +201,21 @@ pub enum IntegrityProblem {
     },
     #[error("blob {0} has no recorded checksum (stored before integrity checks)")]
     NoChecksum(String),
+}
+
+/// An error and its causes on one line: tokio-postgres shows only "db error" for a server
+/// error and keeps the server's message (and a TLS failure's reason) in the source.
+#[cfg(feature = "postgres")]
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -349,9 +349,11 @@ fn store_statuses(server: &Server, files: &[PathBuf]) -> Vec<String> {
     store_response_statuses(&String::from_utf8_lossy(&out.stderr))
 }
 
+/// The database is reached as a site's would be: over TLS, verify-full, with a client
+/// certificate (the cluster takes nothing else), also when the node reconnects.
 #[test]
 fn a_node_refuses_for_now_while_the_database_is_away_and_recovers_by_itself() {
-    let pg = Postgres::start();
+    let pg = Postgres::start_tls();
     let (tmp, data) = data_dir();
     let config = tmp.path().join("pacs.toml");
     std::fs::write(&config, format!("[index]\nurl = \"{}\"\n", pg.url())).expect("config");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Test PKI for the TLS tests: a CA, a server certificate for 127.0.0.1/localhost and four
-# client certificates (a DICOM node, an HTTPS service account, one with a CN hidden in its
+# Test PKI for the TLS tests: a CA, a server certificate for 127.0.0.1/localhost and five
+# client certificates (a database client, a DICOM node, an HTTPS service account, one with a CN hidden in its
 # subjectAltName, one naming a person), all signed by the CA,
 # plus a client certificate from a second, untrusted CA. Usage: make_certs.sh DIR
 set -euo pipefail
@@ -29,5 +29,7 @@ leaf rogue ROGUE rogue-ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALS
 # The certificate-field trick: subject CN=svc-tech, and a subjectAltName directoryName with
 # CN=svc-admin, as a CA that copies requested SANs would sign it.
 leaf tech svc-tech ca "subjectAltName=dirName:dir_sect\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n[dir_sect]\nCN=svc-admin"
+# The archive's client certificate for PostgreSQL (pg_hba `cert`: CN = database user).
+leaf db-client postgres ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 # A person's name on a certificate (an admin with password + TOTP).
 leaf alice alice ca "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"

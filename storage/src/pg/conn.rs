@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::tls;
 
 use crate::error::StorageError;
 
@@ -22,6 +25,7 @@ pub(crate) struct PgPool {
     pool: Pool,
     /// For connections outside the pool (leases).
     config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -46,28 +50,31 @@ pub(crate) fn pool_error(
     move |source| StorageError::PostgresPool { context, source }
 }
 
+async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "unpooled PostgreSQL connection ended");
+    }
+}
+
 /// Records as stored in `bytea` columns: the same JSON the embedded index keeps.
 pub(crate) use crate::index::codec::{decode, encode};
 
 impl PgPool {
     pub(crate) fn open(settings: &PgSettings) -> Result<Self, StorageError> {
-        let config: tokio_postgres::Config = settings
-            .url
-            .parse()
-            .map_err(|e| StorageError::IndexConfig(format!("[index] url: {e}")))?;
+        let tls::Target { config, tls } = tls::target(&settings.url)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("pacs-pg")
             .enable_all()
             .build()
             .map_err(|e| StorageError::io("starting the PostgreSQL runtime", "", e))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(config.clone(), NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(settings.max_connections.max(2))
             .runtime(Runtime::Tokio1)
@@ -79,12 +86,33 @@ impl PgPool {
         Ok(PgPool {
             pool,
             config,
+            tls,
             runtime: Some(runtime),
         })
     }
 
-    pub(crate) fn config(&self) -> &tokio_postgres::Config {
-        &self.config
+    /// A connection of its own, outside the pool, over the same TLS as the pool's (call
+    /// on the index's runtime: its I/O runs as a task there until the client is dropped).
+    pub(crate) fn connect_unpooled(
+        &self,
+    ) -> impl Future<Output = Result<tokio_postgres::Client, tokio_postgres::Error>> + Send + 'static
+    {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        async move {
+            match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(drive(connection));
+                    Ok(client)
+                }
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(drive(connection));
+                    Ok(client)
+                }
+            }
+        }
     }
 
     /// Run `work` on the index's runtime and wait for its answer.

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
-
 use super::conn::{pg_error, PgPool};
 use super::PgIndex;
 use crate::error::StorageError;
@@ -36,18 +34,10 @@ impl Leases for PgIndex {
 }
 
 fn acquire(pool: &PgPool, job: &str) -> Result<Option<Box<dyn Lease>>, StorageError> {
-    let config = pool.config().clone();
+    let connect = pool.connect_unpooled();
     let job = format!("pacs job {job}");
     pool.run(move |_| async move {
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(pg_error("connecting for a lease"))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "lease connection ended");
-            }
-        });
+        let client = connect.await.map_err(pg_error("connecting for a lease"))?;
         let row = client
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",

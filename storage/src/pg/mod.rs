@@ -13,6 +13,7 @@ mod secondary;
 mod side_tables;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod tls;
 mod txn;
 
 pub use conn::PgSettings;

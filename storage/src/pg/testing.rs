@@ -53,6 +53,7 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    tls: bool,
 }
 
 fn is_root() -> bool {
@@ -79,6 +80,23 @@ impl Postgres {
     }
 
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A cluster that takes connections over TLS only, from clients with a certificate
+    /// (pg_hba `hostssl ... cert`): the test PKI of `tests/support/make_certs.sh` is in
+    /// [`Postgres::certs`] (`ca.pem`, `rogue-ca.pem`, `db-client.pem`/`.key` for the
+    /// `postgres` user; the server's certificate names localhost and 127.0.0.1).
+    pub fn start_tls() -> Postgres {
+        Self::start_with(true)
+    }
+
+    /// The test PKI of a [`Postgres::start_tls`] cluster.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::tempdir().expect("tmp");
         let bin = server_bin();
         if is_root() {
@@ -88,6 +106,7 @@ impl Postgres {
             port: free_port(),
             bin,
             dir,
+            tls,
         };
         let out = run(pg
             .as_owner("initdb")
@@ -107,23 +126,63 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if tls {
+            pg.require_tls();
+        }
         pg.ctl_start();
-        let out = run(Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-p",
-                &pg.port.to_string(),
-            ])
-            .args(["-c", "CREATE DATABASE pacs"]));
+        let out = run(pg.psql("postgres").args(["-c", "CREATE DATABASE pacs"]));
         assert!(
             out.status.success(),
             "createdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         pg
+    }
+
+    /// psql over the cluster's Unix socket (trusted, TLS or not).
+    fn psql(&self, database: &str) -> Command {
+        let mut cmd = Command::new("psql");
+        cmd.arg("-h")
+            .arg(self.dir.path())
+            .args(["-U", "postgres", "-d", database, "-At"])
+            .args(["-p", &self.port.to_string()]);
+        cmd
+    }
+
+    fn require_tls(&self) {
+        let certs = self.certs();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/support/make_certs.sh"
+        );
+        let out = run(Command::new("bash").arg(script).arg(&certs));
+        assert!(
+            out.status.success(),
+            "make_certs.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if is_root() {
+            run(Command::new("chown").args(["-R", "postgres"]).arg(&certs));
+        }
+        // PostgreSQL refuses a key others can read; libpq-style clients too.
+        for key in ["server.key", "db-client.key"] {
+            run(Command::new("chmod").arg("600").arg(certs.join(key)));
+        }
+        let conf = format!(
+            "ssl = on\nssl_cert_file = '{0}/server.pem'\nssl_key_file = '{0}/server.key'\n\
+             ssl_ca_file = '{0}/ca.pem'\n",
+            certs.display()
+        );
+        let cluster = self.cluster();
+        let mut settings =
+            std::fs::read_to_string(cluster.join("postgresql.conf")).expect("postgresql.conf");
+        settings.push_str(&conf);
+        std::fs::write(cluster.join("postgresql.conf"), settings).expect("postgresql.conf");
+        std::fs::write(
+            cluster.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+        )
+        .expect("pg_hba.conf");
     }
 
     fn cluster(&self) -> PathBuf {
@@ -177,15 +236,23 @@ impl Postgres {
         }
     }
 
+    /// The archive's URL: over TLS with the client certificate for a TLS cluster.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/pacs", self.port)
+        let url = format!("postgres://postgres@127.0.0.1:{}/pacs", self.port);
+        if !self.tls {
+            return url;
+        }
+        let certs = self.certs();
+        format!(
+            "{url}?sslmode=verify-full&sslrootcert={0}/ca.pem&sslcert={0}/db-client.pem\
+             &sslkey={0}/db-client.key",
+            certs.display()
+        )
     }
 
     /// One value from a SQL query, through psql.
     pub fn query(&self, sql: &str) -> String {
-        let out = run(Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "pacs", "-At"])
-            .args(["-p", &self.port.to_string(), "-c", sql]));
+        let out = run(self.psql("pacs").args(["-c", sql]));
         assert!(
             out.status.success(),
             "psql {sql}: {}",
