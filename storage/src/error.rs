@@ -32,7 +32,7 @@ pub enum StorageError {
         kind: &'static str,
         key: String,
         #[source]
-        source: serde_json::Error,
+        source: crate::index::codec::CodecError,
     },
     #[error("unreadable {what}: {detail}")]
     CorruptBlob { what: String, detail: String },

@@ -47,6 +47,7 @@ pub mod worklist;
 pub use blob::{BlobKey, BlobStore, FsBlobStore, StagedBlob};
 pub use error::{IngestError, StorageError};
 pub use events::{Delivery, DeliveryState, Event, EventKind, Flag, Flags, Outbox, Severity};
+pub use index::codec::CodecError;
 #[cfg(feature = "rocksdb")]
 pub use index::RocksIndex;
 pub use index::{Index, SecondaryKey, Statistics};
