@@ -12,7 +12,8 @@ PY=.venv/bin/python
 [ -x "$PY" ] || scripts/setup test
 WORK="${BENCH_DIR:-/tmp/pacs-qr-bench}"
 mkdir -p "$WORK"
-DATA="$WORK/data-$STUDIES"
+# Kept between runs; the name changes when the stored record encoding does (v2: MessagePack).
+DATA="$WORK/data-v2-$STUDIES"
 # PACS_BIN: the server binary to measure (default target/release/pacs), e.g. an older build
 # for an A/B; the index, the clients and the populate step come from this tree.
 BIN="${PACS_BIN:-target/release/pacs}"
@@ -22,11 +23,16 @@ cargo bench --locked -q --bench qr_populate -- "$DATA" "$STUDIES" 10
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DEST_PORT=$(free_port)
+# No workers: the built-in analyzers would be working through the populated studies while
+# the queries are timed.
 cat > "$WORK/pacs.toml" <<TOML
 [[nodes]]
 ae_title = "DEST"
 host = "127.0.0.1"
 port = $DEST_PORT
+
+[workers]
+quality = false
 TOML
 
 start_pacs() { # DATA_DIR -> sets PID PORT

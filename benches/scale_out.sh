@@ -170,13 +170,17 @@ ratio "pacs embedded (RocksDB + files)"
 echo "($N instances of 512x512 16-bit CT over 4 associations, $(nproc) cores)"
 
 # 5. Query latency on PostgreSQL at STUDIES studies x 10 instances.
-DB="pacs_qr_$STUDIES"
+# Kept between runs; the name changes when the stored record encoding does (v2: MessagePack).
+DB="pacs_qr_v2_$STUDIES"
 if [ "$(psql_ -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != 1 ]; then
   psql_ -c "CREATE DATABASE $DB"
 fi
 PACS_INDEX_URL="postgres://postgres@127.0.0.1:$PGPORT/$DB" \
   cargo bench --locked -q --bench qr_populate -- "$WORK/qr-unused" "$STUDIES" 10
-printf '[index]\nurl = "postgres://postgres@127.0.0.1:%s/%s"\n' "$PGPORT" "$DB" > "$WORK/qr.toml"
+# No workers: the built-in analyzers would be working through the populated studies while
+# the queries are timed.
+printf '[index]\nurl = "postgres://postgres@127.0.0.1:%s/%s"\n[workers]\nquality = false\n' \
+  "$PGPORT" "$DB" > "$WORK/qr.toml"
 node qr "$WORK/qr.toml"
 cargo bench --locked -q --bench cfind_latency -- "$PORT" 100
 $PY benches/qido_latency.py "$HPORT" 100

@@ -56,7 +56,7 @@ async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection
     }
 }
 
-/// Records as stored in `bytea` columns: the same JSON the embedded index keeps.
+/// Records as stored in `bytea` columns: the same encoding the embedded index keeps.
 pub(crate) use crate::index::codec::{decode, encode};
 
 impl PgPool {
