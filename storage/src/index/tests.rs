@@ -403,4 +403,18 @@ fn the_outbox_records_changes_in_commit_order_with_stability_and_deliveries(inde
         .deliveries(Some("billing"), None, 10)
         .expect("list")
         .is_empty());
+
+    // An operator's retry: taken once, by its worker only.
+    assert!(index.take_retries("ehr").expect("none yet").is_empty());
+    done.state = DeliveryState::Dead;
+    index.put_delivery(&done).expect("dead");
+    let again = index.retry("ehr", 1).expect("retry").expect("exists");
+    assert_eq!(again.state, DeliveryState::Pending);
+    assert!(index
+        .take_retries("billing")
+        .expect("other worker")
+        .is_empty());
+    let taken = index.take_retries("ehr").expect("take");
+    assert_eq!(taken.iter().map(|d| d.seq).collect::<Vec<_>>(), [1]);
+    assert!(index.take_retries("ehr").expect("taken once").is_empty());
 }

@@ -206,6 +206,16 @@ impl Outbox for PgIndex {
     }
 
     fn take_retries(&self, worker: &str) -> Result<Vec<Delivery>, StorageError> {
+        // Asked every poll of every worker's dispatcher: a plain read when nothing waits,
+        // the write transaction only when something does.
+        let waiting = self.rows(
+            "looking for retries",
+            "SELECT 1 FROM retries WHERE worker = $1 LIMIT 1",
+            vec![Box::new(worker.to_string())],
+        )?;
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(|txn| {
             let rows = txn.query(
                 "taking retries",
