@@ -254,12 +254,14 @@ impl IndexTxn for RocksTxn<'_> {
         patient_key: &str,
         series_instance_uid: &str,
     ) -> Result<(), StorageError> {
-        super::codec::touch(
+        super::touched::touch(
             &mut self.touched,
             study_instance_uid,
             patient_key,
             series_instance_uid,
         );
+        // Marked again after being forgotten in this transaction: the mark stands.
+        self.gone.retain(|s| s != study_instance_uid);
         Ok(())
     }
 
