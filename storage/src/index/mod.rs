@@ -10,6 +10,7 @@ mod hierarchy;
 mod keys;
 pub(crate) mod rejection_rules;
 pub(crate) mod rules;
+pub(crate) mod touched;
 pub(crate) mod txn;
 // The embedded backend (left out of builds without RocksDB, e.g. fuzzing).
 #[cfg(feature = "rocksdb")]

@@ -240,5 +240,5 @@ impl RocksDb {
     }
 }
 
-/// Every value is JSON: records, statistics, events, deliveries.
+/// Every value (records, statistics, events, deliveries) in the index's one encoding.
 pub(crate) use super::codec::{decode, encode};

@@ -11,7 +11,7 @@ use crate::events::{Event, NewEvent, Unstable};
 /// Key of the last sequence number given out, in `meta`.
 pub(crate) const SEQ_KEY: &[u8] = b"event_seq";
 
-pub(crate) use super::codec::Touched;
+pub(crate) use super::touched::Touched;
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

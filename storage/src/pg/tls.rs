@@ -30,9 +30,9 @@ pub(crate) struct Target {
     pub tls: Option<MakeRustlsConnect>,
 }
 
+/// What a TLS session checks of the server (no TLS at all is `None` where a mode is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    Off,
     Require,
     VerifyCa,
     VerifyFull,
@@ -82,12 +82,12 @@ fn split_url(url: &str) -> Result<(String, SslParams), StorageError> {
     Ok((url, params))
 }
 
-fn mode(value: Option<&str>) -> Result<Mode, StorageError> {
+fn mode(value: Option<&str>) -> Result<Option<Mode>, StorageError> {
     Ok(match value {
-        None | Some("disable" | "allow" | "prefer") => Mode::Off,
-        Some("require") => Mode::Require,
-        Some("verify-ca") => Mode::VerifyCa,
-        Some("verify-full") => Mode::VerifyFull,
+        None | Some("disable" | "allow" | "prefer") => None,
+        Some("require") => Some(Mode::Require),
+        Some("verify-ca") => Some(Mode::VerifyCa),
+        Some("verify-full") => Some(Mode::VerifyFull),
         Some(other) => {
             return Err(invalid(format!(
                 "sslmode={other}: one of disable, prefer, require, verify-ca, verify-full"
@@ -101,7 +101,7 @@ pub(crate) fn target(url: &str) -> Result<Target, StorageError> {
     let (url, ssl) = split_url(url)?;
     let mode = mode(ssl.mode.as_deref())?;
     let mut config: tokio_postgres::Config = url.parse().map_err(invalid)?;
-    if mode == Mode::Off {
+    let Some(mode) = mode else {
         if ssl.root.is_some() || ssl.cert.is_some() {
             return Err(invalid(
                 "sslrootcert/sslcert given but sslmode asks for no TLS (use verify-full)",
@@ -109,7 +109,7 @@ pub(crate) fn target(url: &str) -> Result<Target, StorageError> {
         }
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         return Ok(Target { config, tls: None });
-    }
+    };
     config.ssl_mode(tokio_postgres::config::SslMode::Require);
     let client = client_config(mode, &ssl)?;
     Ok(Target {
@@ -121,7 +121,7 @@ pub(crate) fn target(url: &str) -> Result<Target, StorageError> {
 fn client_config(mode: Mode, ssl: &SslParams) -> Result<rustls::ClientConfig, StorageError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = match (mode, ssl.root.as_deref()) {
-        (Mode::Off | Mode::Require, None) => {
+        (Mode::Require, None) => {
             tracing::warn!(
                 "[index] url: sslmode=require without sslrootcert encrypts but does not \
                  authenticate the database server (use verify-full)"
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(ssl.root.as_deref(), Some("/etc/ca.pem"));
         let (url, ssl) = split_url("postgres://db/pacs?sslmode=disable").expect("split");
         assert_eq!(url, "postgres://db/pacs");
-        assert_eq!(mode(ssl.mode.as_deref()).expect("mode"), Mode::Off);
+        assert_eq!(mode(ssl.mode.as_deref()).expect("mode"), None);
     }
 
     #[test]

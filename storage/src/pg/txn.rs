@@ -64,7 +64,7 @@ pub(crate) struct PgTxn<'a> {
     stats: Option<Statistics>,
     events: Vec<NewEvent>,
     /// Quiet-period marks not sent yet: study → (patient key, series).
-    unstable: crate::index::codec::Touched,
+    unstable: crate::index::touched::Touched,
 }
 
 impl Drop for PgTxn<'_> {
@@ -531,7 +531,7 @@ impl IndexTxn for PgTxn<'_> {
         patient_key: &str,
         series_instance_uid: &str,
     ) -> Result<(), StorageError> {
-        crate::index::codec::touch(
+        crate::index::touched::touch(
             &mut self.unstable,
             study_instance_uid,
             patient_key,
